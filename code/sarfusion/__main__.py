@@ -1,0 +1,3 @@
+from sarfusion.cli import main
+
+raise SystemExit(main())

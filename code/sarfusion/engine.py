@@ -1,0 +1,306 @@
+"""The one training loop every model uses (Pix2Pix, segmentation, keypoints).
+
+What it owns, so tasks do not repeat it: device choice (CUDA when present), mixed precision on
+CUDA, DistributedDataParallel under ``torchrun``, seeding, a resumable data order, checkpoints
+every N steps (atomic, resumed automatically), a tqdm bar and a JSONL metrics log per run.
+
+A task supplies its models, optimizers and a ``step_fn(ctx, batch) -> {name: float}`` that does
+one optimisation step through ``ctx`` (``ctx.autocast()``, ``ctx.backward(loss, "opt_name")``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from sarfusion.io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineConfig:
+    """Loop settings shared by every task (task configs embed one)."""
+
+    max_steps: int = 100
+    batch_size: int = 4
+    num_workers: int = 0
+    checkpoint_every: int = 50
+    log_every: int = 10
+    seed: int = 0
+    amp: bool = True  # mixed precision, used only on CUDA
+    device: str | None = None  # None = CUDA if available, else CPU
+    grad_clip: float | None = None
+
+
+def select_device(preference: str | None = None) -> torch.device:
+    """``cuda`` (this process's local rank under torchrun) when available, else ``cpu``."""
+    if preference:
+        return torch.device(preference)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def save_torch_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` through a temporary file and a rename: a crash never leaves half a file."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def save_config(config: Any, path: str | Path) -> Path:
+    """Write a (dataclass) config as JSON beside the weights, atomically."""
+    data = asdict(config) if is_dataclass(config) else dict(config)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+    return Path(path)
+
+
+class ResumableSampler(Sampler[int]):
+    """A seeded shuffle per epoch that can start mid-epoch and splits across DDP ranks.
+
+    The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees exactly the
+    batches the interrupted one would have.
+    """
+
+    def __init__(self, length: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1):
+        self.length, self.seed, self.shuffle, self.rank, self.world = length, seed, shuffle, rank, world
+        self.epoch = 0
+        self.start = 0  # index into this rank's order to start from
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _order(self) -> np.ndarray:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        else:
+            order = np.arange(self.length)
+        per_rank = math.ceil(self.length / self.world)
+        order = np.resize(order, per_rank * self.world)  # pad by wrapping, as DistributedSampler
+        return order[self.rank::self.world]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order()[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return math.ceil(self.length / self.world) - self.start
+
+
+class StepContext:
+    """What a task's ``step_fn`` uses: the device, autocast and a scaled backward/step."""
+
+    def __init__(self, engine: "Engine"):
+        self._engine = engine
+        self.device = engine.device
+        self.step = 0
+
+    @property
+    def models(self) -> Mapping[str, nn.Module]:
+        return self._engine.wrapped
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self._engine.use_amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def to_device(self, batch: Any) -> Any:
+        """Move tensors (in dicts / lists) to the device; everything else (``meta``) stays."""
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, dict):
+            return {k: (v if k == "meta" else self.to_device(v)) for k, v in batch.items()}
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self.to_device(v) for v in batch)
+        return batch
+
+    def backward(self, loss: torch.Tensor, optimizer: str) -> None:
+        """Backward (loss-scaled under AMP), optional grad clipping, optimizer step, zero grad."""
+        eng = self._engine
+        opt = eng.optimizers[optimizer]
+        eng.scaler.scale(loss).backward()
+        if eng.config.grad_clip:
+            eng.scaler.unscale_(opt)
+            params = [p for g in opt.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, eng.config.grad_clip)
+        eng.scaler.step(opt)
+        eng.scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+
+class Engine:
+    """Runs ``step_fn`` for ``config.max_steps`` steps, checkpointing into ``run_dir``.
+
+    Files in ``run_dir``: ``checkpoint.pt`` (latest, resumed automatically), ``metrics.jsonl``
+    (one line per ``log_every`` steps, averaged), ``config.json`` (what the task passed).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: EngineConfig,
+        models: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        schedulers: Mapping[str, Any] | None = None,
+        task_config: Any = None,
+    ):
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.device = select_device(config.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        seed_everything(config.seed + self.rank)
+        self.models = {k: m.to(self.device) for k, m in models.items()}
+        self.wrapped = {
+            k: (nn.parallel.DistributedDataParallel(m, device_ids=[self.device] if self.device.type == "cuda" else None)
+                if self.distributed and any(p.requires_grad for p in m.parameters()) else m)
+            for k, m in self.models.items()
+        }
+        self.optimizers = dict(optimizers)
+        self.schedulers = dict(schedulers or {})
+        self.step = 0
+        self.is_main = self.rank == 0
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if task_config is not None:
+                save_config(task_config, self.run_dir / "config.json")
+
+    # checkpoints -----------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        if not self.is_main:
+            return
+        state = {
+            "step": self.step,
+            "models": {k: m.state_dict() for k, m in self.models.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        }
+        save_torch_atomic(state, self.checkpoint_path)
+
+    def try_resume(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        for k, m in self.models.items():
+            m.load_state_dict(state["models"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self.step = int(state["step"])
+        log.info("resumed %s at step %d", self.checkpoint_path, self.step)
+        return True
+
+    # data ------------------------------------------------------------------------------------
+    def make_loader(self, dataset: Dataset, shuffle: bool = True, collate_fn: Callable | None = None,
+                    drop_last: bool = True) -> DataLoader:
+        """A DataLoader whose order is resumable and split across ranks."""
+        sampler = ResumableSampler(len(dataset), self.config.seed, shuffle, self.rank, self.world)
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            sampler=sampler,
+            num_workers=self.config.num_workers,
+            collate_fn=collate_fn,
+            drop_last=drop_last and len(sampler) >= self.config.batch_size,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
+
+    # the loop --------------------------------------------------------------------------------
+    def fit(self, loader: DataLoader, step_fn: Callable[[StepContext, Any], Mapping[str, float]],
+            desc: str = "train", on_log: Callable[[int, dict], None] | None = None) -> dict[str, float]:
+        """Train until ``max_steps``; returns the last logged (averaged) metrics."""
+        cfg = self.config
+        self.try_resume()
+        sampler = loader.sampler
+        if not isinstance(sampler, ResumableSampler):
+            raise TypeError("Engine.fit needs a loader from Engine.make_loader (resumable order)")
+        ctx = StepContext(self)
+        full_len = math.ceil(sampler.length / sampler.world)
+        batches_per_epoch = max(1, self._batches(full_len, loader))
+        epoch, in_epoch = divmod(self.step, batches_per_epoch)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=desc, disable=not self.is_main,
+                   dynamic_ncols=True, mininterval=1.0)
+        sums: dict[str, float] = {}
+        count = 0
+        last: dict[str, float] = {}
+        t0 = time.time()
+        metrics_path = self.run_dir / "metrics.jsonl"
+        for m in self.wrapped.values():
+            m.train()
+        while self.step < cfg.max_steps:
+            sampler.set_epoch(epoch, in_epoch * loader.batch_size)
+            for batch in loader:
+                if self.step >= cfg.max_steps:
+                    break
+                ctx.step = self.step
+                out = step_fn(ctx, ctx.to_device(batch))
+                self.step += 1
+                for s in self.schedulers.values():
+                    s.step()
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    last = {k: v / count for k, v in sums.items()}
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()})
+                    if self.is_main:
+                        rec = {"step": self.step, "time_s": round(time.time() - t0, 2), **last}
+                        with open(metrics_path, "a") as f:
+                            f.write(json.dumps(rec) + "\n")
+                    if on_log:
+                        on_log(self.step, last)
+                    sums, count = {}, 0
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:
+                    self.save_checkpoint()
+            epoch, in_epoch = epoch + 1, 0
+        bar.close()
+        return last
+
+    def _batches(self, per_rank: int, loader: DataLoader) -> int:
+        bs = loader.batch_size
+        return per_rank // bs if loader.drop_last else math.ceil(per_rank / bs)
+
+    def unwrap(self, name: str) -> nn.Module:
+        return self.models[name]

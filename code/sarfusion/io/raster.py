@@ -1,0 +1,349 @@
+"""GeoTIFF reading and writing through GDAL, by window and by band, with atomic writes.
+
+Arrays are always band-first: ``(bands, rows, cols)``. Geotransforms are GDAL 6-tuples
+``(x0, dx, rx, y0, ry, dy)`` in the raster's CRS units (metres for UTM). CRS values are WKT
+strings (``None`` for a non-georeferenced image, which then lives in pixel coordinates).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from osgeo import gdal, osr
+
+from sarfusion.errors import InputError
+from sarfusion.io.atomic import atomic_path
+
+gdal.UseExceptions()
+osr.UseExceptions()
+
+Window = tuple[int, int, int, int]
+"""(col_off, row_off, width, height) in pixels."""
+
+IDENTITY_GT = (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+_NP_TO_GDAL = {
+    np.dtype("uint8"): gdal.GDT_Byte,
+    np.dtype("uint16"): gdal.GDT_UInt16,
+    np.dtype("int16"): gdal.GDT_Int16,
+    np.dtype("uint32"): gdal.GDT_UInt32,
+    np.dtype("int32"): gdal.GDT_Int32,
+    np.dtype("float32"): gdal.GDT_Float32,
+    np.dtype("float64"): gdal.GDT_Float64,
+}
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What a raster is, without reading its pixels."""
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: np.dtype
+    geotransform: tuple[float, ...]
+    crs_wkt: str | None
+    nodata: tuple[float | None, ...]
+    georeferenced: bool
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.count, self.height, self.width)
+
+    @property
+    def epsg(self) -> int | None:
+        return crs_epsg(self.crs_wkt)
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        """(x, y) pixel size in CRS units; y is negative for north-up images."""
+        return (self.geotransform[1], self.geotransform[5])
+
+
+def crs_epsg(crs_wkt: str | None) -> int | None:
+    """EPSG code of a WKT CRS, or None when it has none."""
+    if not crs_wkt:
+        return None
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(crs_wkt)
+    srs.AutoIdentifyEPSG()
+    code = srs.GetAuthorityCode(None)
+    return int(code) if code else None
+
+
+def crs_to_wkt(crs: str | int | None) -> str | None:
+    """Normalise a CRS given as WKT, ``"EPSG:n"`` or an EPSG integer to WKT."""
+    if crs is None or crs == "":
+        return None
+    srs = osr.SpatialReference()
+    if isinstance(crs, int) or (isinstance(crs, str) and crs.isdigit()):
+        srs.ImportFromEPSG(int(crs))
+    elif isinstance(crs, str) and crs.upper().startswith("EPSG:"):
+        srs.ImportFromEPSG(int(crs.split(":", 1)[1]))
+    else:
+        srs.SetFromUserInput(str(crs))
+    return srs.ExportToWkt()
+
+
+def _open(path: str | Path) -> gdal.Dataset:
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError("is a folder, expected a raster file", path)
+    try:
+        ds = gdal.Open(str(path), gdal.GA_ReadOnly)
+    except RuntimeError as exc:
+        raise InputError(f"not a readable raster ({str(exc).strip().splitlines()[0]})", path) from None
+    if ds is None or ds.RasterCount == 0:
+        raise InputError("not a readable raster (no bands)", path)
+    return ds
+
+
+def raster_info(path: str | Path) -> RasterInfo:
+    """Size, band count, dtype, georeferencing and nodata of a raster, without reading pixels."""
+    ds = _open(path)
+    band = ds.GetRasterBand(1)
+    dtype = np.dtype(gdal.GetDataTypeName(band.DataType).lower().replace("byte", "uint8"))
+    srs = ds.GetSpatialRef()
+    gt = ds.GetGeoTransform(can_return_null=True)
+    return RasterInfo(
+        path=str(path),
+        width=ds.RasterXSize,
+        height=ds.RasterYSize,
+        count=ds.RasterCount,
+        dtype=dtype,
+        geotransform=tuple(gt) if gt else IDENTITY_GT,
+        crs_wkt=srs.ExportToWkt() if srs is not None else None,
+        nodata=tuple(ds.GetRasterBand(i + 1).GetNoDataValue() for i in range(ds.RasterCount)),
+        georeferenced=gt is not None,
+    )
+
+
+def read_raster(
+    path: str | Path,
+    bands: Sequence[int] | None = None,
+    window: Window | None = None,
+    dtype: np.dtype | str | None = None,
+    expect_bands: int | Sequence[int] | None = None,
+) -> np.ndarray:
+    """Read a raster (or a window of it) as ``(bands, rows, cols)``.
+
+    Args:
+        bands: 1-based band numbers to read (default: all).
+        window: ``(col_off, row_off, width, height)``; must lie inside the raster.
+        dtype: cast to this dtype (default: the file's own).
+        expect_bands: the band count (or allowed counts) the caller needs; anything else is an
+            ``InputError`` naming the file.
+    """
+    ds = _open(path)
+    if expect_bands is not None:
+        allowed = (expect_bands,) if isinstance(expect_bands, int) else tuple(expect_bands)
+        if ds.RasterCount not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise InputError(f"has {ds.RasterCount} bands, expected {want}", path)
+    bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
+    for b in bands:
+        if not 1 <= b <= ds.RasterCount:
+            raise InputError(f"band {b} requested but the raster has {ds.RasterCount}", path)
+    col, row, w, h = window if window is not None else (0, 0, ds.RasterXSize, ds.RasterYSize)
+    if col < 0 or row < 0 or w <= 0 or h <= 0 or col + w > ds.RasterXSize or row + h > ds.RasterYSize:
+        raise InputError(
+            f"window {(col, row, w, h)} is outside the {ds.RasterXSize}x{ds.RasterYSize} raster", path
+        )
+    try:
+        arr = ds.ReadAsArray(col, row, w, h, band_list=bands)
+    except RuntimeError as exc:
+        raise InputError(f"corrupt raster data ({str(exc).strip().splitlines()[0]})", path) from None
+    if arr is None:
+        raise InputError("corrupt raster data (read failed)", path)
+    if arr.ndim == 2:
+        arr = arr[None]
+    return arr.astype(dtype, copy=False) if dtype is not None else arr
+
+
+def read_points(path: str | Path, band: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Values of one band at integer pixels ``(rows[i], cols[i])``, reading only the blocks needed.
+
+    Points must lie inside the raster; returns a float64 array of ``len(rows)``.
+    """
+    ds = _open(path)
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    bad = (rows < 0) | (cols < 0) | (rows >= ds.RasterYSize) | (cols >= ds.RasterXSize)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(
+            f"point (row {rows[i]}, col {cols[i]}) is outside the {ds.RasterXSize}x{ds.RasterYSize} raster", path
+        )
+    rb = ds.GetRasterBand(band)
+    bw, bh = rb.GetBlockSize()
+    out = np.empty(len(rows), dtype=np.float64)
+    block_ids = (rows // bh) * (ds.RasterXSize // bw + 1) + cols // bw
+    for bid in np.unique(block_ids):
+        sel = np.nonzero(block_ids == bid)[0]
+        r0, c0 = rows[sel].min(), cols[sel].min()
+        r1, c1 = rows[sel].max() + 1, cols[sel].max() + 1
+        block = rb.ReadAsArray(int(c0), int(r0), int(c1 - c0), int(r1 - r0))
+        out[sel] = block[rows[sel] - r0, cols[sel] - c0]
+    return out
+
+
+def write_raster(
+    path: str | Path,
+    array: np.ndarray,
+    geotransform: Sequence[float] | None = None,
+    crs: str | int | None = None,
+    nodata: float | None = None,
+    compress: str = "DEFLATE",
+    tiled: bool = True,
+) -> Path:
+    """Write ``array`` (``(bands, rows, cols)`` or ``(rows, cols)``) as a tiled, compressed GeoTIFF.
+
+    Written to a temporary name and renamed, so the target is either the old file or the new
+    complete one. ``crs`` may be WKT, ``"EPSG:n"`` or an int.
+    """
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise ValueError(f"write_raster expects (bands, rows, cols) or (rows, cols), got shape {array.shape}")
+    with RasterWriter(path, array.shape[2], array.shape[1], array.shape[0], array.dtype,
+                      geotransform, crs, nodata, compress, tiled) as writer:
+        writer.write(array)
+    return Path(path)
+
+
+class RasterWriter:
+    """Windowed GeoTIFF writer for outputs too large to hold in memory, renamed into place on exit.
+
+    >>> with RasterWriter("out.tif", width, height, 2, np.float32, gt, crs) as w:
+    ...     w.write(block, col_off=0, row_off=0)   # block: (bands, rows, cols)
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        count: int,
+        dtype: np.dtype | str,
+        geotransform: Sequence[float] | None = None,
+        crs: str | int | None = None,
+        nodata: float | None = None,
+        compress: str = "DEFLATE",
+        tiled: bool = True,
+    ):
+        self.path = Path(path)
+        self.shape = (count, height, width)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in _NP_TO_GDAL:
+            raise ValueError(f"unsupported dtype {self.dtype} for GeoTIFF")
+        self._meta = (geotransform, crs_to_wkt(crs), nodata, compress, tiled)
+        self._ctx = None
+        self._ds = None
+
+    def __enter__(self) -> "RasterWriter":
+        geotransform, crs_wkt, nodata, compress, tiled = self._meta
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        count, height, width = self.shape
+        opts = ["BIGTIFF=IF_SAFER"]
+        if compress:
+            opts += [f"COMPRESS={compress}"]
+            if self.dtype.kind == "f":
+                opts += ["PREDICTOR=3"]
+        if tiled and width >= 256 and height >= 256:
+            opts += ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"]
+        self._ds = gdal.GetDriverByName("GTiff").Create(
+            str(tmp), width, height, count, _NP_TO_GDAL[self.dtype], options=opts
+        )
+        if geotransform is not None:
+            self._ds.SetGeoTransform(tuple(float(v) for v in geotransform))
+        if crs_wkt:
+            self._ds.SetProjection(crs_wkt)
+        if nodata is not None:
+            for i in range(count):
+                self._ds.GetRasterBand(i + 1).SetNoDataValue(float(nodata))
+        return self
+
+    def write(self, block: np.ndarray, col_off: int = 0, row_off: int = 0) -> None:
+        """Write ``block`` (``(bands, rows, cols)``) with its top-left at (row_off, col_off)."""
+        block = np.asarray(block)
+        if block.ndim == 2:
+            block = block[None]
+        if block.shape[0] != self.shape[0]:
+            raise ValueError(f"block has {block.shape[0]} bands, raster has {self.shape[0]}")
+        for i in range(block.shape[0]):
+            self._ds.GetRasterBand(i + 1).WriteArray(block[i].astype(self.dtype, copy=False), col_off, row_off)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        ok = exc_type is None
+        if self._ds is not None:
+            if ok:
+                self._ds.FlushCache()
+            self._ds = None  # closes the GDAL dataset before the rename
+        self._ctx.__exit__(exc_type, exc, tb)
+
+
+def iter_windows(width: int, height: int, size: int, overlap: int = 0) -> Iterator[Window]:
+    """Cover a ``width`` x ``height`` raster with windows of at most ``size`` px, ``overlap`` px shared."""
+    if size <= overlap:
+        raise ValueError(f"window size {size} must exceed overlap {overlap}")
+    step = size - overlap
+    for row in range(0, max(height - overlap, 1), step):
+        for col in range(0, max(width - overlap, 1), step):
+            yield (col, row, min(size, width - col), min(size, height - row))
+
+
+def window_geotransform(gt: Sequence[float], col_off: int, row_off: int) -> tuple[float, ...]:
+    """Geotransform of a window whose top-left pixel is (row_off, col_off) of ``gt``'s raster."""
+    x0, dx, rx, y0, ry, dy = gt
+    return (x0 + col_off * dx + row_off * rx, dx, rx, y0 + col_off * ry + row_off * dy, ry, dy)
+
+
+def pixel_to_map(gt: Sequence[float], rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map coordinates of the top-left corner of pixels (rows, cols): the SpaceNet convention."""
+    rows = np.asarray(rows, dtype=np.float64)
+    cols = np.asarray(cols, dtype=np.float64)
+    return gt[0] + cols * gt[1] + rows * gt[2], gt[3] + cols * gt[4] + rows * gt[5]
+
+
+def map_to_pixel(gt: Sequence[float], x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional (rows, cols) of map points; inverse of :func:`pixel_to_map`."""
+    inv = gdal.InvGeoTransform(tuple(gt))
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    cols = inv[0] + x * inv[1] + y * inv[2]
+    rows = inv[3] + x * inv[4] + y * inv[5]
+    return rows, cols
+
+
+def reproject_points(
+    x: np.ndarray, y: np.ndarray, src_wkt: str | None, dst_wkt: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Transform map points between CRSs (traditional x=easting/lon, y=northing/lat axis order)."""
+    if not src_wkt or not dst_wkt:
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    src, dst = osr.SpatialReference(), osr.SpatialReference()
+    src.ImportFromWkt(src_wkt)
+    dst.ImportFromWkt(dst_wkt)
+    if src.IsSame(dst):
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    for s in (src, dst):
+        s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ct = osr.CoordinateTransformation(src, dst)
+    pts = np.asarray(ct.TransformPoints(np.column_stack([x, y]).astype(np.float64)))
+    return pts[:, 0], pts[:, 1]
+
+
+def nodata_mask(array: np.ndarray, nodata: float | None = 0.0) -> np.ndarray:
+    """Valid-pixel mask ``(rows, cols)`` of a ``(bands, rows, cols)`` array: a pixel is invalid when
+    every band is NaN or equals ``nodata`` (SN6 uses 0, the Capella sample NaN; both are accepted)."""
+    invalid = np.isnan(array) if array.dtype.kind == "f" else np.zeros(array.shape, bool)
+    if nodata is not None:
+        invalid |= array == nodata
+    return ~invalid.all(axis=0)

@@ -1,0 +1,137 @@
+"""SpaceNet CSVs, GeoJSON footprints and pixel-space WKT."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from sarfusion.errors import InputError
+from sarfusion.io.atomic import atomic_path
+
+SUBMISSION_COLUMNS = ("ImageId", "PolygonWKT_Pix", "Confidence")
+EMPTY_WKT = "POLYGON EMPTY"
+
+
+def image_id_from_name(name: str | Path) -> str:
+    """SN6 ImageId from a file name: the last four ``_`` tokens of the stem,
+    ``<stripStart>_<stripEnd>_tile_<n>``."""
+    stem = Path(name).name.split(".")[0]
+    tokens = stem.split("_")
+    if len(tokens) < 4 or tokens[-2] != "tile":
+        raise InputError("not a SpaceNet 6 tile name (expected ..._<stripStart>_<stripEnd>_tile_<n>)", name)
+    return "_".join(tokens[-4:])
+
+
+def strip_key(image_id: str) -> str:
+    """``<stripStart>_<stripEnd>`` of an SN6 ImageId."""
+    return "_".join(image_id.split("_")[:2])
+
+
+def read_csv_checked(path: str | Path, required: Sequence[str], allow_empty: bool = False) -> pd.DataFrame:
+    """Read a CSV and insist on ``required`` columns; errors name the file and what is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        df = pd.read_csv(path, dtype={"ImageId": str}, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise InputError("is empty (no header, no rows)", path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"is not a readable CSV ({exc})", path) from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}; has {', '.join(map(str, df.columns))}", path)
+    if not allow_empty and len(df) == 0:
+        raise InputError("has a header but no rows", path)
+    return df
+
+
+def parse_wkt(wkts: Iterable[str]) -> np.ndarray:
+    """Parse WKT strings to a shapely geometry array; unparseable entries become ``None``.
+
+    ``POLYGON EMPTY`` parses to an empty polygon (callers drop it by area).
+    """
+    values = np.asarray([w if isinstance(w, str) else "" for w in wkts], dtype=object)
+    out = np.empty(len(values), dtype=object)
+    ok = np.array([bool(v.strip()) for v in values], dtype=bool)
+    if ok.any():
+        out[ok] = shapely.from_wkt(values[ok], on_invalid="ignore")
+    out[~ok] = None
+    return out
+
+
+def geometries_to_wkt(geoms: Sequence[shapely.Geometry], precision: int = 2) -> list[str]:
+    """Pixel-space WKT, rounded to ``precision`` decimals; empty/None -> ``POLYGON EMPTY``."""
+    return [
+        EMPTY_WKT if g is None or g.is_empty else shapely.to_wkt(g, rounding_precision=precision, trim=True)
+        for g in geoms
+    ]
+
+
+def write_csv_atomic(path: str | Path, df: pd.DataFrame) -> Path:
+    """Write a DataFrame as CSV through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def write_submission_csv(
+    path: str | Path, rows: pd.DataFrame, all_image_ids: Iterable[str] | None = None
+) -> Path:
+    """Write a SpaceNet submission ``ImageId,PolygonWKT_Pix,Confidence``.
+
+    ``rows`` needs those three columns. Every id in ``all_image_ids`` without a row gets a
+    ``POLYGON EMPTY,0`` row: the official scorer only counts images present in the submission.
+    """
+    missing = [c for c in SUBMISSION_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"submission rows lack columns {missing}")
+    rows = rows.loc[:, list(SUBMISSION_COLUMNS)]
+    if all_image_ids is not None:
+        present = set(rows["ImageId"])
+        extra = sorted(set(all_image_ids) - present)
+        if extra:
+            rows = pd.concat(
+                [rows, pd.DataFrame({"ImageId": extra, "PolygonWKT_Pix": EMPTY_WKT, "Confidence": 0.0})],
+                ignore_index=True,
+            )
+    return write_csv_atomic(path, rows)
+
+
+def read_geojson(path: str | Path) -> tuple[np.ndarray, list[dict]]:
+    """Geometries (shapely array) and property dicts of a GeoJSON FeatureCollection."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"is not valid GeoJSON ({exc})", path) from None
+    feats = doc.get("features") if isinstance(doc, dict) else None
+    if feats is None:
+        raise InputError("is not a GeoJSON FeatureCollection (no 'features')", path)
+    geoms = np.empty(len(feats), dtype=object)
+    for i, f in enumerate(feats):
+        geoms[i] = shapely.geometry.shape(f["geometry"]) if f.get("geometry") else None
+    return geoms, [f.get("properties") or {} for f in feats]
+
+
+def write_geojson(path: str | Path, geoms: Sequence[shapely.Geometry], properties: Sequence[dict],
+                  crs_epsg: int | None = None) -> Path:
+    """Write a FeatureCollection (atomic). ``crs_epsg`` adds the legacy named-CRS member."""
+    feats = [
+        {"type": "Feature", "properties": props,
+         "geometry": None if g is None else json.loads(shapely.to_geojson(g))}
+        for g, props in zip(geoms, properties)
+    ]
+    doc: dict = {"type": "FeatureCollection"}
+    if crs_epsg is not None:
+        doc["crs"] = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{crs_epsg}"}}
+    doc["features"] = feats
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc))
+    return Path(path)
