@@ -226,8 +226,18 @@ class Engine:
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         self.step = int(state["step"])
+        self._truncate_metrics_after(self.step)
         log.info("resumed %s at step %d", self.checkpoint_path, self.step)
         return True
+
+    def _truncate_metrics_after(self, step: int) -> None:
+        """Drop log lines written after the checkpoint, so a resumed log has each step once."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.is_main or not path.exists():
+            return
+        lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(ln + "\n" for ln in lines))
 
     # data ------------------------------------------------------------------------------------
     def make_loader(self, dataset: Dataset, shuffle: bool = True, collate_fn: Callable | None = None,

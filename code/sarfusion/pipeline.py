@@ -1,0 +1,239 @@
+"""What ``train.sh``, ``test.sh`` and ``make demo`` run: detect the data, call each capability.
+
+``sarfusion train DATA``  -> weights/{colorize,buildings,registration,translate}/
+``sarfusion test DATA OUT.csv`` -> OUT.csv (SN6 submission), OUT_offsets/<scene>_offsets.tif (SN9),
+    OUT_translated/ (SAR->optical), OUT_scores.json (every score where truth was present)
+``sarfusion demo`` -> synthetic data, then train + test on it, printing where everything is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from sarfusion.datasets.detect import DataInventory, detect_data
+from sarfusion.errors import InputError
+from sarfusion.io.atomic import atomic_path
+
+log = logging.getLogger("sarfusion.pipeline")
+
+
+def _stage(name: str) -> float:
+    log.info("==== %s", name)
+    return time.time()
+
+
+def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: str = "demo") -> dict[str, Any]:
+    """Train every capability the data supports; weights go to ``weights/<capability>/``."""
+    inv = detect_data(data)
+    log.info("data: %s", inv.summary())
+    weights, work = Path(weights), Path(work)
+    done: dict[str, Any] = {}
+    if inv.sn6_train:
+        from sarfusion.tasks.buildings import train_buildings
+        from sarfusion.tasks.colorize import train_colorizer
+        aoi = inv.sn6_train[0]
+        t = _stage(f"SN6 colorization GAN on {aoi}")
+        done["colorize"] = str(train_colorizer(aoi, weights / "colorize", preset=preset, work_dir=work / "colorize"))
+        log.info("colorization trained in %.0f s", time.time() - t)
+        t = _stage(f"SN6 building segmentation on {aoi}")
+        done["buildings"] = str(train_buildings(aoi, weights / "buildings", preset=preset, input_mode="sar4",
+                                                work_dir=work / "buildings"))
+        log.info("buildings trained in %.0f s", time.time() - t)
+    train_scenes = [s for s in inv.sn9 if s.split == "train" and s.tiepoints is not None]
+    if train_scenes:
+        from sarfusion.registration import train_keypoints
+        t = _stage(f"SN9 keypoint networks on {len(train_scenes)} scene(s)")
+        done["registration"] = str(train_keypoints(train_scenes[0].optical.parent, weights / "registration",
+                                                   preset=preset))
+        log.info("keypoints trained in %.0f s", time.time() - t)
+    translation_roots = inv.sen12 + inv.multiearth
+    if translation_roots:
+        from sarfusion.tasks.translate import train_translation
+        t = _stage(f"SAR->optical translation on {', '.join(map(str, translation_roots))}")
+        done["translate"] = str(train_translation(translation_roots[0], weights / "translate", preset=preset,
+                                                  work_dir=work / "translate"))
+        log.info("translation trained in %.0f s", time.time() - t)
+    return done
+
+
+def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview: bool = False) -> dict[str, Any]:
+    """Run every trained capability on ``data``; scores what has truth. Returns the scores."""
+    inv = detect_data(data)
+    log.info("data: %s", inv.summary())
+    weights, out_csv = Path(weights), Path(out_csv)
+    base = out_csv.with_suffix("")
+    scores: dict[str, Any] = {}
+    outputs: list[dict[str, str]] = []
+    _require_weights(inv, weights)
+    if inv.sn6_test:
+        from sarfusion.tasks.buildings import predict_buildings
+        aoi = inv.sn6_test[0]
+        _stage(f"SN6 buildings on {aoi}")
+        predict_buildings(aoi, weights / "buildings", out_csv,
+                          preview_dir=(Path(f"{base}_previews") / "buildings") if preview else None)
+        outputs.append({"capability": "buildings", "input": str(aoi), "output": str(out_csv)})
+        if inv.sn6_test_truth is not None:
+            from sarfusion.metrics.buildings import score_buildings
+            scores["buildings"] = score_buildings(inv.sn6_test_truth, out_csv)
+            log.info("SN6 buildings: F1 %.4f  P %.4f  R %.4f  (truth %s)", scores["buildings"]["f1"],
+                     scores["buildings"]["precision"], scores["buildings"]["recall"], inv.sn6_test_truth)
+        if (weights / "colorize").is_dir():
+            from sarfusion.tasks.colorize import colorize_tiles
+            sar_paths = sorted((aoi / "SAR-Intensity").glob("*.tif"))
+            colorize_tiles(sar_paths, weights / "colorize", Path(f"{base}_colorized"),
+                           preview_dir=(Path(f"{base}_previews") / "colorize") if preview else None)
+            outputs.append({"capability": "colorize", "input": str(aoi), "output": f"{base}_colorized"})
+    test_scenes = [s for s in inv.sn9 if s.split != "train"] or inv.sn9
+    if test_scenes:
+        from sarfusion.registration import register_pair
+        reg_weights = weights / "registration"
+        for scene in test_scenes:
+            _stage(f"SN9 registration of {scene.name}")
+            out = Path(f"{base}_offsets") / f"{scene.name}_offsets.tif"
+            register_pair(scene.optical, scene.sar, out, mode="dense",
+                          weights_dir=reg_weights if reg_weights.is_dir() else None,
+                          preview_dir=(Path(f"{base}_previews") / "registration") if preview else None)
+            outputs.append({"capability": "registration", "input": str(scene.optical), "output": str(out)})
+            if scene.tiepoints is not None:
+                from sarfusion.metrics.tiepoints import score_tiepoints
+                s = score_tiepoints(scene.optical, scene.sar, scene.tiepoints, out)
+                scores.setdefault("registration", {})[scene.name] = s
+                log.info("SN9 %s: mean %.2f px (%.2f m), score %.2f", scene.name, s["mean_px"], s["mean_m"], s["score"])
+    translation_roots = inv.sen12 + inv.multiearth
+    if translation_roots and (weights / "translate").is_dir():
+        from sarfusion.tasks.translate import translate
+        for root in translation_roots:
+            _stage(f"SAR->optical translation of {root}")
+            out_dir = Path(f"{base}_translated") / root.name
+            translate(root, out_dir, weights / "translate")
+            outputs.append({"capability": "translate", "input": str(root), "output": str(out_dir)})
+    if not inv.sn6_test:
+        _write_manifest(out_csv, outputs)
+    if scores:
+        with atomic_path(Path(f"{base}_scores.json")) as tmp:
+            tmp.write_text(json.dumps(scores, indent=2, default=float))
+    return {"outputs": outputs, "scores": scores}
+
+
+def _require_weights(inv: DataInventory, weights: Path) -> None:
+    missing = []
+    if inv.sn6_test and not (weights / "buildings").is_dir():
+        missing.append("buildings (SN6 test AOI present)")
+    if missing:
+        raise InputError(f"no trained weights for: {', '.join(missing)}; run train.sh first", weights)
+
+
+def _write_manifest(out_csv: Path, outputs: list[dict[str, str]]) -> None:
+    """Without SN6 test tiles OUT.csv lists what was written, one row per output."""
+    import pandas as pd
+    from sarfusion.io.vector import write_csv_atomic
+    write_csv_atomic(out_csv, pd.DataFrame(outputs, columns=["capability", "input", "output"]))
+
+
+def run_demo(out: str | Path, weights: str | Path, preset: str = "demo", sn6_tiles: int = 40,
+             sn9_size: int = 4096, seed: int = 0) -> dict[str, Any]:
+    """Synthetic data for every capability, then train and test on it (the ``make demo`` job)."""
+    out = Path(out)
+    data = out / "data"
+    t_all = _stage(f"generating synthetic demo data in {data}")
+    from sarfusion.synth.sn6 import generate_sn6
+    from sarfusion.synth.sn9 import generate_sn9
+    if not (data / "sn6").is_dir():
+        generate_sn6(data / "sn6", tiles=sn6_tiles, size=900, seed=seed, preview=True)
+    if not (data / "sn9").is_dir():
+        generate_sn9(data / "sn9" / "train", size=sn9_size // 2, seed=seed + 100, scenes=2, split="train")
+        generate_sn9(data / "sn9" / "test", size=sn9_size, seed=seed + 200, scenes=1, split="test", preview=True)
+    if not (data / "sen12").is_dir():
+        from sarfusion.synth.landscape import generate_sen12
+        generate_sen12(data / "sen12", pairs=24, seed=seed)
+    t = time.time()
+    trained = train_all(data, weights, out / "work", preset=preset)
+    t_train = time.time() - t
+    result = test_all(data, out / "results" / "out.csv", weights, preview=True)
+    result.update(trained=trained, train_seconds=round(t_train, 1), total_seconds=round(time.time() - t_all, 1))
+    return result
+
+
+# CLI --------------------------------------------------------------------------------------------
+def register(sub: argparse._SubParsersAction) -> None:
+    from sarfusion.cli import add_json_flag
+
+    p = sub.add_parser("train", help="train every capability the data supports (what train.sh runs)",
+                       description="Detect what DATA holds and train each capability on it. " + _layout_help())
+    p.add_argument("data", type=Path, help="data root (may be read-only)")
+    p.add_argument("--weights", type=Path, default=Path("weights"), help="where models are written (default: weights)")
+    p.add_argument("--work", type=Path, default=Path("wdata"), help="scratch folder (default: wdata)")
+    p.add_argument("--preset", default="demo", choices=["demo", "full"],
+                   help="demo: tiny models, CPU minutes; full: the competition recipes, GPU (default: demo)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("test", help="run trained models on DATA and write OUT.csv (what test.sh runs)",
+                       description="Detect what DATA holds, run the trained models from --weights (no retraining) and "
+                                   "write: OUT.csv (SN6 submission, or a manifest when DATA has no SN6 tiles), "
+                                   "OUT_offsets/<scene>_offsets.tif (SN9), OUT_translated/ (SAR->optical), "
+                                   "OUT_colorized/ (SN6 test tiles), OUT_scores.json where truth is present. "
+                                   + _layout_help())
+    p.add_argument("data", type=Path)
+    p.add_argument("out_csv", type=Path)
+    p.add_argument("--weights", type=Path, default=Path("weights"), help="trained models (default: weights)")
+    p.add_argument("--preview", action="store_true", help="also write PNG previews to OUT_previews/")
+    add_json_flag(p)
+    p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser("demo", help="generate synthetic scenes, train everything (demo preset), test and score",
+                       description="The make-demo job: synthetic SN6 / SN9 / SEN1-2 data with known truth, "
+                                   "every pipeline trained with the demo preset, tested and scored.")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="outputs (default: demo_out)")
+    p.add_argument("--weights", type=Path, default=Path("weights"), help="models (default: weights)")
+    p.add_argument("--preset", default="demo", choices=["demo", "full"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="delete --out first (regenerate the data)")
+    add_json_flag(p)
+    p.set_defaults(func=_cmd_demo)
+
+
+def _layout_help() -> str:
+    from sarfusion.datasets import detect
+    return "Accepted DATA layout: " + detect.EXPECTED.split(":", 1)[1]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    done = train_all(args.data, args.weights, args.work, args.preset)
+    for k, v in done.items():
+        log.info("trained %s -> %s", k, v)
+    return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    result = test_all(args.data, args.out_csv, args.weights, preview=args.preview)
+    if args.json:
+        from sarfusion.cli import print_json
+        print_json(result)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.fresh and args.out.exists():
+        shutil.rmtree(args.out)
+    result = run_demo(args.out, args.weights, args.preset, seed=args.seed)
+    if args.json:
+        from sarfusion.cli import print_json
+        print_json(result)
+        return 0
+    print(f"\nDemo finished in {result['total_seconds']:.0f} s (training {result['train_seconds']:.0f} s).")
+    print(f"  weights:  {args.weights}/")
+    for o in result["outputs"]:
+        print(f"  {o['capability']:<13} {o['output']}")
+    print(f"  scores:   {args.out / 'results' / 'out_scores.json'}")
+    s = result["scores"]
+    if "buildings" in s:
+        b = s["buildings"]
+        print(f"  SN6 buildings F1 {b['f1']:.3f} (P {b['precision']:.3f}, R {b['recall']:.3f}) on the synthetic test part")
+    for name, r in s.get("registration", {}).items():
+        print(f"  SN9 {name}: {r['mean_px']:.1f} px mean tie-point error ({r['mean_m']:.2f} m)")
+    return 0
