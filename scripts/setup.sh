@@ -33,7 +33,7 @@ if ! "$VENV/bin/python" -c "from osgeo import gdal_array" 2>/dev/null; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir --no-build-isolation "GDAL==$(gdal-config --version)" 2>&1 | grep -v "is ignored" || true
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" || true
-"$VENV/bin/python" -c "from osgeo import gdal_array; import torch, segmentation_models_pytorch, sarfusion" \
+"$VENV/bin/python" -W ignore -c "from osgeo import gdal_array; import torch, segmentation_models_pytorch, sarfusion" \
   || { echo "[setup] FAILED: the environment does not import (see messages above)" >&2; exit 1; }
 echo "$want" > "$STAMP"
 echo "[setup] done: $VENV ready"
