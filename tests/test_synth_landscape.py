@@ -1,0 +1,65 @@
+"""Generated SEN1-2 and MultiEarth data: layouts the readers accept, determinism, physics."""
+from __future__ import annotations
+
+import numpy as np
+
+from sarfusion.datasets import multiearth, sen12
+from sarfusion.io.raster import raster_info, read_raster
+from sarfusion.synth.landscape import (FOREST, WATER, make_clouds, make_landscape, render_optical, render_sar,
+                                       speckle_db, write_multiearth, write_sen12)
+
+
+def test_sen12_layout_pairs_and_determinism(tmp_path):
+    truth = write_sen12(tmp_path / "a", pairs=6, seed=5, size=64, cloudy_share=0.5, patches_per_scene=3)
+    write_sen12(tmp_path / "b", pairs=6, seed=5, size=64, cloudy_share=0.5, patches_per_scene=3)
+    pairs = sen12.find_pairs(tmp_path / "a")
+    assert len(pairs) == 6 and {p.scene for p in pairs} == {"100", "101"}
+    assert set(truth) == {p.key for p in pairs}
+    for p in pairs:
+        sar, opt = sen12.read_png(p.sar, 1), sen12.read_png(p.optical, 3)
+        assert sar.shape == (1, 64, 64) and opt.shape == (3, 64, 64)
+        same = tmp_path / "b" / p.sar.relative_to(tmp_path / "a")
+        assert np.array_equal(sar, sen12.read_png(same, 1))
+
+
+def test_multiearth_layout_georef_and_qa60(tmp_path):
+    truth = write_multiearth(tmp_path, seed=2, sites=2, sar_dates=2, optical_dates=4, size=64)
+    scenes = multiearth.find_pairs(tmp_path)
+    assert len(scenes) == 4 and all(len(s.optical) == 4 for s in scenes)
+    info = raster_info(scenes[0].vv)
+    assert info.georeferenced and info.epsg == 4326 and info.dtype == np.float32
+    sar = multiearth.read_sar(scenes[0])
+    assert sar.shape == (2, 64, 64) and -35 < np.median(sar[0]) < 0 and np.median(sar[1]) < np.median(sar[0])
+    bands, qa = multiearth.read_optical(scenes[0].optical[0])
+    assert bands.dtype == np.uint16 and qa is not None
+    cloudy = [k for k, t in truth.items() if t["cloud_fraction"] > 0]
+    assert cloudy and len(cloudy) < len(truth)
+    qa_flags = {k: read_raster(next(tmp_path.glob(f"sent2/Sentinel2_QA60_{k[len('Sentinel2_'):]}.tiff"))).any()
+                for k in truth}
+    assert all(qa_flags[k] == truth[k]["qa60_set"] for k in truth)
+    assert all(not qa_flags[k] for k, t in truth.items() if t["cloud_fraction"] == 0)
+
+
+def test_physics_forest_brighter_in_sar_water_darkest():
+    rng = np.random.default_rng(0)
+    land = make_landscape(128, rng)
+    sar = render_sar(land, rng)
+    refl = render_optical(land, rng)
+    assert sar[0][land.classes == FOREST].mean() > sar[0].mean() - 1
+    if (land.classes == WATER).any():
+        assert sar[0][land.classes == WATER].mean() < sar[0][land.classes != WATER].mean() - 5
+    assert refl[2][land.classes == FOREST].mean() > refl[3][land.classes == FOREST].mean()  # green > red
+
+
+def test_speckle_is_unit_mean_gamma():
+    rng = np.random.default_rng(1)
+    db = speckle_db(np.full((200, 200), -10.0, np.float32), looks=4.0, rng=rng)
+    lin = 10 ** (db / 10) / 0.1
+    assert abs(lin.mean() - 1) < 0.02 and abs(lin.var() - 0.25) < 0.03
+
+
+def test_cloud_shadow_is_displaced():
+    rng = np.random.default_rng(4)
+    opacity, shadow = make_clouds(128, rng, 0.2)
+    assert 0.05 < (opacity > 0.1).mean() < 0.35
+    assert not np.allclose(opacity, shadow) and shadow.max() > 0.5
