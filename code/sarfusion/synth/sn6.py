@@ -1,0 +1,258 @@
+"""Synthetic SpaceNet 6 AOI (train + test_public) in the exact real layout and formats.
+
+Layout written under ``out_dir`` (SPEC section 1)::
+
+    train/AOI_11_Rotterdam/SAR-Intensity/SN6_Train_AOI_11_Rotterdam_SAR-Intensity_<strip>_tile_<n>.tif
+    train/AOI_11_Rotterdam/PS-RGB/SN6_Train_AOI_11_Rotterdam_PS-RGB_<strip>_tile_<n>.tif
+    train/AOI_11_Rotterdam/geojson_buildings/SN6_Train_AOI_11_Rotterdam_Buildings_<strip>_tile_<n>.geojson
+    train/AOI_11_Rotterdam/SummaryData/SAR_orientations.txt       (all strips, train and test)
+    train/AOI_11_Rotterdam/SummaryData/SN6_Train_AOI_11_Rotterdam_Buildings.csv
+    test_public/AOI_11_Rotterdam/SAR-Intensity/SN6_Test_Public_AOI_11_Rotterdam_SAR-Intensity_<strip>_tile_<n>.tif
+    test_public_truth/SN6_Test_Public_AOI_11_Rotterdam_Buildings.csv   (known truth, for scoring)
+
+Each part is one city; strips of 2 x k tiles (450 m at 0.5 m) are laid out in overlapping pairs of
+opposite look direction, so the same ground is imaged from the north and from the south. Strip
+edges carry slanted nodata bands (0 in SAR and optical) like the real strip footprints.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import shapely
+from tqdm import tqdm
+
+from sarfusion.errors import InputError
+from sarfusion.io.raster import write_raster
+from sarfusion.io.vector import EMPTY_WKT, geometries_to_wkt, write_csv_atomic, write_geojson
+from sarfusion.synth import city as C
+from sarfusion.synth import optical as O
+from sarfusion.synth import previews as P
+from sarfusion.synth import sar as S
+
+log = logging.getLogger(__name__)
+
+AOI = "AOI_11_Rotterdam"
+EPSG = 32631
+PIXEL_M = 0.5
+LABEL_COLUMNS = ["ImageId", "TileBuildingId", "PolygonWKT_Pix", "Mean_Building_Height",
+                 "Median_Building_Height", "StdDev_Building_Height"]
+DEFAULT_LOOKS = 5.0
+MARGIN_M = 70.0  # > 40 m / tan(35 deg) layover + shadow reach of the tallest building
+
+
+@dataclass
+class Strip:
+    key: str                  # <stripStart>_<stripEnd>
+    orientation: int          # 0 = from the north, 1 = from the south
+    x0: float                 # plan metres of the strip's top-left corner
+    y0: float
+    rows: int                 # tile rows / cols of the strip
+    cols: int
+    n_tiles: int
+    top_cut: tuple[float, float]     # nodata band at the top: depth (m) at x0 and slope
+    bottom_cut: tuple[float, float]  # nodata band at the bottom
+
+    def valid_polygon(self, tile_m: float) -> shapely.Polygon:
+        """The strip's imaged footprint (plan metres): its rectangle minus the slanted edge bands."""
+        w = self.cols * tile_m
+        h = self.rows * tile_m
+        top_a = self.y0 + self.top_cut[0]
+        top_b = top_a + self.top_cut[1] * w
+        bot_a = self.y0 + h - self.bottom_cut[0]
+        bot_b = bot_a + self.bottom_cut[1] * w
+        return shapely.Polygon([(self.x0, top_a), (self.x0 + w, top_b), (self.x0 + w, bot_b), (self.x0, bot_a)])
+
+
+def _layout(n_tiles: int, tile_m: float, rng: np.random.Generator, t0: datetime) -> tuple[list[Strip], float, float]:
+    """Strips for ``n_tiles`` tiles and the plan size (m) that holds them with margins."""
+    strips = []
+    remaining, k = n_tiles, 0
+    t = t0
+    per_strip = 6 if n_tiles > 12 else max(1, int(np.ceil(n_tiles / 2)))  # >= 2 strips when possible
+    while remaining > 0:
+        n = min(per_strip, remaining)
+        rows = 2 if n >= 2 else 1
+        cols = int(np.ceil(n / rows))
+        pair, member = divmod(k, 2)
+        if member == 0:
+            pair_orientation = int(rng.integers(0, 2))
+        orientation = pair_orientation if member == 0 else 1 - pair_orientation
+        x0 = MARGIN_M + pair * 3.6 * tile_m + member * (0.33 * tile_m + rng.integers(0, 40) * PIXEL_M)
+        y0 = MARGIN_M + member * (0.5 * tile_m + rng.integers(0, 40) * PIXEL_M)
+        t = t + timedelta(minutes=int(rng.integers(40, 300)), seconds=int(rng.integers(0, 60)))
+        end = t + timedelta(seconds=int(rng.integers(140, 280)))
+        key = f"{t:%Y%m%d%H%M%S}_{end:%Y%m%d%H%M%S}"
+
+        def cut() -> tuple[float, float]:
+            if rng.random() < 0.35:
+                return (0.0, 0.0)
+            return (float(rng.uniform(0.05, 0.35) * tile_m), float(rng.uniform(-0.02, 0.02)))
+        top, bottom = cut(), cut()
+        # keep the slanted edge inside the strip
+        top = (max(top[0], -top[1] * cols * tile_m, 0.0), top[1]) if top[0] else top
+        bottom = (max(bottom[0], bottom[1] * cols * tile_m, 0.0), bottom[1]) if bottom[0] else bottom
+        strips.append(Strip(key, orientation, float(x0), float(y0), rows, cols, n, top, bottom))
+        remaining -= n
+        k += 1
+    width = max(s.x0 + s.cols * tile_m for s in strips) + MARGIN_M
+    height = max(s.y0 + s.rows * tile_m for s in strips) + MARGIN_M
+    return strips, float(width), float(height)
+
+
+def _tile_labels(plan: C.CityPlan, image_id: str, x0: float, y0: float, tile_m: float,
+                 valid: shapely.Polygon, easting0: float, northing0: float) -> tuple[list[dict], list, list]:
+    """CSV rows, map-coordinate geometries and GeoJSON properties of one tile's buildings."""
+    b = plan.buildings
+    rows, geoms_map, props = [], [], []
+    if len(b):
+        bb = b.bounds
+        sel = np.nonzero((bb[:, 2] > x0) & (bb[:, 0] < x0 + tile_m) & (bb[:, 3] > y0) & (bb[:, 1] < y0 + tile_m))[0]
+        window = shapely.box(x0, y0, x0 + tile_m, y0 + tile_m).intersection(valid)
+        for i in sel:
+            piece = b.polygons[i].intersection(window)
+            for part in getattr(piece, "geoms", [piece]):
+                if part.geom_type != "Polygon" or part.is_empty or part.area < 0.25 * PIXEL_M**2:
+                    continue
+                px = shapely.transform(part, lambda xy: (xy - (x0, y0)) / PIXEL_M)
+                tid = len(rows)
+                stats = (round(float(b.mean_height[i]), 3), round(float(b.median_height[i]), 3),
+                         round(float(b.std_height[i]), 3))
+                rows.append({"ImageId": image_id, "TileBuildingId": tid,
+                             "PolygonWKT_Pix": geometries_to_wkt([px])[0],
+                             "Mean_Building_Height": stats[0], "Median_Building_Height": stats[1],
+                             "StdDev_Building_Height": stats[2]})
+                geoms_map.append(shapely.transform(part, lambda xy: np.column_stack(
+                    [easting0 + xy[:, 0], northing0 - xy[:, 1]])))
+                props.append({"TileBuildingId": tid, "Mean_Building_Height": stats[0],
+                              "Median_Building_Height": stats[1], "StdDev_Building_Height": stats[2]})
+    if not rows:
+        rows.append({"ImageId": image_id, "TileBuildingId": 0, "PolygonWKT_Pix": EMPTY_WKT,
+                     "Mean_Building_Height": 0.0, "Median_Building_Height": 0.0, "StdDev_Building_Height": 0.0})
+    return rows, geoms_map, props
+
+
+def render_strip(plan: C.CityPlan, strip: Strip, size: int, looks: float, rng: np.random.Generator,
+                 with_optical: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """SAR (4, H, W) SN6 scale, optical (3, H, W) uint8 or None, and valid mask (H, W) of a strip."""
+    margin = int(np.ceil(MARGIN_M / PIXEL_M))
+    h, w = strip.rows * size, strip.cols * size
+    raster = C.rasterize(plan, strip.x0 - margin * PIXEL_M, strip.y0 - margin * PIXEL_M,
+                         w + 2 * margin, h + 2 * margin, PIXEL_M)
+    inner = (slice(margin, margin + h), slice(margin, margin + w))
+    refl = S.simulate_reflectivity(raster, plan.buildings.angle, S.look_from_orientation(strip.orientation))
+    refl = np.ascontiguousarray(refl[:, inner[0], inner[1]])
+    sar = S.db_to_sn6_scale(S.to_db(S.apply_speckle(refl, looks, rng)))
+    optical = None
+    if with_optical:
+        optical = np.ascontiguousarray(O.render_optical(raster, plan.buildings.roof_rgb)[:, inner[0], inner[1]])
+    # valid footprint: pixel centres between the slanted top and bottom strip edges
+    tile_m = size * PIXEL_M
+    xc = (np.arange(w) + 0.5) * PIXEL_M
+    yc = (np.arange(h) + 0.5) * PIXEL_M
+    top = strip.top_cut[0] + strip.top_cut[1] * xc
+    bottom = strip.rows * tile_m - strip.bottom_cut[0] + strip.bottom_cut[1] * xc
+    valid = (yc[:, None] >= top[None, :]) & (yc[:, None] < bottom[None, :])
+    sar[:, ~valid] = 0
+    if optical is not None:
+        optical[:, ~valid] = 0
+    return sar, optical, valid
+
+
+def _write_part(part: str, out_dir: Path, n_tiles: int, size: int, rng: np.random.Generator,
+                easting0: float, northing0: float, first_tile: int, t0: datetime, looks: float,
+                preview_dir: Path | None, progress: tqdm) -> tuple[list[Strip], pd.DataFrame, int, float]:
+    """Generate one city and its strips; write tiles. Returns strips, label rows, next tile number
+    and the plan width (m)."""
+    tile_m = size * PIXEL_M
+    strips, width_m, height_m = _layout(n_tiles, tile_m, rng, t0)
+    plan = C.plan_city(width_m, height_m, rng)
+    prefix = "SN6_Train" if part == "train" else "SN6_Test_Public"
+    aoi_dir = out_dir / ("train" if part == "train" else "test_public") / AOI
+    labels = []
+    tile_no = first_tile
+    for strip in strips:
+        sar, optical, valid = render_strip(plan, strip, size, looks, rng, with_optical=part == "train")
+        poly_valid = strip.valid_polygon(tile_m)
+        for t in range(strip.n_tiles):
+            tr, tc = divmod(t, strip.cols)
+            image_id = f"{strip.key}_tile_{tile_no}"
+            tile_no += int(rng.integers(1, 3))
+            x0, y0 = strip.x0 + tc * tile_m, strip.y0 + tr * tile_m
+            gt = (easting0 + x0, PIXEL_M, 0.0, northing0 - y0, 0.0, -PIXEL_M)
+            win = (slice(tr * size, (tr + 1) * size), slice(tc * size, (tc + 1) * size))
+            sar_tile = sar[:, win[0], win[1]]
+            write_raster(aoi_dir / "SAR-Intensity" / f"{prefix}_{AOI}_SAR-Intensity_{image_id}.tif",
+                         sar_tile, gt, EPSG, nodata=0, compress=None, tiled=False)  # like the real tiles
+            rows, geoms_map, props = _tile_labels(plan, image_id, x0, y0, tile_m, poly_valid, easting0, northing0)
+            labels.extend(rows)
+            if optical is not None:
+                opt_tile = optical[:, win[0], win[1]]
+                write_raster(aoi_dir / "PS-RGB" / f"{prefix}_{AOI}_PS-RGB_{image_id}.tif", opt_tile, gt, EPSG, nodata=0)
+                write_geojson(aoi_dir / "geojson_buildings" / f"{prefix}_{AOI}_Buildings_{image_id}.geojson",
+                              geoms_map, props, crs_epsg=EPSG)
+            if preview_dir is not None:
+                polys = [shapely.from_wkt(r["PolygonWKT_Pix"]) for r in rows]
+                v = valid[win[0], win[1]]
+                panels = [P.draw_polygons(P.sar_composite(sar_tile, v), polys)]
+                if optical is not None:
+                    panels.insert(0, P.draw_polygons(P.rgb_to_bgr(optical[:, win[0], win[1]]), polys))
+                P.write_png(preview_dir / f"{part}_{image_id}.png", np.hstack(panels))
+            progress.update(1)
+    return strips, pd.DataFrame(labels, columns=LABEL_COLUMNS), tile_no, width_m
+
+
+def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0,
+                 preview: bool | str | Path = False, looks: float = DEFAULT_LOOKS) -> dict:
+    """Write a synthetic SN6 AOI with ``tiles`` tiles in all: ~3/4 train, ~1/4 test_public.
+
+    Args:
+        out_dir: root folder (created); see the module docstring for what goes where.
+        tiles: total tile count (>= 2); test gets max(1, round(tiles / 4)).
+        size: tile width/height in pixels (0.5 m pixels; the real tiles are 900).
+        seed: everything (city, strips, speckle) follows from it: same seed, same bytes.
+        preview: True (PNGs in ``out_dir/previews``) or a folder, to write per-tile previews.
+        looks: number of looks of the Gamma speckle.
+
+    Returns:
+        dict with ``train_aoi``, ``test_aoi``, ``test_truth_csv``, ``orientations``,
+        ``train_csv`` (Paths) and ``n_train``, ``n_test``.
+    """
+    if tiles < 2:
+        raise InputError(f"--tiles must be at least 2 (one train and one test tile), got {tiles}")
+    if size < 64:
+        raise InputError(f"--size must be at least 64 pixels, got {size}")
+    out_dir = Path(out_dir)
+    preview_dir = None
+    if preview:
+        preview_dir = out_dir / "previews" if preview is True else Path(preview)
+    n_test = max(1, int(round(tiles / 4)))
+    n_train = tiles - n_test
+    rng = np.random.default_rng(seed)
+    easting0 = 590600.0 + float(rng.integers(0, 400))
+    northing0 = 5750800.0 - float(rng.integers(0, 400))
+    t0 = datetime(2019, 8, 4, 9, 0, 0)
+    with tqdm(total=tiles, desc="synth sn6 tiles", unit="tile", leave=False) as progress:
+        train_strips, train_labels, next_tile, width_m = _write_part(
+            "train", out_dir, n_train, size, np.random.default_rng([seed, 1]), easting0, northing0,
+            1000 + int(rng.integers(0, 500)), t0, looks, preview_dir, progress)
+        test_strips, test_labels, _, _ = _write_part(
+            "test", out_dir, n_test, size, np.random.default_rng([seed, 2]), easting0 + width_m + 300.0,
+            northing0, next_tile + 100, t0 + timedelta(days=1), looks, preview_dir, progress)
+    train_aoi = out_dir / "train" / AOI
+    summary = train_aoi / "SummaryData"
+    orientations = summary / "SAR_orientations.txt"
+    summary.mkdir(parents=True, exist_ok=True)
+    lines = "".join(f"{s.key} {s.orientation}\n" for s in sorted(train_strips + test_strips, key=lambda s: s.key))
+    tmp = orientations.with_name(".SAR_orientations.tmp")
+    tmp.write_text(lines)
+    tmp.replace(orientations)
+    train_csv = write_csv_atomic(summary / f"SN6_Train_{AOI}_Buildings.csv", train_labels)
+    truth_csv = write_csv_atomic(out_dir / "test_public_truth" / f"SN6_Test_Public_{AOI}_Buildings.csv", test_labels)
+    log.info("synthetic SN6: %d train + %d test tiles of %d px in %s", n_train, n_test, size, out_dir)
+    return {"train_aoi": train_aoi, "test_aoi": out_dir / "test_public" / AOI, "test_truth_csv": truth_csv,
+            "train_csv": train_csv, "orientations": orientations, "n_train": n_train, "n_test": n_test}

@@ -1,0 +1,258 @@
+"""Synthetic SpaceNet 6 generator: layout, formats, determinism, SAR physics and statistics."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from sarfusion.io.raster import raster_info, read_raster
+from sarfusion.io.vector import image_id_from_name, read_geojson, strip_key
+from sarfusion.synth import city as C
+from sarfusion.synth import sar as S
+from sarfusion.synth.sn6 import AOI, LABEL_COLUMNS, generate_sn6
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real_samples"
+SPEC_MEANS = {"HH": 28.6, "HV": 36.1, "VH": 33.8, "VV": 26.2}
+SIZE = 300
+
+
+@pytest.fixture(scope="module")
+def sn6(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sn6")
+    return generate_sn6(out, 6, size=SIZE, seed=3)
+
+
+def _orientations(path: Path) -> dict[str, int]:
+    return {line.split()[0]: int(line.split()[1]) for line in path.read_text().splitlines() if line.strip()}
+
+
+def test_layout_names_and_formats(sn6):
+    train, test = sn6["train_aoi"], sn6["test_aoi"]
+    assert sn6["n_train"] + sn6["n_test"] == 6 and sn6["n_test"] == 2
+    sar = sorted((train / "SAR-Intensity").glob("*.tif"))
+    rgb = sorted((train / "PS-RGB").glob("*.tif"))
+    gj = sorted((train / "geojson_buildings").glob("*.geojson"))
+    assert len(sar) == len(rgb) == len(gj) == 4
+    pat = re.compile(r"SN6_Train_AOI_11_Rotterdam_SAR-Intensity_\d{14}_\d{14}_tile_\d+\.tif")
+    assert all(pat.fullmatch(p.name) for p in sar)
+    test_sar = sorted((test / "SAR-Intensity").glob("*.tif"))
+    assert len(test_sar) == 2
+    assert all(re.fullmatch(r"SN6_Test_Public_AOI_11_Rotterdam_SAR-Intensity_\d{14}_\d{14}_tile_\d+\.tif", p.name)
+               for p in test_sar)
+    assert sorted(p.name for p in test.iterdir()) == ["SAR-Intensity"]  # test AOI: SAR only
+    assert sn6["test_truth_csv"].is_file() and AOI not in str(sn6["test_truth_csv"].parent)
+    for p in sar + test_sar:
+        info = raster_info(p)
+        assert info.shape == (4, SIZE, SIZE) and info.dtype == np.float32
+        assert info.epsg == 32631 and info.pixel_size == (0.5, -0.5) and info.nodata[0] == 0
+        a = read_raster(p)
+        assert np.isfinite(a).all() and (a >= 0).all()
+        valid = (a != 0).any(axis=0)
+        assert valid.mean() > 0.3 and (a[:, valid] > 0).all()  # valid pixels never hit the nodata value
+    for p in rgb:
+        info = raster_info(p)
+        assert info.shape == (3, SIZE, SIZE) and info.dtype == np.uint8 and info.nodata[0] == 0
+        sar_twin = train / "SAR-Intensity" / p.name.replace("PS-RGB", "SAR-Intensity")
+        assert raster_info(sar_twin).geotransform == info.geotransform
+        # the same strip footprint masks both sensors
+        assert np.array_equal((read_raster(p) != 0).any(0), (read_raster(sar_twin) != 0).any(0))
+    orient = _orientations(sn6["orientations"])
+    assert set(orient.values()) == {0, 1}
+    assert {strip_key(image_id_from_name(p)) for p in sar + test_sar} == set(orient)
+    for csv in (sn6["train_csv"], sn6["test_truth_csv"]):
+        df = pd.read_csv(csv)
+        assert list(df.columns) == LABEL_COLUMNS
+        assert df.ImageId.nunique() == len(set(df.ImageId))
+    df = pd.read_csv(sn6["train_csv"])
+    assert set(df.ImageId) == {image_id_from_name(p) for p in sar}
+    polys = shapely.from_wkt(df.PolygonWKT_Pix[df.PolygonWKT_Pix != "POLYGON EMPTY"])
+    assert all(g.geom_type == "Polygon" and g.is_valid for g in polys)
+    b = shapely.bounds(polys)
+    assert b.min() >= 0 and b.max() <= SIZE
+    assert (df.Mean_Building_Height[df.PolygonWKT_Pix != "POLYGON EMPTY"].between(3, 45)).all()
+    # GeoJSON footprints are the CSV polygons in EPSG:32631 map coordinates
+    for p in gj:
+        image_id = image_id_from_name(p)
+        geoms, _ = read_geojson(p)
+        rows = df[(df.ImageId == image_id) & (df.PolygonWKT_Pix != "POLYGON EMPTY")]
+        assert len(geoms) == len(rows)
+        gt = raster_info(train / "SAR-Intensity" / f"SN6_Train_{AOI}_SAR-Intensity_{image_id}.tif").geotransform
+        for g, wkt in zip(geoms, rows.PolygonWKT_Pix):
+            px = shapely.transform(g, lambda xy: np.column_stack([(xy[:, 0] - gt[0]) / gt[1], (xy[:, 1] - gt[3]) / gt[5]]))
+            assert px.symmetric_difference(shapely.from_wkt(wkt)).area < 1.0
+
+
+def test_strips_of_both_directions_image_the_same_ground(sn6):
+    orient = _orientations(sn6["orientations"])
+    boxes = {0: [], 1: []}
+    for p in (sn6["train_aoi"] / "SAR-Intensity").glob("*.tif"):
+        info = raster_info(p)
+        gt = info.geotransform
+        box = shapely.box(gt[0], gt[3] + gt[5] * info.height, gt[0] + gt[1] * info.width, gt[3])
+        boxes[orient[strip_key(image_id_from_name(p))]].append(box)
+    overlap = max(a.intersection(b).area for a in boxes[0] for b in boxes[1])
+    assert overlap > 0.1 * (SIZE * 0.5) ** 2
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes(tmp_path):
+    generate_sn6(tmp_path / "a", 2, size=128, seed=11)
+    generate_sn6(tmp_path / "b", 2, size=128, seed=11)
+    generate_sn6(tmp_path / "c", 2, size=128, seed=12)
+    ha, hb, hc = _hashes(tmp_path / "a"), _hashes(tmp_path / "b"), _hashes(tmp_path / "c")
+    assert len(ha) >= 7 and ha == hb
+    assert ha != hc
+
+
+def _one_building_city(height_m: float, rows: int = 240, cols: int = 160) -> tuple[C.CityRaster, tuple[int, int, int, int]]:
+    """Grass with one flat, axis-aligned building (rows 100-139, cols 60-99)."""
+    r0, r1, c0, c1 = 100, 140, 60, 100
+    classes = np.full((rows, cols), C.GRASS, np.uint8)
+    height = np.zeros((rows, cols), np.float32)
+    bid = np.zeros((rows, cols), np.int32)
+    classes[r0:r1, c0:c1] = C.ROOF
+    height[r0:r1, c0:c1] = height_m
+    bid[r0:r1, c0:c1] = 1
+    zeros = np.zeros((rows, cols), np.float32)
+    return C.CityRaster(0.5, 0.0, 0.0, classes, height, bid, zeros, zeros, zeros), (r0, r1, c0, c1)
+
+
+@pytest.mark.parametrize("height_m", [8.0, 16.0])
+@pytest.mark.parametrize("look", ["N", "S"])
+def test_layover_double_bounce_and_shadow_geometry(height_m, look):
+    raster, (r0, r1, c0, c1) = _one_building_city(height_m)
+    refl = S.simulate_reflectivity(raster, np.array([0.0], np.float32), look, psf_sigma_px=0)
+    hh = S.to_db(refl[0])[:, c0 + 5:c1 - 5].mean(axis=1)  # range profile through the building
+    lay = S.layover_px(height_m, 0.5)
+    shadow_len = height_m * np.tan(np.deg2rad(S.DEFAULT_INCIDENCE_DEG)) / 0.5
+    grass = float(np.median(hh[:40]) if look == "S" else np.median(hh[-40:]))
+    if look == "N":
+        foot, roof_img, shadow = r0, (r0 - lay, r1 - lay), (r1 - lay, r1 + shadow_len)
+    else:  # mirrored: the wall facing the sensor is the southern one
+        foot, roof_img, shadow = r1 - 1, (r0 + lay, r1 + lay), (r0 - shadow_len, r0 + lay)
+    # double bounce: the brightest row is the wall foot at the true footprint edge
+    assert abs(int(np.argmax(hh)) - foot) <= 1
+    assert hh[foot] > grass + 15
+    # radar shadow right behind the laid-over roof (and behind the wall foot when the layover
+    # exceeds the building depth), down to the noise floor
+    if look == "N":
+        s0, s1 = int(np.ceil(max(shadow[0], foot + 1))) + 2, int(np.floor(shadow[1])) - 2
+    else:
+        s0, s1 = int(np.ceil(shadow[0])) + 2, int(np.floor(min(shadow[1], foot))) - 2
+    assert s1 > s0 and hh[s0:s1].max() < S.NOISE_FLOOR_DB + 1
+    edge = int(np.floor(shadow[0])) - 3 if look == "N" else int(np.ceil(shadow[1])) + 3
+    assert hh[edge] > S.NOISE_FLOOR_DB + 6  # the laid-over roof ends exactly there
+    # the roof appears displaced toward the sensor by h / tan(incidence)
+    mid = int(round((roof_img[0] + roof_img[1]) / 2))
+    assert hh[mid] > grass
+
+
+def _valid_stats(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    vals = [[] for _ in range(4)]
+    for p in paths:
+        a = read_raster(p)
+        v = (a != 0).any(axis=0)
+        for b in range(4):
+            vals[b].append(a[b][v])
+    vals = [np.concatenate(v) for v in vals]
+    return np.array([v.mean() for v in vals]), np.array([v.std() for v in vals]), vals
+
+
+def test_sar_statistics_match_spec_and_capella(sn6):
+    paths = sorted((sn6["train_aoi"] / "SAR-Intensity").glob("*.tif"))
+    means, stds, vals = _valid_stats(paths)
+    for b, name in enumerate(S.BANDS):
+        print(f"synthetic SN6 {name}: mean {means[b]:.1f} (SPEC {SPEC_MEANS[name]}), std {stds[b]:.1f} "
+              f"(SPEC ~8.5), p1-p99 {np.percentile(vals[b], 1):.1f}-{np.percentile(vals[b], 99):.1f}")
+        assert abs(means[b] - SPEC_MEANS[name]) < 5.0
+        assert 5.5 < stds[b] < 11.5
+        assert 10 < np.percentile(vals[b], 99) < 95
+    # HV and VH: the same scatterers, equal up to noise and the per-band offset
+    a = read_raster(paths[0])
+    v = (a != 0).any(axis=0)
+    assert np.corrcoef(a[1][v], a[2][v])[0, 1] > 0.9
+    # vegetation bright in cross-pol relative to co-pol; water and roads dark
+    capella = REAL / "capella_rotterdam" / "sar_masked.tif"
+    if not capella.is_file():
+        pytest.skip(f"real Capella sample not found at {capella}")
+    cap = read_raster(capella).astype(np.float64)
+    cv = np.isfinite(cap).all(0) & (cap != 0).all(0)
+    # multilook the synthetic SAR to Capella's 4.5 m pixels (9 x 9 linear means), in calibrated dB
+    synth_db = []
+    for p in paths:
+        a = read_raster(p)
+        if not (a != 0).all(axis=0).all():
+            continue
+        lin = np.power(10, S.sn6_scale_to_db(a) / 10).astype(np.float32)
+        n = (a.shape[1] // 9) * 9
+        ml = cv2.resize(lin[:, :n, :n].transpose(1, 2, 0), (n // 9, n // 9), interpolation=cv2.INTER_AREA)
+        synth_db.append(10 * np.log10(ml.reshape(-1, 4)))
+    if not synth_db:
+        pytest.skip("no fully valid synthetic tile to multilook")
+    synth_db = np.concatenate(synth_db)
+    for b, name in enumerate(S.BANDS):
+        cm, cs = cap[b][cv].mean(), cap[b][cv].std()
+        sm, ss = synth_db[:, b].mean(), synth_db[:, b].std()
+        print(f"{name} at 4.5 m: synthetic mean {sm:.1f} dB std {ss:.1f} | Capella mean {cm:.1f} dB std {cs:.1f}")
+        assert abs(sm - cm) < 5.0
+        assert 0.5 * cs < ss < 3.0 * cs
+
+
+def test_labels_sit_on_the_double_bounce_and_layover(sn6):
+    """Each labelled building's sensor-facing edge is bright (double bounce), its far side dark
+    (shadow), and its roof shows up shifted toward the sensor by h / tan(incidence)."""
+    df = pd.read_csv(sn6["train_csv"])
+    orient = _orientations(sn6["orientations"])
+    near, far, shifted, unshifted, n = [], [], [], [], 0
+    for image_id, rows in df[df.PolygonWKT_Pix != "POLYGON EMPTY"].groupby("ImageId"):
+        a = read_raster(sn6["train_aoi"] / "SAR-Intensity" / f"SN6_Train_{AOI}_SAR-Intensity_{image_id}.tif")
+        hh = a[0]
+        valid = (a != 0).any(axis=0)
+        flip = orient[strip_key(image_id)] == 1  # make the sensor side the top for both
+        if flip:
+            hh, valid = hh[::-1], valid[::-1]
+        for wkt, h in zip(rows.PolygonWKT_Pix, rows.Mean_Building_Height):
+            g = shapely.from_wkt(wkt)
+            if g.area < 200:
+                continue
+            mask = np.zeros(hh.shape, np.uint8)
+            pts = np.asarray(g.exterior.coords)
+            if flip:
+                pts = np.column_stack([pts[:, 0], hh.shape[0] - pts[:, 1]])
+            cv2.fillPoly(mask, [np.round((pts - 0.5) * 16).astype(np.int32)], 1, shift=4)
+            m = mask.astype(bool)
+            top = m.copy()
+            top[1:] &= ~m[:-1]
+            bottom = m.copy()
+            bottom[:-1] &= ~m[1:]
+            lay = int(round(S.layover_px(h, 0.5)))
+            up = np.zeros_like(m)
+            up[:-lay or None] = m[lay:]          # the footprint moved toward the sensor
+            if not up.any() or not (valid[m].all() and valid[up].all()) or top.sum() < 5:
+                continue
+            near.append(hh[top].mean())
+            far.append(hh[bottom].mean())
+            shifted.append(hh[up & ~m].mean() if (up & ~m).any() else hh[up].mean())
+            unshifted.append(hh[m & ~up].mean() if (m & ~up).any() else hh[m].mean())
+            n += 1
+    assert n >= 10
+    near, far, shifted, unshifted = map(np.array, (near, far, shifted, unshifted))
+    print(f"{n} buildings: near edge {near.mean():.1f}, far edge {far.mean():.1f}, "
+          f"layover zone {shifted.mean():.1f}, footprint behind it {unshifted.mean():.1f}")
+    assert near.mean() > far.mean() + 8
+    assert np.mean(near > far) > 0.8
+    assert shifted.mean() > unshifted.mean() + 4
