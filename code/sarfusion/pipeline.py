@@ -55,7 +55,8 @@ def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: s
     if translation_roots:
         from sarfusion.tasks.translate import train_translation
         t = _stage(f"SAR->optical translation on {', '.join(map(str, translation_roots))}")
-        done["translate"] = str(train_translation(translation_roots[0], weights / "translate", preset=preset,
+        # one translator per layout (SEN1-2, MultiEarth), each trained on every folder of its kind
+        done["translate"] = str(train_translation(inv.root, weights / "translate", preset=preset,
                                                   work_dir=work / "translate"))
         log.info("translation trained in %.0f s", time.time() - t)
     return done
@@ -149,8 +150,8 @@ def run_demo(out: str | Path, weights: str | Path, preset: str = "demo", sn6_til
         generate_sn9(data / "sn9" / "train", size=sn9_size // 2, seed=seed + 100, scenes=2, split="train")
         generate_sn9(data / "sn9" / "test", size=sn9_size, seed=seed + 200, scenes=1, split="test", preview=True)
     if not (data / "sen12").is_dir():
-        from sarfusion.synth.landscape import generate_sen12
-        generate_sen12(data / "sen12", pairs=24, seed=seed)
+        from sarfusion.synth.landscape import write_sen12
+        write_sen12(data / "sen12", pairs=24, seed=seed)
     t = time.time()
     trained = train_all(data, weights, out / "work", preset=preset)
     t_train = time.time() - t

@@ -345,10 +345,9 @@ def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: 
         if keep_out is not None:
             keep &= ~shapely.intersects(polys, keep_out)
             trees_arr = trees_arr[~shapely.contains_xy(keep_out, trees_arr[:, 0], trees_arr[:, 1])]
-        b = bounds = shapely.bounds(polys)
+        b = shapely.bounds(polys)
         keep &= (b[:, 2] > -60) & (b[:, 0] < width_m + 60) & (b[:, 3] > -60) & (b[:, 1] < height_m + 60)
         raw_buildings = [rb for rb, k in zip(raw_buildings, keep) if k]
-        del bounds
     n = len(raw_buildings)
     kinds = np.array([b[6] for b in raw_buildings], np.uint8)
     roof_rgb = np.zeros((n, 3), np.uint8)

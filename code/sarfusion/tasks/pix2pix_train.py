@@ -34,9 +34,13 @@ class Pix2PixNetConfig:
     d_every: int = 1
 
 
-def build_pix2pix(in_channels: int, out_channels: int, cfg: Pix2PixNetConfig
+def build_pix2pix(in_channels: int, out_channels: int, cfg: Pix2PixNetConfig, seed: int = 0
                   ) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.Optimizer]]:
-    """Generator ``G`` and discriminator ``D`` with their Adam optimisers (keys ``"G"``, ``"D"``)."""
+    """Generator ``G`` and discriminator ``D`` with their Adam optimisers (keys ``"G"``, ``"D"``).
+
+    The initial weights are drawn from ``seed``, so a run is repeatable from its first step.
+    """
+    torch.manual_seed(seed)
     gen = init_weights(UNetGenerator(in_channels, out_channels, cfg.num_downs, cfg.ngf, cfg.dropout))
     disc = init_weights(PatchDiscriminator(in_channels + out_channels, cfg.ndf, cfg.n_layers))
     betas = (cfg.beta1, 0.999)

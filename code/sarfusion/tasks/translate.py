@@ -248,7 +248,7 @@ def train_on_examples(train: Sequence[Example], kind: str, weights_dir: str | Pa
     if old.exists() and json.loads(old.read_text()) != json.loads(json.dumps(asdict(cfg), default=str)):
         raise InputError("holds a run with a different config (it would be resumed); remove it or pass "
                          "another work dir", run_dir)
-    models, optimizers = build_pix2pix(in_ch, 3, cfg.net)
+    models, optimizers = build_pix2pix(in_ch, 3, cfg.net, seed=cfg.engine.seed)
     decay_start = int(cfg.engine.max_steps * (1 - cfg.decay_fraction))
 
     def lr_factor(step: int) -> float:
