@@ -1,0 +1,270 @@
+"""SN6 building-footprint training samples: model input by mode, 3 target masks, orientation, augmentation.
+
+Targets (the SN6 winner's, SPEC section 2), ``(3, H, W)`` uint8 in {0, 1}:
+
+* footprint: inside any building polygon;
+* edge: footprint pixels within ``edge_width`` px of another label (background or a neighbour);
+* contact: pixels within ``contact_width`` px of two different buildings (the gaps the
+  watershed must cut).
+
+Direction-1 strips (imaged from the south) are rotated 180 degrees at load, so layover and
+shadow always fall the same way for the network; predictions are rotated back by the caller.
+Folds are easting bands (the tile geotransform's x origin) with a gap around the validation band,
+so overlapping neighbour tiles never leak across.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+import scipy.ndimage as ndi
+import shapely
+import torch
+from torch.utils.data import Dataset
+
+from sarfusion.datasets.sn6 import read_label_csv, read_sar
+from sarfusion.errors import InputError
+from sarfusion.io.raster import nodata_mask, read_raster
+from sarfusion.io.vector import parse_wkt
+
+log = logging.getLogger(__name__)
+
+
+
+# --- labels -------------------------------------------------------------------------------------
+def read_building_polygons(csv_path: str | Path) -> dict[str, list[shapely.Polygon]]:
+    """``{ImageId: [polygons in pixel coordinates]}`` from an SN6 label CSV.
+
+    ``POLYGON EMPTY`` rows give an ImageId with an empty list. A missing, empty or header-only
+    file, or unparseable WKT, is an ``InputError`` naming the file.
+    """
+    df = read_label_csv(csv_path)
+    geoms = parse_wkt(df["PolygonWKT_Pix"])
+    out: dict[str, list[shapely.Polygon]] = {}
+    for i, (image_id, geom) in enumerate(zip(df["ImageId"].astype(str), geoms)):
+        if geom is None:
+            raise InputError(f"row {i + 2}: unparseable PolygonWKT_Pix {df['PolygonWKT_Pix'].iloc[i]!r}", csv_path)
+        parts = [geom] if geom.geom_type == "Polygon" else list(getattr(geom, "geoms", []))
+        out.setdefault(image_id, []).extend(p for p in parts if p.geom_type == "Polygon" and not p.is_empty)
+    return out
+
+
+def rasterize_instances(polygons: Sequence[shapely.Polygon], shape: tuple[int, int]) -> np.ndarray:
+    """Instance labels ``(H, W)`` int32 (0 = background, i + 1 = ``polygons[i]``); later polygons win.
+
+    A pixel belongs to a polygon when its centre ``(col + 0.5, row + 0.5)`` lies inside it (the
+    rasterio / solaris convention the SpaceNet masks use).
+    """
+    h, w = shape
+    labels = np.zeros(shape, np.int32)
+    for i, poly in enumerate(polygons, start=1):
+        x0, y0, x1, y1 = poly.bounds
+        c0, r0 = max(int(np.floor(x0 - 0.5)), 0), max(int(np.floor(y0 - 0.5)), 0)
+        c1, r1 = min(int(np.ceil(x1 - 0.5)) + 1, w), min(int(np.ceil(y1 - 0.5)) + 1, h)
+        if c1 <= c0 or r1 <= r0:
+            continue
+        cols, rows = np.meshgrid(np.arange(c0, c1) + 0.5, np.arange(r0, r1) + 0.5)
+        inside = shapely.contains_xy(poly, cols, rows)
+        labels[r0:r1, c0:c1][inside] = i
+    return labels
+
+
+def building_targets(labels: np.ndarray, edge_width: int = 2, contact_width: int = 3) -> np.ndarray:
+    """``(3, H, W)`` uint8 footprint / edge / contact masks from instance labels ``(H, W)``."""
+    footprint = labels > 0
+    size_e = 2 * edge_width + 1
+    edge = footprint & (ndi.maximum_filter(labels, size_e) != ndi.minimum_filter(labels, size_e))
+    size_c = 2 * contact_width + 1
+    big = np.iinfo(np.int32).max
+    lo = ndi.minimum_filter(np.where(footprint, labels, big), size_c)
+    hi = ndi.maximum_filter(labels, size_c)
+    contact = (lo != big) & (hi > 0) & (lo != hi)
+    return np.stack([footprint, edge, contact]).astype(np.uint8)
+
+
+# --- orientation, normalisation --------------------------------------------------------------------
+def orient(array: np.ndarray, orientation: int | None) -> np.ndarray:
+    """Rotate ``(..., H, W)`` by 180 degrees for direction-1 strips (its own inverse)."""
+    return np.ascontiguousarray(array[..., ::-1, ::-1]) if orientation == 1 else array
+
+
+@dataclass
+class NormStats:
+    """Per-channel mean and std over valid pixels of the training inputs (saved with the weights)."""
+
+    mean: list[float]
+    std: list[float]
+
+    def apply(self, raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """``(C, H, W)`` raw -> float32 standardised; nodata (and NaN) pixels become 0."""
+        mean = np.asarray(self.mean, np.float32)[:, None, None]
+        std = np.asarray(self.std, np.float32)[:, None, None]
+        out = (raw.astype(np.float32) - mean) / std
+        out[:, ~valid] = 0.0
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def compute_norm_stats(arrays: Iterable[tuple[np.ndarray, np.ndarray]], max_pixels: int = 2_000_000,
+                       seed: int = 0) -> NormStats:
+    """Mean/std per channel over the valid pixels of ``(raw (C,H,W), valid (H,W))`` pairs (subsampled)."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for raw, valid in arrays:
+        vals = raw[:, valid].astype(np.float64)
+        if vals.shape[1] > max_pixels // 8:
+            vals = vals[:, rng.choice(vals.shape[1], max_pixels // 8, replace=False)]
+        samples.append(vals)
+    if not samples or sum(s.shape[1] for s in samples) == 0:
+        raise InputError("no valid pixels in the training inputs (all nodata?)")
+    allv = np.concatenate(samples, axis=1)
+    std = allv.std(axis=1)
+    return NormStats(mean=allv.mean(axis=1).tolist(), std=np.where(std > 1e-6, std, 1.0).tolist())
+
+
+def read_model_input(tile, input_mode: str, prepared_path: str | Path | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Raw network input ``(C, H, W)`` float32 and valid mask ``(H, W)`` bool of one tile.
+
+    ``sar4``: the SAR-Intensity tile (HH, HV, VH, VV; anything but 4 bands is an ``InputError``;
+    0 and NaN are nodata). ``span``: its textbook SPAN in dB (:func:`sarfusion.fusion.span`).
+    ``fused`` / ``colorized``: the prepared 3-band uint8 tile at ``prepared_path`` (0 = nodata),
+    written by :func:`sarfusion.tasks.buildings.prepare_inputs`.
+    """
+    if input_mode in ("sar4", "span"):
+        sar = read_sar(tile.sar_path)
+        if input_mode == "sar4":
+            return sar, nodata_mask(sar, 0.0)
+        from sarfusion.fusion import sar_valid_mask, span
+
+        s = span(sar)[None].astype(np.float32)
+        return s, sar_valid_mask(sar) & np.isfinite(s[0])
+    if prepared_path is None:
+        raise InputError(f"{input_mode} input needs a prepared tile (none for {tile.image_id})", tile.sar_path)
+    raw = read_raster(prepared_path, expect_bands=3).astype(np.float32)
+    return raw, nodata_mask(raw, 0.0)
+
+
+# --- folds -----------------------------------------------------------------------------------------
+def easting_folds(x_origin: Mapping[str, float], n_folds: int, gap_m: float) -> list[tuple[list[str], list[str]]]:
+    """Split tiles into ``n_folds`` equal-width easting bands; fold k validates on band k and trains
+    on tiles whose x origin is more than ``gap_m`` from that band (neighbours excluded).
+
+    ``n_folds == 1``: one fold that trains on every tile and validates on none.
+    Returns ``[(train_ids, val_ids), ...]`` sorted by ImageId.
+    """
+    ids = sorted(x_origin)
+    if n_folds < 1:
+        raise InputError(f"folds must be >= 1, got {n_folds}")
+    if n_folds == 1:
+        return [(ids, [])]
+    xs = np.array([x_origin[i] for i in ids])
+    edges = np.linspace(xs.min(), xs.max(), n_folds + 1)
+    band = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, n_folds - 1)
+    folds = []
+    for k in range(n_folds):
+        lo, hi = edges[k], edges[k + 1]
+        val = [i for i, b in zip(ids, band) if b == k]
+        far = (xs < lo - gap_m) | (xs > hi + gap_m)
+        train = [i for i, f, b in zip(ids, far, band) if f and b != k]
+        if not train or not val:
+            raise InputError(f"fold {k} of {n_folds} has {len(train)} training and {len(val)} validation "
+                             f"tiles; use fewer folds or a smaller gap ({gap_m} m)")
+        folds.append((train, val))
+    return folds
+
+
+# --- torch dataset -----------------------------------------------------------------------------------
+@dataclass
+class AugmentParams:
+    """Training augmentation (SAR-safe: left-right flip only, no up-down flip, no rot90)."""
+
+    crop: int = 512
+    scale: tuple[float, float] = (0.5, 2.0)
+    rotate_deg: float = 10.0
+    affine_p: float = 0.7
+    hflip_p: float = 0.5
+    min_valid_fraction: float = 0.3  # re-draw crops that are mostly nodata (a few tries)
+
+
+def build_augment(params: AugmentParams, seed: int):
+    """An albumentations pipeline: left-right flip, scale + small rotation, crop."""
+    import albumentations as A  # heavy: imported on use
+
+    return A.Compose([
+        A.HorizontalFlip(p=params.hflip_p),
+        A.Affine(scale=tuple(params.scale), rotate=(-params.rotate_deg, params.rotate_deg), p=params.affine_p,
+                 border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, keep_ratio=True),
+        A.CenterCrop(params.crop, params.crop, pad_if_needed=True, border_mode=cv2.BORDER_CONSTANT,
+                     fill=0, fill_mask=0),
+    ], seed=seed)
+
+
+class BuildingTileDataset(Dataset):
+    """Random crops of SN6 tiles with their targets.
+
+    Each item: ``image`` ``(C, crop, crop)`` float32 (normalised, nodata 0), ``target``
+    ``(3, crop, crop)`` float32 footprint/edge/contact, ``valid`` ``(1, crop, crop)`` float32,
+    ``meta`` ``{"image_id": str}``. Tiles are in network orientation (direction 1 rotated).
+    """
+
+    def __init__(self, tiles: Sequence, prepared: Mapping[str, Path], input_mode: str,
+                 polygons: Mapping[str, list], stats: NormStats, augment: AugmentParams,
+                 edge_width: int = 2, contact_width: int = 3, cache: bool = True, seed: int = 0):
+        self.tiles = list(tiles)
+        self.prepared = dict(prepared)
+        self.input_mode = input_mode
+        self.polygons = polygons
+        self.stats = stats
+        self.params = augment
+        self.edge_width, self.contact_width = edge_width, contact_width
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+        self.augment = build_augment(augment, seed)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def load_tile(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(image (C,H,W) float16, masks (4,H,W) uint8 = footprint, edge, contact, valid)``, oriented."""
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        tile = self.tiles[index]
+        raw, valid = read_model_input(tile, self.input_mode, self.prepared.get(tile.image_id))
+        image = self.stats.apply(raw, valid)
+        labels = rasterize_instances(self.polygons.get(tile.image_id, []), valid.shape)
+        masks = np.concatenate([building_targets(labels, self.edge_width, self.contact_width),
+                                valid[None].astype(np.uint8)])
+        out = (orient(image, tile.orientation).astype(np.float16), orient(masks, tile.orientation))
+        if self.cache is not None:
+            self.cache[index] = out
+        return out
+
+    def _precrop(self, image: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Cut a region a bit larger than the crop (room for rotation/scale) before the affine warp,
+        # preferring regions with valid pixels.
+        size = int(np.ceil(self.params.crop * 1.5))
+        h, w = masks.shape[1:]
+        ph, pw = min(size, h), min(size, w)
+        best = None
+        for _ in range(5):
+            r = int(self.rng.integers(0, h - ph + 1))
+            c = int(self.rng.integers(0, w - pw + 1))
+            frac = float(masks[3, r:r + ph, c:c + pw].mean())
+            if best is None or frac > best[0]:
+                best = (frac, r, c)
+            if frac >= self.params.min_valid_fraction:
+                break
+        _, r, c = best
+        return image[:, r:r + ph, c:c + pw], masks[:, r:r + ph, c:c + pw]
+
+    def __getitem__(self, index: int) -> dict:
+        image, masks = self._precrop(*self.load_tile(index))
+        out = self.augment(image=np.moveaxis(image.astype(np.float32), 0, -1), mask=np.moveaxis(masks, 0, -1))
+        img = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.atleast_3d(out["image"]), -1, 0)))
+        msk = torch.from_numpy(np.ascontiguousarray(np.moveaxis(out["mask"], -1, 0))).float()
+        return {"image": img, "target": msk[:3], "valid": msk[3:4],
+                "meta": {"image_id": self.tiles[index].image_id}}

@@ -1,0 +1,574 @@
+"""SpaceNet 6 building footprints: train (folds by easting), predict (TTA, fold ensemble,
+watershed), write the submission CSV and previews, and the input-mode experiment.
+
+Weights layout (``weights_dir``, may be shared with ``colorizer.pt``)::
+
+    buildings_config.json        the BuildingsConfig used
+    buildings_fold<k>.pt         {"state_dict", "stats", "input_mode", "encoder", ...} per fold
+
+Input modes: ``sar4`` (HH, HV, VH, VV), ``span`` (textbook SPAN in dB), ``fused`` (HSV fusion of
+PS-RGB with the SPAN; needs optical, so it cannot run on the SAR-only test AOI), ``colorized``
+(the Pix2Pix colorizer's RGB from SAR; the colorizer is trained into the same ``weights_dir``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sarfusion.config import choose_preset, describe
+from sarfusion.datasets.sn6 import SN6Tile, find_label_csv, find_orientations, find_tiles, read_sar
+from sarfusion.datasets.sn6_buildings import (AugmentParams, NormStats, compute_norm_stats, easting_folds,
+                                              orient, read_building_polygons, read_model_input)
+from sarfusion.engine import EngineConfig
+from sarfusion.errors import InputError
+from sarfusion.io.raster import raster_info, write_raster
+from sarfusion.io.vector import geometries_to_wkt, write_submission_csv
+from sarfusion.models.segmentation import INPUT_CHANNELS
+from sarfusion.postproc import WatershedParams, probabilities_to_polygons
+
+log = logging.getLogger(__name__)
+
+INPUT_MODES = tuple(INPUT_CHANNELS)
+CONFIG_NAME = "buildings_config.json"
+
+
+@dataclass
+class BuildingsConfig:
+    """Everything the building model needs; ``demo`` trains in minutes on 2 CPU cores."""
+
+    preset: str = "demo"
+    input_mode: str = "sar4"
+    encoder: str = "efficientnet-b0"
+    decoder_channels: tuple[int, ...] | None = (64, 48, 32, 24, 16)  # None = smp default (256..16)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 20
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    edge_width: int = 2  # px, target "edge" band inside each footprint
+    contact_width: int = 3  # px, target "contact" between two buildings
+    channel_weights: tuple[float, float, float] = (1.0, 0.5, 0.5)  # footprint, edge, contact
+    focal_weight: float = 1.0
+    dice_weight: float = 1.0
+    watershed: WatershedParams = field(default_factory=WatershedParams)
+    tta_scales: tuple[float, ...] = (1.0,)
+    tta_flip: bool = False  # left-right flip TTA (predict --tta turns it and the scales on)
+    fold_gap_m: float | None = None  # exclusion around a validation band; None = one tile width
+    stats_max_tiles: int = 64  # tiles read to compute the normalisation statistics
+    cache_tiles: bool = True  # keep decoded training tiles in memory (demo-sized sets)
+    max_previews: int = 50
+    experiment_test_fraction: float = 0.25  # east-most easting band held out by the experiment
+
+
+PRESETS = {
+    # ~400 steps of 4 x 256 px crops: ~1 s/step on 2 quiet CPU cores with efficientnet-b0 and a
+    # slim decoder (64..16 channels), i.e. ~7 minutes.
+    "demo": BuildingsConfig(
+        preset="demo",
+        encoder="efficientnet-b0",
+        decoder_channels=(64, 48, 32, 24, 16),
+        engine=EngineConfig(max_steps=400, batch_size=4, num_workers=0, checkpoint_every=100, log_every=20),
+        lr=1e-3,
+        augment=AugmentParams(crop=256, scale=(0.8, 1.25), rotate_deg=5.0, affine_p=0.5),
+        watershed=WatershedParams(seed_threshold=0.75, mask_threshold=0.5, min_seed_area=10),
+        tta_scales=(1.0,),
+    ),
+    # The SN6 winner's recipe: EfficientNet-B5 U-Net, AdamW 2e-4, 512 crops, scale 0.5-2,
+    # left-right flips, TTA over scales and flips, 8 easting folds (train with --folds 8).
+    "full": BuildingsConfig(
+        preset="full",
+        encoder="efficientnet-b5",
+        decoder_channels=None,
+        engine=EngineConfig(max_steps=20000, batch_size=8, num_workers=6, checkpoint_every=1000, log_every=50),
+        lr=2e-4,
+        warmup_steps=500,
+        augment=AugmentParams(crop=512, scale=(0.5, 2.0), rotate_deg=10.0, affine_p=0.7),
+        tta_scales=(0.75, 1.0, 1.25),
+        cache_tiles=False,
+    ),
+}
+
+
+def _config_from_dict(data: dict) -> BuildingsConfig:
+    data = dict(data)
+    data["engine"] = EngineConfig(**data["engine"])
+    data["augment"] = AugmentParams(**{**data["augment"], "scale": tuple(data["augment"]["scale"])})
+    data["watershed"] = WatershedParams(**data["watershed"])
+    for key in ("decoder_channels", "channel_weights", "tta_scales"):
+        if data.get(key) is not None:
+            data[key] = tuple(data[key])
+    known = {f.name for f in dataclasses.fields(BuildingsConfig)}
+    return BuildingsConfig(**{k: v for k, v in data.items() if k in known})
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in INPUT_MODES:
+        raise InputError(f"unknown input mode {mode!r}; choose one of: {', '.join(INPUT_MODES)}")
+
+
+# --- inputs ------------------------------------------------------------------------------------------
+def prepare_inputs(tiles: Sequence[SN6Tile], input_mode: str, work_dir: str | Path,
+                   colorizer_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write the per-tile model inputs that are not read straight from the SAR tile.
+
+    ``fused``: ``work_dir/inputs/fused/<ImageId>.tif`` (3-band uint8, :func:`sarfusion.fusion.fuse_tile`;
+    every tile needs a PS-RGB partner). ``colorized``: the colorizer's RGB tiles under
+    ``work_dir/inputs/colorized`` (``colorizer_dir`` holds ``colorizer.pt``). ``sar4`` / ``span``:
+    nothing to write (``{}``). Returns ``{ImageId: path}``.
+    """
+    _check_mode(input_mode)
+    if input_mode in ("sar4", "span"):
+        return {}
+    out_dir = Path(work_dir) / "inputs" / input_mode
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if input_mode == "fused":
+        from tqdm.auto import tqdm
+
+        from sarfusion.datasets.sn6 import read_rgb
+        from sarfusion.fusion import fuse_tile
+
+        missing = [t for t in tiles if t.rgb_path is None]
+        if missing:
+            raise InputError("fused input needs a PS-RGB tile (the test AOI has none: use sar4, span or "
+                             "colorized there)", missing[0].sar_path)
+        out = {}
+        for tile in tqdm(tiles, desc="fuse", mininterval=1.0):
+            path = out_dir / f"{tile.image_id}.tif"
+            if not path.exists():
+                sar, rgb = read_sar(tile.sar_path), read_rgb(tile.rgb_path)
+                if sar.shape[1:] != rgb.shape[1:]:
+                    raise InputError(f"is {rgb.shape[2]}x{rgb.shape[1]} px, its SAR tile "
+                                     f"{sar.shape[2]}x{sar.shape[1]}", tile.rgb_path)
+                fused, _, _ = fuse_tile(sar, rgb)
+                info = raster_info(tile.sar_path)
+                write_raster(path, fused, info.geotransform, info.crs_wkt, 0)
+            out[tile.image_id] = path
+        return out
+    from sarfusion.tasks.colorize import colorize_tiles
+
+    if colorizer_dir is None or not (Path(colorizer_dir) / "colorizer.pt").is_file():
+        raise InputError("colorized input needs a trained colorizer (colorizer.pt)", colorizer_dir)
+    paths = colorize_tiles([t.sar_path for t in tiles], colorizer_dir, out_dir, num_workers=0)
+    return {t.image_id: p for t, p in zip(tiles, paths)}
+
+
+def _subset_aoi(aoi_dir: Path, tiles: Sequence[SN6Tile], out_dir: Path) -> Path:
+    """An AOI folder of symlinks holding only ``tiles`` (so the colorizer never sees held-out optical)."""
+    for sub in ("SAR-Intensity", "PS-RGB", "SummaryData"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    for tile in tiles:
+        for path, sub in ((tile.sar_path, "SAR-Intensity"), (tile.rgb_path, "PS-RGB")):
+            if path is not None and not (out_dir / sub / path.name).exists():
+                os.symlink(Path(path).resolve(), out_dir / sub / path.name)
+    orient_file = find_orientations(aoi_dir)
+    if orient_file and not (out_dir / "SummaryData" / orient_file.name).exists():
+        os.symlink(orient_file.resolve(), out_dir / "SummaryData" / orient_file.name)
+    return out_dir
+
+
+# --- training ----------------------------------------------------------------------------------------
+def _lr_lambda(warmup: int, total: int):
+    def fn(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return fn
+
+
+def _norm_stats(tiles: Sequence[SN6Tile], mode: str, prepared: dict[str, Path], max_tiles: int) -> NormStats:
+    step = max(1, len(tiles) // max_tiles)
+    return compute_norm_stats(read_model_input(t, mode, prepared.get(t.image_id)) for t in list(tiles)[::step])
+
+
+def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], cfg: BuildingsConfig,
+                run_dir: Path, out_path: Path) -> dict[str, Any]:
+    """Train one U-Net on ``tiles`` with the shared engine; save ``out_path`` (weights + stats).
+
+    Returns ``{"path", "steps", "seconds", "steps_per_s", "loss"}``.
+    """
+    import torch
+
+    from sarfusion.datasets.sn6_buildings import BuildingTileDataset
+    from sarfusion.engine import Engine, save_torch_atomic
+    from sarfusion.models.segmentation import build_segmentation_model, focal_dice_loss
+
+    stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
+    log.info("normalisation (%s): mean %s std %s", cfg.input_mode,
+             np.round(stats.mean, 2).tolist(), np.round(stats.std, 2).tolist())
+    dataset = BuildingTileDataset(tiles, prepared, cfg.input_mode, polygons, stats, cfg.augment,
+                                  cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed)
+    model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.engine.max_steps))
+    engine = Engine(run_dir, cfg.engine, {"model": model}, {"opt": opt}, {"opt": sched}, task_config=cfg)
+    loader = engine.make_loader(dataset, shuffle=True)
+
+    def step_fn(ctx, batch) -> dict[str, float]:
+        net = ctx.models["model"]
+        with ctx.autocast():
+            logits = net(batch["image"])
+        loss, parts = focal_dice_loss(logits.float(), batch["target"], cfg.channel_weights,
+                                      cfg.focal_weight, cfg.dice_weight, valid=batch["valid"])
+        ctx.backward(loss, "opt")
+        return {"loss": float(loss.detach()), **parts}
+
+    start_step = 0
+    t0 = time.time()
+    if engine.checkpoint_path.exists():
+        start_step = int(torch.load(engine.checkpoint_path, map_location="cpu", weights_only=False)["step"])
+    last = engine.fit(loader, step_fn, desc=f"buildings {cfg.input_mode}")
+    seconds = time.time() - t0
+    steps = engine.step - start_step
+    save_torch_atomic({"state_dict": engine.unwrap("model").state_dict(), "stats": dataclasses.asdict(stats),
+                       "input_mode": cfg.input_mode, "encoder": cfg.encoder,
+                       "decoder_channels": cfg.decoder_channels, "train_ids": [t.image_id for t in tiles]},
+                      out_path)
+    rate = steps / seconds if seconds > 0 else float("nan")
+    log.info("trained %d steps in %.1f s (%.2f steps/s) -> %s", steps, seconds, rate, out_path)
+    return {"path": str(out_path), "steps": steps, "seconds": round(seconds, 1),
+            "steps_per_s": round(rate, 3), "loss": last.get("loss")}
+
+
+def _load_labels(aoi_dir: Path) -> dict:
+    csv = find_label_csv(aoi_dir)
+    if csv is None:
+        raise InputError("no building label CSV (SummaryData/*Buildings*.csv)", aoi_dir)
+    return read_building_polygons(csv)
+
+
+def _labelled(tiles: Sequence[SN6Tile], polygons: dict, where: Path) -> list[SN6Tile]:
+    kept = [t for t in tiles if t.image_id in polygons]
+    if len(kept) < len(tiles):
+        log.warning("%d of %d tiles in %s have no rows in the label CSV; skipped", len(tiles) - len(kept),
+                    len(tiles), where)
+    if not kept:
+        raise InputError("no SAR tile has rows in the label CSV (ImageIds do not match)", where)
+    return kept
+
+
+def _check_sar_tiles(tiles: Sequence[SN6Tile]) -> None:
+    """Every SAR tile has 4 bands (header reads only), before anything is computed or written."""
+    for tile in tiles:
+        info = raster_info(tile.sar_path)
+        if info.count != 4:
+            raise InputError(f"has {info.count} bands, expected 4 (HH, HV, VH, VV)", tile.sar_path)
+
+
+def _x_origins(tiles: Sequence[SN6Tile]) -> tuple[dict[str, float], float]:
+    infos = {t.image_id: raster_info(t.sar_path) for t in tiles}
+    width_m = max(abs(i.geotransform[1]) * i.width for i in infos.values())
+    return {k: i.geotransform[0] for k, i in infos.items()}, width_m
+
+
+def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = "demo",
+                    input_mode: str = "sar4", folds: int = 1, work_dir: str | Path | None = None,
+                    config: BuildingsConfig | None = None) -> Path:
+    """Train the building U-Net(s) on an SN6 training AOI; one model per easting fold.
+
+    ``folds == 1`` trains one model on every tile; ``folds == K > 1`` trains K models, model k
+    without easting band k and its neighbours (``fold_gap_m``), and reports its validation F1.
+    Checkpoints go to ``work_dir`` (default ``<weights_dir>/runs/buildings_<mode>``) and resume.
+    Returns ``weights_dir``.
+    """
+    _check_mode(input_mode)
+    aoi_dir, weights_dir = Path(aoi_dir), Path(weights_dir)
+    cfg = config if config is not None else choose_preset(PRESETS, preset)
+    cfg.input_mode = input_mode
+    log.info("buildings config:\n%s", describe(cfg))
+    tiles = find_tiles(aoi_dir, require_optical=input_mode == "fused")
+    polygons = _load_labels(aoi_dir)
+    tiles = _labelled(tiles, polygons, aoi_dir)
+    _check_sar_tiles(tiles)
+    work = Path(work_dir) if work_dir else weights_dir / "runs" / f"buildings_{input_mode}"
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    if input_mode == "colorized" and not (weights_dir / "colorizer.pt").is_file():
+        from sarfusion.tasks.colorize import train_colorizer
+
+        train_colorizer(aoi_dir, weights_dir, preset=cfg.preset, work_dir=work / "colorizer")
+    prepared = prepare_inputs(tiles, input_mode, work, weights_dir)
+    x_origin, width_m = _x_origins(tiles)
+    gap = cfg.fold_gap_m if cfg.fold_gap_m is not None else width_m
+    splits = easting_folds(x_origin, folds, gap)
+    by_id = {t.image_id: t for t in tiles}
+    for stale in weights_dir.glob("buildings_fold*.pt"):
+        if int(stale.stem.removeprefix("buildings_fold")) >= len(splits):
+            stale.unlink()  # an older run with more folds must not join this ensemble
+    from sarfusion.engine import save_config
+
+    save_config(cfg, weights_dir / CONFIG_NAME)
+    orient_file = find_orientations(aoi_dir)
+    if orient_file:  # the real file lists test strips too: predict falls back to this copy
+        shutil.copyfile(orient_file, weights_dir / orient_file.name)
+    report = []
+    for k, (train_ids, val_ids) in enumerate(splits):
+        log.info("fold %d/%d: %d training tiles, %d validation tiles", k + 1, len(splits), len(train_ids), len(val_ids))
+        info = train_model([by_id[i] for i in train_ids], polygons, prepared, cfg, work / f"fold{k}",
+                           weights_dir / f"buildings_fold{k}.pt")
+        if val_ids:
+            models = [_load_model(Path(info["path"]))]
+            rows = _predict_rows(models, [by_id[i] for i in val_ids], prepared, cfg)
+            truth = _truth_frame(polygons, val_ids)
+            from sarfusion.metrics.buildings import score_buildings
+
+            info["val"] = score_buildings(truth, _with_empty_rows(rows, val_ids))
+            log.info("fold %d validation: F1 %.3f (P %.3f, R %.3f)", k, info["val"]["f1"],
+                     info["val"]["precision"], info["val"]["recall"])
+        report.append(info)
+    (weights_dir / "buildings_train_report.json").write_text(json.dumps(report, indent=2, default=float))
+    return weights_dir
+
+
+# --- prediction --------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    net: Any
+    stats: NormStats
+    input_mode: str
+
+
+def _load_model(path: Path, device: Any = None) -> LoadedModel:
+    import torch
+
+    from sarfusion.models.segmentation import build_segmentation_model
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        net = build_segmentation_model(state["encoder"], state["input_mode"], decoder_channels=state["decoder_channels"])
+        net.load_state_dict(state["state_dict"])
+    except (RuntimeError, KeyError, EOFError) as exc:
+        raise InputError(f"not a building model checkpoint ({exc})", path) from None
+    net.eval().to(device or "cpu")
+    return LoadedModel(net, NormStats(**state["stats"]), state["input_mode"])
+
+
+def load_models(weights_dir: str | Path, device: Any = None) -> tuple[list[LoadedModel], BuildingsConfig]:
+    """The fold ensemble and config saved by :func:`train_buildings`."""
+    weights_dir = Path(weights_dir)
+    cfg_path = weights_dir / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise InputError(f"no {CONFIG_NAME} (train with 'sarfusion buildings train' first)", weights_dir)
+    cfg = _config_from_dict(json.loads(cfg_path.read_text()))
+    paths = sorted(weights_dir.glob("buildings_fold*.pt"))
+    if not paths:
+        raise InputError("no buildings_fold*.pt weights", weights_dir)
+    return [_load_model(p, device) for p in paths], cfg
+
+
+def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid: np.ndarray,
+                          orientation: int | None, scales: Sequence[float] = (1.0,), flip: bool = False
+                          ) -> np.ndarray:
+    """Fold- and TTA-averaged ``(3, H, W)`` float32 probabilities (footprint, edge, contact) of one tile.
+
+    The tile is rotated 180 degrees for direction-1 strips before the network and the
+    probabilities are rotated back, so they line up with the tile's own pixels.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h, w = valid.shape
+    acc = np.zeros((3, h, w), np.float32)
+    n = 0
+    for m in models:
+        device = next(m.net.parameters()).device
+        x = torch.from_numpy(orient(m.stats.apply(raw, valid), orientation))[None].to(device)
+        for s in scales:
+            sh, sw = (max(32, int(math.ceil(h * s / 32)) * 32), max(32, int(math.ceil(w * s / 32)) * 32))
+            # Resize so the content is scaled by s, then pad to a multiple of 32.
+            th, tw = int(round(h * s)), int(round(w * s))
+            xs = x if s == 1.0 else F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
+            xs = F.pad(xs, (0, sw - tw, 0, sh - th))
+            for flipped in ((False, True) if flip else (False,)):
+                inp = torch.flip(xs, dims=[3]) if flipped else xs
+                with torch.no_grad():
+                    prob = torch.sigmoid(m.net(inp))
+                if flipped:
+                    prob = torch.flip(prob, dims=[3])
+                prob = prob[:, :, :th, :tw]
+                if s != 1.0:
+                    prob = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)
+                acc += orient(prob[0].float().cpu().numpy(), orientation)
+                n += 1
+    out = acc / max(n, 1)
+    out[:, ~valid] = 0.0
+    return out
+
+
+def _predict_rows(models: Sequence[LoadedModel], tiles: Sequence[SN6Tile], prepared: dict[str, Path],
+                  cfg: BuildingsConfig, tta: bool = False, preview_dir: Path | None = None) -> pd.DataFrame:
+    from tqdm.auto import tqdm
+
+    scales = cfg.tta_scales if tta else (1.0,)
+    flip = tta or cfg.tta_flip
+    rows: list[tuple[str, str, float]] = []
+    for i, tile in enumerate(tqdm(tiles, desc="predict buildings", mininterval=1.0)):
+        raw, valid = read_model_input(tile, models[0].input_mode, prepared.get(tile.image_id))
+        prob = predict_probabilities(models, raw, valid, tile.orientation, scales, flip)
+        polys, conf = probabilities_to_polygons(prob, cfg.watershed)
+        for wkt, c in zip(geometries_to_wkt(polys), conf):
+            rows.append((tile.image_id, wkt, round(c, 4)))
+        if preview_dir is not None and i < cfg.max_previews:
+            write_building_preview(Path(preview_dir) / f"buildings_{tile.image_id}.png", tile, polys, prob)
+    return pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"])
+
+
+def _with_empty_rows(rows: pd.DataFrame, image_ids: Sequence[str]) -> pd.DataFrame:
+    """Add a ``POLYGON EMPTY`` row for every id without detections (the scorer only scores ids present)."""
+    missing = sorted(set(image_ids) - set(rows["ImageId"]))
+    empty = pd.DataFrame({"ImageId": missing, "PolygonWKT_Pix": "POLYGON EMPTY", "Confidence": 0.0})
+    return pd.concat([rows, empty], ignore_index=True) if len(rows) else empty
+
+
+def write_building_preview(path: Path, tile: SN6Tile, polygons: Sequence, prob: np.ndarray) -> Path:
+    """PNG: the SAR tile (VV, 2-98 % stretch) with predicted footprints in green, and the footprint
+    probability beside it."""
+    import cv2
+
+    sar = read_sar(tile.sar_path)
+    vv = np.nan_to_num(sar[3], nan=0.0)
+    valid = vv != 0
+    lo, hi = (np.percentile(vv[valid], [2, 98]) if valid.any() else (0.0, 1.0))
+    grey = np.clip((vv - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    grey[~valid] = 0
+    left = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    for poly in polygons:
+        pts = np.round(np.asarray(poly.exterior.coords)[:, :2] * 4).astype(np.int32)  # 2 sub-pixel bits
+        cv2.polylines(left, [pts], True, (0, 255, 0), 1, cv2.LINE_AA, shift=2)
+    right = cv2.applyColorMap((np.clip(prob[0], 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from sarfusion.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        ok, buf = cv2.imencode(".png", np.concatenate([left, right], axis=1))
+        Path(tmp).write_bytes(buf.tobytes())
+    return path
+
+
+def _truth_frame(polygons: dict, image_ids: Sequence[str]) -> pd.DataFrame:
+    rows = []
+    for image_id in image_ids:
+        wkts = geometries_to_wkt(polygons.get(image_id, [])) or ["POLYGON EMPTY"]
+        rows += [(image_id, w) for w in wkts]
+    return pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix"])
+
+
+def predict_buildings(aoi_dir: str | Path, weights_dir: str | Path, out_csv: str | Path,
+                      preview_dir: str | Path | None = None, tta: bool = False,
+                      orientations: str | Path | None = None, work_dir: str | Path | None = None) -> Path:
+    """Predict building footprints for every SAR tile of an AOI and write the submission CSV.
+
+    ``ImageId,PolygonWKT_Pix,Confidence``; a tile without detections gets a ``POLYGON EMPTY`` row.
+    The test AOI has no ``SAR_orientations.txt``: pass the training AOI's file as ``orientations``
+    (default: the AOI's own, else a sibling ``train/AOI_*/SummaryData`` file, else the copy saved
+    in ``weights_dir`` at training time).
+    Written atomically: a failure leaves any earlier ``out_csv`` untouched.
+    """
+    aoi_dir = Path(aoi_dir)
+    models, cfg = load_models(weights_dir)
+    mode = models[0].input_mode
+    tiles = find_tiles(aoi_dir, orientations=orientations or _guess_orientations(aoi_dir, Path(weights_dir)))
+    if any(t.orientation is None for t in tiles):
+        log.warning("no orientation for %d tile(s): treated as direction 0",
+                    sum(t.orientation is None for t in tiles))
+    _check_sar_tiles(tiles)
+    work = Path(work_dir) if work_dir else Path(out_csv).parent / f".buildings_inputs_{mode}"
+    prepared = prepare_inputs(tiles, mode, work, weights_dir)
+    rows = _predict_rows(models, tiles, prepared, cfg, tta=tta,
+                         preview_dir=Path(preview_dir) if preview_dir else None)
+    out = write_submission_csv(out_csv, rows, all_image_ids=[t.image_id for t in tiles])
+    log.info("wrote %d polygons for %d tiles to %s", len(rows), len(tiles), out)
+    return out
+
+
+def _guess_orientations(aoi_dir: Path, weights_dir: Path) -> Path | None:
+    """The AOI's own orientation file, else a sibling ``*/AOI_*/SummaryData`` one (the training
+    AOI beside ``test_public``), else the copy saved with the weights at training time."""
+    own = find_orientations(aoi_dir)
+    if own:
+        return own
+    for cand in sorted(aoi_dir.parent.parent.glob(f"*/{aoi_dir.name}/SummaryData/SAR_orientations.txt")):
+        return cand
+    saved = weights_dir / "SAR_orientations.txt"
+    return saved if saved.is_file() else None
+
+
+# --- experiment --------------------------------------------------------------------------------------
+def _train_aoi(data_dir: Path) -> Path:
+    if (data_dir / "SAR-Intensity").is_dir():
+        return data_dir
+    found = sorted(data_dir.glob("train/AOI_*")) + sorted(data_dir.glob("AOI_*"))
+    found = [p for p in found if (p / "SAR-Intensity").is_dir()]
+    if not found:
+        raise InputError("no SN6 training AOI (expected train/AOI_*/SAR-Intensity)", data_dir)
+    return found[0]
+
+
+def run_input_experiment(data_dir: str | Path, preset: str = "demo", work_dir: str | Path | None = None,
+                         modes: Sequence[str] = INPUT_MODES, config: BuildingsConfig | None = None) -> dict:
+    """Train and score one model per input mode on the same easting split of the training AOI.
+
+    The east-most ``experiment_test_fraction`` easting band is the test part; training tiles
+    within one tile width of it are dropped. The colorizer (for ``colorized``) is trained on the
+    training part only. Returns ``{"split": {...}, "modes": {mode: {f1, precision, recall, tp, fp,
+    fn, train_seconds, steps_per_s}}}``.
+    """
+    from sarfusion.metrics.buildings import score_buildings
+
+    for m in modes:
+        _check_mode(m)
+    aoi = _train_aoi(Path(data_dir))
+    base = choose_preset(PRESETS, preset) if config is None else config
+    work = Path(work_dir) if work_dir else Path(data_dir) / "experiment_sn6_inputs"
+    tiles = find_tiles(aoi, require_optical=True)
+    polygons = _load_labels(aoi)
+    tiles = _labelled(tiles, polygons, aoi)
+    _check_sar_tiles(tiles)
+    x_origin, width_m = _x_origins(tiles)
+    n_bands = max(2, int(round(1 / base.experiment_test_fraction)))
+    train_ids, test_ids = easting_folds(x_origin, n_bands, base.fold_gap_m if base.fold_gap_m is not None
+                                        else width_m)[-1]
+    by_id = {t.image_id: t for t in tiles}
+    train_tiles, test_tiles = [by_id[i] for i in train_ids], [by_id[i] for i in test_ids]
+    log.info("experiment split: %d training tiles, %d test tiles (east band), %d excluded",
+             len(train_tiles), len(test_tiles), len(tiles) - len(train_tiles) - len(test_tiles))
+    truth = _truth_frame(polygons, test_ids)
+    result: dict = {"split": {"train": len(train_tiles), "test": len(test_tiles),
+                              "excluded": len(tiles) - len(train_tiles) - len(test_tiles)}, "modes": {}}
+    for mode in modes:
+        cfg = dataclasses.replace(base, input_mode=mode)
+        mode_dir = work / mode
+        colorizer_dir = work / "colorizer"
+        if mode == "colorized" and not (colorizer_dir / "colorizer.pt").is_file():
+            from sarfusion.tasks.colorize import train_colorizer
+
+            subset = _subset_aoi(aoi, train_tiles, work / "colorizer_train_aoi")
+            train_colorizer(subset, colorizer_dir, preset=preset, work_dir=work / "colorizer_run")
+        prepared = prepare_inputs(train_tiles + test_tiles, mode, work, colorizer_dir)
+        info = train_model(train_tiles, polygons, prepared, cfg, mode_dir / "run", mode_dir / "buildings_fold0.pt")
+        models = [_load_model(Path(info["path"]))]
+        rows = _predict_rows(models, test_tiles, prepared, cfg)
+        score = score_buildings(truth, _with_empty_rows(rows, test_ids))
+        result["modes"][mode] = {**{k: score[k] for k in ("f1", "precision", "recall", "tp", "fp", "fn")},
+                                 "train_seconds": info["seconds"], "steps_per_s": info["steps_per_s"]}
+        log.info("%s: F1 %.3f P %.3f R %.3f", mode, score["f1"], score["precision"], score["recall"])
+    (work / "results.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def experiment_markdown(result: dict) -> str:
+    """The blog-style comparison table (F1 x 100, precision, recall per input mode)."""
+    lines = ["| input | F1 x 100 | precision | recall |", "|---|---:|---:|---:|"]
+    for mode, r in result["modes"].items():
+        lines.append(f"| {mode} | {100 * r['f1']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} |")
+    return "\n".join(lines)

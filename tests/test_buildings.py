@@ -1,0 +1,174 @@
+"""Building footprints: targets, folds, orientation round trip, bad input, tiny end-to-end run."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from shapely.geometry import box
+
+from sarfusion.config import choose_preset
+from sarfusion.datasets.sn6 import find_tiles
+from sarfusion.datasets.sn6_buildings import (AugmentParams, BuildingTileDataset, NormStats, easting_folds,
+                                              orient, rasterize_instances, read_building_polygons)
+from sarfusion.engine import EngineConfig
+from sarfusion.errors import InputError
+from sarfusion.io.raster import raster_info, read_raster, write_raster
+from sarfusion.models.segmentation import build_segmentation_model, focal_dice_loss
+from sarfusion.tasks import buildings as B
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from sarfusion.synth.sn6 import generate_sn6
+
+    return generate_sn6(tmp_path_factory.mktemp("sn6"), tiles=6, size=160, seed=3)
+
+
+def _tiny_config(mode: str = "sar4") -> B.BuildingsConfig:
+    cfg = choose_preset(B.PRESETS, "demo")
+    return dataclasses.replace(
+        cfg, input_mode=mode, decoder_channels=(16, 16, 16, 8, 8),
+        engine=EngineConfig(max_steps=3, batch_size=2, checkpoint_every=2, log_every=1),
+        augment=AugmentParams(crop=64, scale=(0.9, 1.1), rotate_deg=3.0))
+
+
+def test_easting_folds_exclude_the_validation_band_and_its_neighbours():
+    x = {f"t{i:02d}": 1000.0 + 100.0 * i for i in range(12)}  # 12 tiles, 100 m apart
+    folds = easting_folds(x, 3, gap_m=150.0)
+    assert len(folds) == 3
+    seen_val = set()
+    for train, val in folds:
+        assert val and train and not set(train) & set(val)
+        lo, hi = min(x[v] for v in val), max(x[v] for v in val)
+        assert all(x[t] < lo - 150.0 or x[t] > hi + 150.0 for t in train)
+        seen_val |= set(val)
+    assert seen_val == set(x)  # every tile validates once
+    assert easting_folds(x, 1, 150.0) == [(sorted(x), [])]
+    with pytest.raises(InputError, match="fold"):
+        easting_folds(x, 3, gap_m=5000.0)
+
+
+def test_model_factory_channels_and_unknown_encoder():
+    for mode, ch in (("sar4", 4), ("span", 1), ("fused", 3)):
+        net = build_segmentation_model("efficientnet-b0", mode, decoder_channels=(16, 16, 16, 8, 8)).eval()
+        with torch.no_grad():
+            assert net(torch.zeros(1, ch, 64, 64)).shape == (1, 3, 64, 64)
+    with pytest.raises(InputError, match="efficientnet-b5"):
+        build_segmentation_model("efficientnet-b99", "sar4")
+    with pytest.raises(InputError, match="sar4"):
+        build_segmentation_model("efficientnet-b0", "quadpol")
+
+
+def test_focal_dice_loss_prefers_the_truth():
+    target = torch.zeros(2, 3, 32, 32)
+    target[:, :, 8:20, 8:20] = 1
+    good, _ = focal_dice_loss((target * 2 - 1) * 6, target, (1.0, 0.5, 0.5))
+    bad, _ = focal_dice_loss((1 - target * 2) * 6, target, (1.0, 0.5, 0.5))
+    assert good < 0.05 < 1.0 < bad
+
+
+def test_dataset_rotates_direction1_tiles(scene):
+    tiles = find_tiles(scene["train_aoi"])
+    polygons = read_building_polygons(scene["train_csv"])
+    tile = next(t for t in tiles if polygons.get(t.image_id))
+    stats = NormStats([0.0] * 4, [1.0] * 4)
+    expected = rasterize_instances(polygons[tile.image_id], (160, 160)) > 0
+    for orientation in (0, 1):
+        t = dataclasses.replace(tile, orientation=orientation)
+        ds = BuildingTileDataset([t], {}, "sar4", polygons, stats, AugmentParams(crop=64), cache=False)
+        image, masks = ds.load_tile(0)
+        assert image.shape == (4, 160, 160) and masks.shape == (4, 160, 160)
+        np.testing.assert_array_equal(masks[0].astype(bool), orient(expected, orientation))
+        item = ds[0]
+        assert item["image"].shape == (4, 64, 64) and item["target"].shape == (3, 64, 64)
+        assert item["valid"].shape == (1, 64, 64)
+
+
+class _FirstChannel(torch.nn.Module):
+    """A 'network' whose footprint logit is its first input channel: predictions must land where the
+    input was, whatever the orientation (rotated in, rotated back out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.cat([x[:, :1] * 10, -10 * torch.ones_like(x[:, :1]), -10 * torch.ones_like(x[:, :1])], 1)
+
+
+def test_predict_rotates_predictions_back():
+    raw = np.zeros((4, 100, 130), np.float32)
+    raw[0, 10:30, 5:60] = 1.0  # an off-centre block, asymmetric in both axes
+    valid = np.ones((100, 130), bool)
+    model = B.LoadedModel(_FirstChannel(), NormStats([0.0] * 4, [1.0] * 4), "sar4")
+    for orientation in (0, 1):
+        for flip in (False, True):
+            prob = B.predict_probabilities([model], raw, valid, orientation, scales=(1.0,), flip=flip)
+            assert prob.shape == (3, 100, 130)
+            np.testing.assert_array_equal(prob[0] > 0.5, raw[0] > 0.5)
+
+
+def test_bad_inputs_name_the_file_and_keep_outputs(scene, tmp_path):
+    aoi = tmp_path / "AOI_11_Rotterdam"
+    shutil.copytree(scene["train_aoi"], aoi)
+    # an empty label CSV
+    csv = aoi / "SummaryData" / Path(scene["train_csv"]).name
+    csv.write_text("")
+    with pytest.raises(InputError, match=str(csv)):
+        B.train_buildings(aoi, tmp_path / "w", config=_tiny_config())
+    csv.write_text("ImageId,TileBuildingId,PolygonWKT_Pix\n")
+    with pytest.raises(InputError, match="no rows"):
+        B.train_buildings(aoi, tmp_path / "w", config=_tiny_config())
+    shutil.copy(scene["train_csv"], csv)
+    # a SAR tile with 3 bands
+    bad = sorted((aoi / "SAR-Intensity").glob("*.tif"))[0]
+    info = raster_info(bad)
+    write_raster(bad, read_raster(bad)[:3], info.geotransform, info.crs_wkt, 0)
+    with pytest.raises(InputError, match=f"{bad}.*3 bands"):
+        B.train_buildings(aoi, tmp_path / "w", config=_tiny_config())
+
+
+def test_train_predict_end_to_end(scene, tmp_path):
+    from sarfusion.metrics.buildings import score_buildings
+
+    weights = B.train_buildings(scene["train_aoi"], tmp_path / "w", config=_tiny_config())
+    assert (weights / "buildings_fold0.pt").is_file() and (weights / B.CONFIG_NAME).is_file()
+    out = tmp_path / "sub.csv"
+    B.predict_buildings(scene["test_aoi"], weights, out, preview_dir=tmp_path / "prev", tta=True)
+    sub = pd.read_csv(out)
+    assert list(sub.columns) == ["ImageId", "PolygonWKT_Pix", "Confidence"]
+    test_ids = {t.image_id for t in find_tiles(scene["test_aoi"])}
+    assert set(sub["ImageId"]) == test_ids
+    assert len(list((tmp_path / "prev").glob("buildings_*.png"))) == len(test_ids)
+    result = score_buildings(scene["test_truth_csv"], out)
+    assert result["n_images"] == len(test_ids)
+    assert 0.0 <= result["f1"] <= 1.0
+
+    # A bad test tile: clear error, and the earlier submission is untouched.
+    before = out.read_bytes()
+    aoi = tmp_path / "test_aoi"
+    shutil.copytree(scene["test_aoi"], aoi)
+    bad = sorted((aoi / "SAR-Intensity").glob("*.tif"))[-1]
+    info = raster_info(bad)
+    write_raster(bad, read_raster(bad)[:3], info.geotransform, info.crs_wkt, 0)
+    with pytest.raises(InputError, match=f"{bad}.*3 bands"):
+        B.predict_buildings(aoi, weights, out)
+    assert out.read_bytes() == before
+
+
+def test_fused_input_needs_optical(scene, tmp_path):
+    tiles = find_tiles(scene["test_aoi"])
+    with pytest.raises(InputError, match="PS-RGB"):
+        B.prepare_inputs(tiles, "fused", tmp_path)
+    train_tiles = find_tiles(scene["train_aoi"], require_optical=True)[:1]
+    paths = B.prepare_inputs(train_tiles, "fused", tmp_path)
+    fused = read_raster(paths[train_tiles[0].image_id])
+    assert fused.shape == (3, 160, 160) and fused.dtype == np.uint8
