@@ -31,7 +31,7 @@ from sarfusion.io.raster import write_raster
 from sarfusion.io.vector import EMPTY_WKT, geometries_to_wkt, write_csv_atomic, write_geojson
 from sarfusion.synth import city as C
 from sarfusion.synth import optical as O
-from sarfusion.synth import previews as P
+from sarfusion import preview as P
 from sarfusion.synth import sar as S
 
 log = logging.getLogger(__name__)

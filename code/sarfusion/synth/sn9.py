@@ -34,7 +34,7 @@ from sarfusion.io.raster import write_raster
 from sarfusion.io.vector import write_csv_atomic
 from sarfusion.synth import city as C
 from sarfusion.synth import optical as O
-from sarfusion.synth import previews as P
+from sarfusion import preview as P
 from sarfusion.synth import sar as S
 
 log = logging.getLogger(__name__)

@@ -435,24 +435,12 @@ def write_building_preview(path: Path, tile: SN6Tile, polygons: Sequence, prob: 
     probability beside it."""
     import cv2
 
-    sar = read_sar(tile.sar_path)
-    vv = np.nan_to_num(sar[3], nan=0.0)
-    valid = vv != 0
-    lo, hi = (np.percentile(vv[valid], [2, 98]) if valid.any() else (0.0, 1.0))
-    grey = np.clip((vv - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
-    grey[~valid] = 0
-    left = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-    for poly in polygons:
-        pts = np.round(np.asarray(poly.exterior.coords)[:, :2] * 4).astype(np.int32)  # 2 sub-pixel bits
-        cv2.polylines(left, [pts], True, (0, 255, 0), 1, cv2.LINE_AA, shift=2)
-    right = cv2.applyColorMap((np.clip(prob[0], 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from sarfusion.io.atomic import atomic_path
+    from sarfusion.preview import draw_polygons, stretch_u8, to_bgr, write_png
 
-    with atomic_path(path) as tmp:
-        ok, buf = cv2.imencode(".png", np.concatenate([left, right], axis=1))
-        Path(tmp).write_bytes(buf.tobytes())
-    return path
+    vv = read_sar(tile.sar_path)[3]
+    left = draw_polygons(to_bgr(stretch_u8(vv)), polygons, color=(0, 255, 0))
+    right = cv2.applyColorMap((np.clip(prob[0], 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    return write_png(path, np.concatenate([left, right], axis=1), max_side=10_000)
 
 
 def _truth_frame(polygons: dict, image_ids: Sequence[str]) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from sarfusion.engine import EngineConfig
 from sarfusion.errors import InputError
 from sarfusion.fusion import fuse_tile, lee_filter, optical_valid_mask, span, span_to_uint8
 from sarfusion.io.raster import raster_info, write_raster
+from sarfusion.preview import write_panel
 from sarfusion.tasks.pix2pix_train import Pix2PixNetConfig
 
 log = logging.getLogger(__name__)
@@ -168,32 +169,6 @@ def _add(acc: dict[str, float], new: dict[str, float]) -> None:
 # ------------------------------------------------------------------------------------------
 # fused tiles
 # ------------------------------------------------------------------------------------------
-def _bgr(img: np.ndarray) -> np.ndarray:
-    """(3, H, W) RGB or (H, W) grey uint8 -> (H, W, 3) BGR for cv2.imwrite."""
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    return np.ascontiguousarray(np.moveaxis(img, 0, -1)[..., ::-1])
-
-
-def write_panel(path: Path, images: Sequence[np.ndarray], labels: Sequence[str], max_side: int = 512) -> Path:
-    """A labelled side-by-side PNG of uint8 images (RGB ``(3, H, W)`` or grey ``(H, W)``)."""
-    tiles = []
-    for img, label in zip(images, labels):
-        bgr = _bgr(img)
-        scale = min(1.0, max_side / max(bgr.shape[:2]))
-        if scale < 1.0:
-            bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        bgr = cv2.copyMakeBorder(bgr, 22, 2, 2, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255))
-        cv2.putText(bgr, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        tiles.append(bgr)
-    height = max(t.shape[0] for t in tiles)
-    tiles = [cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 0, cv2.BORDER_CONSTANT, value=(255, 255, 255))
-             for t in tiles]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.hconcat(tiles))
-    return path
-
-
 def _check_pair(tile: SN6Tile) -> tuple[np.ndarray, np.ndarray]:
     sar = read_sar(tile.sar_path)
     rgb = read_rgb(tile.rgb_path)

@@ -441,7 +441,7 @@ def translate(input_path: str | Path, out_dir: str | Path, weights_dir: str | Pa
         for k, img in enumerate(outs):
             written.append(write_output(out_dir, item, img, kind, f"_s{k}" if samples > 1 else ""))
         if preview_dir is not None:
-            from sarfusion.tasks.colorize import write_panel
+            from sarfusion.preview import write_panel
 
             truth = _preview_truth(item, kind, cfg)
             sar_u8 = unit_to_u8(item.sar[0])
