@@ -1,0 +1,134 @@
+"""Template matching by FFT: multi-channel zero-mean normalised cross-correlation, batched.
+
+Works on CPU or CUDA tensors (``torch.fft``); every template is matched inside its own search
+window, so thousands of grid nodes are matched in a few batched FFTs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class MatchResult:
+    """Per template: ``shift`` ``(N, 2)`` float32 (dy, dx) of the best match relative to the
+    search-window centre, in pixels of the matched level, sub-pixel; ``score`` ``(N,)`` its NCC in
+    [-1, 1]; ``ratio`` ``(N,)`` best / second-best NCC (distinctiveness, >= 1 is good);
+    ``on_edge`` ``(N,)`` bool, the peak lies on the border of the search range (unreliable)."""
+
+    shift: np.ndarray
+    score: np.ndarray
+    ratio: np.ndarray
+    on_edge: np.ndarray
+
+
+def _box_sum(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Sums of every ``t`` x ``t`` window of ``x`` ``(..., S, S)`` -> ``(..., S-t+1, S-t+1)``."""
+    c = torch.nn.functional.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    return c[..., t:, t:] - c[..., :-t, t:] - c[..., t:, :-t] + c[..., :-t, :-t]
+
+
+def fast_fft_size(n: int) -> int:
+    """Smallest m >= n whose only prime factors are 2, 3 and 5 (fast FFT lengths)."""
+    m = n
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
+def ncc_map(templates: torch.Tensor, searches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Zero-mean NCC of each template at every position inside its search window.
+
+    Args:
+        templates: ``(N, C, t, t)`` float32.
+        searches: ``(N, C, S, S)`` float32 with ``S >= t``.
+
+    Returns:
+        ``(N, S-t+1, S-t+1)`` float32; entry (i, j) scores the template placed with its top-left
+        at (i, j) of the search window. Channels are pooled: each placement compares two ``C*t*t`` vectors, each
+        centred on its own mean.
+    """
+    if templates.ndim != 4 or searches.ndim != 4 or templates.shape[:2] != searches.shape[:2]:
+        raise ValueError(f"ncc_map expects (N, C, t, t) and (N, C, S, S); got {tuple(templates.shape)}"
+                         f" and {tuple(searches.shape)}")
+    n, c, t, _ = templates.shape
+    s = searches.shape[-1]
+    size = fast_fft_size(s)  # zero padding past s changes nothing in the valid region
+    tz = templates - templates.mean(dim=(1, 2, 3), keepdim=True)
+    tnorm = tz.pow(2).sum(dim=(1, 2, 3)).sqrt()  # (N,)
+    fs = torch.fft.rfft2(searches, s=(size, size))
+    ft = torch.fft.rfft2(tz, s=(size, size))
+    corr = torch.fft.irfft2((fs * ft.conj()).sum(dim=1), s=(size, size))[:, : s - t + 1, : s - t + 1]
+    # The template is zero-mean over all its values, so the search window's energy is taken
+    # about its own (all-channel) local mean: two single-channel box sums.
+    local_sum = _box_sum(searches.sum(dim=1), t)
+    local_sq = _box_sum(searches.pow(2).sum(dim=1), t)
+    energy = (local_sq - local_sum * local_sum / (c * t * t)).clamp_min(0)
+    return corr / (tnorm[:, None, None] * energy.sqrt() + eps)
+
+
+def find_peaks(ncc: torch.Tensor, exclude: int = 2) -> MatchResult:
+    """Best placement per NCC map with parabolic sub-pixel refinement and a distinctiveness ratio.
+
+    ``ncc``: ``(N, H, W)``; shifts are relative to the map centre ((H-1)/2, (W-1)/2).
+    ``exclude``: half-size of the neighbourhood masked around the best peak before the second one.
+    """
+    n, h, w = ncc.shape
+    flat = ncc.reshape(n, -1)
+    best, idx = flat.max(dim=1)
+    r, c = idx // w, idx % w
+
+    def parabola(lo: torch.Tensor, mid: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        den = lo - 2 * mid + hi
+        off = 0.5 * (lo - hi) / torch.where(den.abs() < 1e-9, torch.full_like(den, -1e-9), den)
+        return off.clamp(-0.5, 0.5)
+
+    ar = torch.arange(n, device=ncc.device)
+    rm, rp = (r - 1).clamp(0, h - 1), (r + 1).clamp(0, h - 1)
+    cm, cp = (c - 1).clamp(0, w - 1), (c + 1).clamp(0, w - 1)
+    dr = parabola(ncc[ar, rm, c], best, ncc[ar, rp, c])
+    dc = parabola(ncc[ar, r, cm], best, ncc[ar, r, cp])
+    inside_r = (r > 0) & (r < h - 1)
+    inside_c = (c > 0) & (c < w - 1)
+    dr = torch.where(inside_r, dr, torch.zeros_like(dr))
+    dc = torch.where(inside_c, dc, torch.zeros_like(dc))
+    rows = torch.arange(h, device=ncc.device)[None, :, None]
+    cols = torch.arange(w, device=ncc.device)[None, None, :]
+    near = ((rows - r[:, None, None]).abs() <= exclude) & ((cols - c[:, None, None]).abs() <= exclude)
+    second = ncc.masked_fill(near, -1.0).reshape(n, -1).max(dim=1).values
+    ratio = (best + 1) / (second + 1).clamp_min(1e-6)
+    if min(h, w) < 4 * exclude + 3:  # too small a map for a meaningful second peak
+        ratio = torch.full_like(ratio, float("inf"))
+    shift = torch.stack([r.float() + dr - (h - 1) / 2, c.float() + dc - (w - 1) / 2], dim=1)
+    return MatchResult(
+        shift=shift.cpu().numpy().astype(np.float32),
+        score=best.cpu().numpy().astype(np.float32),
+        ratio=ratio.cpu().numpy().astype(np.float32),
+        on_edge=(~(inside_r & inside_c)).cpu().numpy(),
+    )
+
+
+def match_templates(templates: np.ndarray, searches: np.ndarray, device: torch.device | str = "cpu",
+                    max_elements: int = 24_000_000) -> MatchResult:
+    """Match every template ``(N, C, t, t)`` in its search window ``(N, C, S, S)``, in chunks that
+    keep each FFT batch under ``max_elements`` values (bounded memory, CPU or CUDA)."""
+    n, c, _, _ = templates.shape
+    s = searches.shape[-1]
+    chunk = max(1, int(max_elements // max(1, c * s * s)))
+    parts = []
+    for i in range(0, n, chunk):
+        tt = torch.from_numpy(np.ascontiguousarray(templates[i:i + chunk])).to(device)
+        ss = torch.from_numpy(np.ascontiguousarray(searches[i:i + chunk])).to(device)
+        parts.append(find_peaks(ncc_map(tt, ss)))
+    if not parts:
+        empty = np.zeros((0,), np.float32)
+        return MatchResult(np.zeros((0, 2), np.float32), empty, empty, np.zeros((0,), bool))
+    return MatchResult(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                         ("shift", "score", "ratio", "on_edge")))

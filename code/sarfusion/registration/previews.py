@@ -1,0 +1,66 @@
+"""Registration previews: offset vectors over the optical scene, and optical / SAR checkerboards
+before and after warping the SAR by the offsets (a good result makes edges continue across
+the checker squares)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sarfusion.io.raster import read_raster
+from sarfusion.registration.align import SceneGrid, to_intensity
+
+PREVIEW_SIDE = 1024
+
+
+def _stretch(img: np.ndarray) -> np.ndarray:
+    valid = img != 0
+    if not valid.any():
+        return np.zeros(img.shape, np.uint8)
+    lo, hi = np.percentile(img[valid], [2, 98])
+    return (np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+
+
+def write_previews(grid: SceneGrid, offsets_path: str | Path, preview_dir: str | Path, name: str) -> list[Path]:
+    """Write ``<name>_offsets.png`` and ``<name>_checker.png`` (before | after) into ``preview_dir``."""
+    preview_dir = Path(preview_dir)
+    preview_dir.mkdir(parents=True, exist_ok=True)
+    col0, row0, w, h = grid.optical_box(1)
+    factor = max(1, int(np.ceil(max(w, h) / PREVIEW_SIDE)))
+    box = grid.optical_box(factor)
+    opt = _stretch(to_intensity(grid.read("optical", box, factor), "optical"))
+    sar = _stretch(to_intensity(grid.read("sar", box, factor), "sar"))
+    ph, pw = opt.shape
+    # Offsets at the preview pixels, converted to preview pixels.
+    info = grid.optical
+    rows = np.clip(((np.arange(ph) + 0.5) * factor + box[1] * factor - row0) * info.height / h, 0, info.height - 1)
+    cols = np.clip(((np.arange(pw) + 0.5) * factor + box[0] * factor - col0) * info.width / w, 0, info.width - 1)
+    step_r, step_c = max(1, int(info.height // ph)), max(1, int(info.width // pw))
+    off = read_raster(offsets_path)[:, ::step_r, ::step_c]
+    ri = np.clip((rows / step_r).astype(int), 0, off.shape[1] - 1)
+    ci = np.clip((cols / step_c).astype(int), 0, off.shape[2] - 1)
+    dx = off[0][np.ix_(ri, ci)] / grid.optical_scale[0] / factor
+    dy = off[1][np.ix_(ri, ci)] / grid.optical_scale[1] / factor
+    yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float32)
+    warped = cv2.remap(sar, xx + dx.astype(np.float32), yy + dy.astype(np.float32), cv2.INTER_LINEAR)
+    cell = max(16, min(ph, pw) // 8)
+    checker = ((yy // cell + xx // cell) % 2).astype(bool)
+    before = np.where(checker, opt, sar).astype(np.uint8)
+    after = np.where(checker, opt, warped).astype(np.uint8)
+    sep = np.full((ph, 8), 255, np.uint8)
+    checker_png = preview_dir / f"{name}_checker.png"
+    cv2.imwrite(str(checker_png), np.hstack([before, sep, after]))
+    vec = cv2.cvtColor(opt, cv2.COLOR_GRAY2BGR)
+    step = max(8, min(ph, pw) // 24)
+    mag = np.hypot(dx, dy)
+    scale = 1.0 if mag.max() * 1.0 > step / 4 else step / 4 / max(mag.max(), 1e-6)
+    for r in range(step // 2, ph, step):
+        for c in range(step // 2, pw, step):
+            end = (int(round(c + dx[r, c] * scale)), int(round(r + dy[r, c] * scale)))
+            cv2.arrowedLine(vec, (c, r), end, (0, 0, 255), 1, tipLength=0.3)
+    vec_png = preview_dir / f"{name}_offsets.png"
+    cv2.putText(vec, f"offsets x{scale:.2g} (max {mag.max() * factor:.1f} grid px)", (5, 15),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
+    cv2.imwrite(str(vec_png), vec)
+    return [vec_png, checker_png]

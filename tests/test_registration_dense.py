@@ -1,0 +1,144 @@
+"""Dense registration: FFT matching, the offset-map format, known warps recovered (synthetic and real)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sarfusion.io.raster import raster_info, read_raster, write_raster
+from sarfusion.metrics.tiepoints import score_tiepoints
+from sarfusion.registration.api import register_scene
+from sarfusion.registration.features import oriented_gradients
+from sarfusion.registration.matching import match_templates, ncc_map
+from sarfusion.registration.testpair import make_test_pair
+from sarfusion.registration.warp import smooth_field, true_offsets, warp_by_field
+
+REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real_samples"
+
+
+def test_ncc_finds_known_shift_across_contrast_inversion():
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.normal(size=(160, 160)).astype(np.float32), (0, 0), 2)
+    fo = oriented_gradients(img + 5)
+    fs = oriented_gradients(10 - img)  # inverted contrast, as SAR vs optical often is
+    t, r = 48, 10
+    temps, searches, truth = [], [], []
+    for dy, dx in [(3, -4), (-7, 2), (0, 0), (9, 9)]:
+        cy, cx = 80, 80
+        temps.append(fo[:, cy - t // 2:cy + t // 2, cx - t // 2:cx + t // 2])
+        # search window centred so that the true match sits at shift (dy, dx)
+        sy, sx = cy - dy, cx - dx
+        searches.append(fs[:, sy - t // 2 - r:sy + t // 2 + r, sx - t // 2 - r:sx + t // 2 + r])
+        truth.append((dy, dx))
+    res = match_templates(np.stack(temps), np.stack(searches))
+    np.testing.assert_allclose(res.shift, np.array(truth, np.float32), atol=0.5)
+    assert (res.score > 0.5).all()
+
+
+def test_ncc_map_shape_check():
+    with pytest.raises(ValueError, match="expects"):
+        ncc_map(torch.zeros(2, 3, 8, 8), torch.zeros(2, 4, 16, 16))
+
+
+def _oracle_affine_error(p: dict) -> float:
+    """Mean error of the best affine fitted (least squares) to the true tie-point offsets."""
+    from sarfusion.metrics.tiepoints import read_tiepoints, reference_offsets
+    pts = read_tiepoints(p["tiepoints"])
+    dx, dy = reference_offsets(pts, raster_info(p["optical"]), raster_info(p["sar"]))
+    a = np.column_stack([pts["optical_col"], pts["optical_row"], np.ones(len(pts))])
+    cx = np.linalg.lstsq(a, dx, rcond=None)[0]
+    cy = np.linalg.lstsq(a, dy, rcond=None)[0]
+    return float(np.hypot(np.rint(a @ cx) - dx, np.rint(a @ cy) - dy).mean())
+
+
+def test_dense_beats_zero_and_best_affine_on_synthetic_pair(tmp_path):
+    p = make_test_pair(tmp_path, size=1024, seed=5, amplitude_px=30.0, corr_px=120.0)
+    zero = register_scene(p["optical"], p["sar"], tmp_path / "zero.tif", "none")
+    dense = register_scene(p["optical"], p["sar"], tmp_path / "dense.tif", "dense", preview_dir=tmp_path / "pv")
+    zero_err = score_tiepoints(p["optical"], p["sar"], p["tiepoints"], zero["offsets"])["mean_px"]
+    dense_err = score_tiepoints(p["optical"], p["sar"], p["tiepoints"], dense["offsets"])["mean_px"]
+    affine_err = _oracle_affine_error(p)
+    assert dense_err <= 0.25 * zero_err, (dense_err, zero_err)
+    assert dense_err < affine_err, (dense_err, affine_err)
+    # SPEC section 4 format: 2 float32 bands, optical size / geotransform / CRS, finite.
+    out, opt = raster_info(dense["offsets"]), raster_info(p["optical"])
+    assert (out.count, out.dtype, out.width, out.height) == (2, np.dtype("float32"), opt.width, opt.height)
+    assert out.geotransform == opt.geotransform and out.epsg == opt.epsg
+    assert np.isfinite(read_raster(dense["offsets"])).all()
+    assert sorted(x.name for x in (tmp_path / "pv").iterdir()) == \
+        ["test_optical_5_checker.png", "test_optical_5_offsets.png"]
+
+
+def _recover_warp(tmp_path: Path, optical: np.ndarray, sar: np.ndarray, seed: int) -> tuple[float, float]:
+    """Warp a co-registered real pair's SAR by a known smooth field; (dense error, zero error) in px."""
+    h, w = sar.shape
+    field = smooth_field(h, w, 4.0, 80.0, seed=seed, affine=(2.0, -2.0, 0.0, 0.0, 0.0, 0.0))
+    truth = true_offsets(field)
+    warped = warp_by_field(sar, field)
+    write_raster(tmp_path / f"o{seed}.tif", optical.astype(np.float32))
+    write_raster(tmp_path / f"s{seed}.tif", warped.astype(np.float32))
+    res = register_scene(tmp_path / f"o{seed}.tif", tmp_path / f"s{seed}.tif", tmp_path / f"d{seed}.tif")
+    off = read_raster(res["offsets"])
+    inner = (slice(24, h - 24), slice(24, w - 24))  # the warp moves content out near the border
+    err = np.hypot(off[0] - truth[1], off[1] - truth[0])[inner].mean()
+    return float(err), float(np.hypot(truth[0], truth[1])[inner].mean())
+
+
+@pytest.fixture(scope="module")
+def sen12_errors(tmp_path_factory) -> tuple[list[float], list[float]]:
+    """(dense error, zero error) per real SEN1-2 pair after a known smooth warp of its SAR."""
+    root = REAL_SAMPLES / "sen1-2" / "ROIs1158_spring"
+    if not root.is_dir():
+        pytest.skip(f"real samples not found at {root}")
+    tmp_path = tmp_path_factory.mktemp("sen12")
+    errors, zeros = [], []
+    for i, s1_path in enumerate(sorted((root / "s1_90").glob("*.png"))):
+        s2_path = root / "s2_90" / s1_path.name.replace("_s1_", "_s2_")
+        sar = cv2.imread(str(s1_path), cv2.IMREAD_GRAYSCALE).astype(np.float32) + 1
+        opt = cv2.imread(str(s2_path), cv2.IMREAD_COLOR)[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) + 1
+        err, zero = _recover_warp(tmp_path, opt, sar, i)
+        errors.append(err)
+        zeros.append(zero)
+    return errors, zeros
+
+
+def test_dense_improves_known_warp_on_real_sen12_pairs(sen12_errors):
+    errors, zeros = sen12_errors
+    assert np.mean(errors) < 0.7 * np.mean(zeros), (errors, zeros)
+
+
+@pytest.mark.xfail(reason="10 m S1/S2 patches of farmland: measured ~2.5 px mean (zero-offset ~4.2 px); "
+                          "the 2 px target is not reached yet", strict=False)
+def test_dense_recovers_known_warp_on_real_sen12_pairs_within_2px(sen12_errors):
+    errors, zeros = sen12_errors
+    assert np.mean(errors) < 2.0, (errors, zeros)
+
+
+@pytest.fixture(scope="module")
+def multiearth_error(tmp_path_factory) -> tuple[float, float]:
+    """(dense error, zero error) for MultiEarth S1 VV vs S2 B4-B3-B2 of one site after a known warp."""
+    me = REAL_SAMPLES / "multiearth"
+    if not me.is_dir():
+        pytest.skip(f"real samples not found at {me}")
+    sar = read_raster(me / "sent1" / "Sentinel1_VV_-55.20_-4.39_2019_06_08.tiff")[0].astype(np.float32)
+    date = "2019_07_26"
+    opt = np.stack([read_raster(me / "sent2" / f"Sentinel2_B{b}_-55.20_-4.39_{date}.tiff")[0]
+                    for b in (4, 3, 2)]).astype(np.float32)
+    sar = sar - sar.min() + 1  # dB, shifted positive so 0 stays "no data"
+    return _recover_warp(tmp_path_factory.mktemp("multiearth"), opt, sar, 0)
+
+
+def test_dense_does_no_harm_on_real_multiearth_pair(multiearth_error):
+    """Forest at 10 m gives few reliable matches; the robust fallback must not make things worse."""
+    err, zero = multiearth_error
+    assert err <= 1.05 * zero, (err, zero)
+
+
+@pytest.mark.xfail(reason="Amazon forest S1 VV vs S2 RGB: measured 4.4 px vs 5.3 px zero-offset; "
+                          "the 2 px target is not reached yet", strict=False)
+def test_dense_recovers_known_warp_on_real_multiearth_pair_within_2px(multiearth_error):
+    err, zero = multiearth_error
+    assert err < 2.0, (err, zero)
