@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from shapely.geometry import box
 
 from sarfusion.config import choose_preset
 from sarfusion.datasets.sn6 import find_tiles

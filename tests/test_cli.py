@@ -1,5 +1,4 @@
 """The command-line contract: --help, the shell scripts' errors, data detection."""
-import json
 import subprocess
 import sys
 
