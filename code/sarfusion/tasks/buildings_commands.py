@@ -24,7 +24,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print_json({"weights": str(out), "folds": json.loads(report)})
+        print_json({"weights": str(out), **json.loads(report)})
     else:
         print(f"weights in {out}")
     return 0
