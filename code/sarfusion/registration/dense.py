@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 
 from sarfusion.registration.align import SceneGrid, to_intensity
 from sarfusion.registration.features import oriented_gradients
-from sarfusion.registration.field import NodeField, ZeroField, fill_smooth, reject_inconsistent
-from sarfusion.registration.matching import match_templates
+from sarfusion.registration.field import (NodeField, ZeroField, fill_smooth, reject_far_from_affine,
+                                          reject_inconsistent)
+from sarfusion.registration.matching import aggregate_maps, find_peaks, ncc_maps
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,15 @@ class DenseConfig:
     min_valid: float = 0.6      # fraction of a template inside both scenes
     consistency: float = 2.5    # level px: max deviation from the neighbour median
     smooth_nodes: float = 1.0   # sigma, in nodes, of the normalised-convolution smoothing
+    max_local_m: float = 20.0  # m: drop matches this far from the scene-wide robust affine
+                                # (georeferenced pairs only; 0: off)
+    first_fill_free: bool = False  # first level: fill gaps from matches only (no pull to 0);
+                                   # off: real S1/S2 pairs with small offsets regress with it
+    neutral_fill: bool = False  # off-footprint template/search pixels set to their valid mean
+                                # (stops footprint-border locking; regressed the MultiEarth pair)
+    pool_radius: int = 0        # nodes: first-level NCC maps pooled over this neighbourhood (0: off;
+                                # 2 helps SN9 ~1 px but nudges the SEN1-2 test over its bound)
+    pool_sigma: float = 1.0     # nodes: Gaussian weight of the pooling
     tile: int = 768             # level px per processing tile (bounds memory)
     min_level_side: int = 96    # a level whose optical footprint is smaller is skipped
     fine_side: int = 512        # add finer levels until the finest footprint is this large
@@ -98,6 +108,18 @@ def _features(img: np.ndarray, cfg: DenseConfig) -> np.ndarray:
     return oriented_gradients(img, cfg.n_orient, cfg.pre_sigma, cfg.feature_sigma)
 
 
+def _neutral_fill(feats: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``feats`` ``(C, h, w)`` with pixels outside the scene footprint set to the mean of the valid
+    ones, so they carry no structure: left at 0, the footprint border of the optical template
+    correlates with the SAR one and pulls patches near the scene edges onto the shift that
+    aligns the two borders instead of the content."""
+    if valid.all() or not valid.any():
+        return feats
+    out = feats.copy()
+    out[:, ~valid] = float(feats[:, valid].mean())
+    return out
+
+
 def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
                 device: torch.device) -> tuple[NodeField, dict]:
     """Match one level's node lattice; returns the cleaned, filled field and statistics."""
@@ -117,6 +139,7 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
     weight = np.zeros((n_r, n_c), np.float32)
     half = t // 2
     tile_nodes = max(1, cfg.tile // s)
+    rejects = {"low_score": 0, "ambiguous": 0, "on_edge": 0}
     tiles = [(i, j) for i in range(0, n_r, tile_nodes) for j in range(0, n_c, tile_nodes)]
     for i0, j0 in tqdm(tiles, desc=f"match x{f}", disable=len(tiles) < 4, leave=False):
         i1, j1 = min(i0 + tile_nodes, n_r), min(j0 + tile_nodes, n_c)
@@ -147,13 +170,29 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
                 frac_s = vs[srow + r:srow + r + t, scol + r:scol + r + t].mean()
                 if min(frac_o, frac_s) < cfg.min_valid:
                     continue
-                temps.append(fo[:, tr:tr + t, tc:tc + t])
-                searches.append(fs[:, srow:srow + t + 2 * r, scol:scol + t + 2 * r])
+                tmpl = fo[:, tr:tr + t, tc:tc + t]
+                srch = fs[:, srow:srow + t + 2 * r, scol:scol + t + 2 * r]
+                if cfg.neutral_fill:
+                    tmpl = _neutral_fill(tmpl, vo[tr:tr + t, tc:tc + t])
+                    srch = _neutral_fill(srch, vs[srow:srow + t + 2 * r, scol:scol + t + 2 * r])
+                temps.append(tmpl)
+                searches.append(srch)
                 idx.append((i0 + a, j0 + b))
         if not idx:
             continue
-        res = match_templates(np.stack(temps), np.stack(searches), device)
+        maps = ncc_maps(np.stack(temps), np.stack(searches), device)
+        if cfg.pool_radius > 0 and isinstance(prior, ZeroField):
+            # Pool NCC evidence over neighbouring nodes before picking peaks (see aggregate_maps).
+            lattice = np.full((len(rr), len(cc)) + maps.shape[1:], np.nan, np.float32)
+            for k, (i, j) in enumerate(idx):
+                lattice[i - i0, j - j0] = maps[k]
+            pooled = aggregate_maps(lattice, pr, cfg.pool_radius, cfg.pool_sigma)
+            maps = np.stack([pooled[i - i0, j - j0] for i, j in idx])
+        res = find_peaks(torch.from_numpy(maps))
         ok = (res.score >= cfg.min_score) & (res.ratio >= cfg.min_ratio) & ~res.on_edge
+        rejects["low_score"] += int((res.score < cfg.min_score).sum())
+        rejects["ambiguous"] += int((res.ratio < cfg.min_ratio).sum())
+        rejects["on_edge"] += int(res.on_edge.sum())
         for k, (i, j) in enumerate(idx):
             if not ok[k]:
                 continue
@@ -162,12 +201,22 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
             weight[i, j] = float(res.score[k])
     matched = np.isfinite(values).all(axis=0)
     valid = reject_inconsistent(values, matched, cfg.consistency * f) if matched.sum() >= 3 else matched
-    stats = {"factor": f, "nodes": int(n_r * n_c), "matched": int(matched.sum()), "kept": int(valid.sum())}
+    if cfg.max_local_m > 0 and grid.crs_wkt:
+        valid = reject_far_from_affine(values, valid, cfg.max_local_m / grid.res)
+    stats = {"factor": f, "nodes": int(n_r * n_c), "matched": int(matched.sum()), "kept": int(valid.sum()), **rejects}
     if valid.sum() < 3:
         log.warning("level x%d: only %d consistent matches; keeping the previous estimate", f, valid.sum())
         return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), prior_grid), stats
-    smooth = fill_smooth(np.where(valid, values, np.nan), np.where(valid, weight, 0.0),
-                         cfg.smooth_nodes, prior=prior_grid)
+    w_valid = np.where(valid, weight, 0.0)
+    if isinstance(prior, ZeroField) and cfg.first_fill_free:
+        # First level: nothing to fall back to, so gaps are filled from the matches themselves
+        # (widening neighbourhoods), never pulled toward a zero offset.
+        smooth = fill_smooth(np.where(valid, values, np.nan), w_valid, cfg.smooth_nodes)
+    else:
+        # Finer levels refine the previous estimate: smooth the corrections, which fall back to
+        # 0 (the prior itself) far from any match.
+        resid = np.where(valid, values - prior_grid, np.nan)
+        smooth = prior_grid + fill_smooth(resid, w_valid, cfg.smooth_nodes, prior=np.zeros_like(prior_grid))
     return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), smooth), stats
 
 

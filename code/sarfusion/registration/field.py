@@ -114,6 +114,36 @@ def reject_inconsistent(values: np.ndarray, valid: np.ndarray, tol: float, radiu
     return valid
 
 
+def reject_far_from_affine(values: np.ndarray, valid: np.ndarray, tol: float, rounds: int = 5) -> np.ndarray:
+    """Drop nodes whose offset lies more than ``tol`` (same units as ``values``) from a robust
+    affine fit (in lattice coordinates) of all valid nodes.
+
+    Neighbourhood consistency cannot catch a coherent block of wrong matches (e.g. where the
+    true counterpart falls off the SAR footprint and a whole patch locks onto one wrong peak);
+    the scene-wide affine part of the misalignment can. ``values`` ``(2, H, W)``, ``valid``
+    ``(H, W)`` bool; returns the new mask (unchanged when fewer than 6 nodes are valid).
+    """
+    if valid.sum() < 6:
+        return valid
+    h, w = valid.shape
+    ii, jj = np.mgrid[0:h, 0:w]
+    a = np.column_stack([jj.ravel(), ii.ravel(), np.ones(h * w)]).astype(np.float64)
+    y = values.reshape(2, -1).T.astype(np.float64)
+    use = valid.ravel().copy()
+    keep = use
+    for _ in range(rounds):
+        coef = np.linalg.lstsq(a[use], y[use], rcond=None)[0]
+        res = np.hypot(*(y - a @ coef).T)
+        # Trim progressively: first the gross outliers (robust scale), then to ``tol``.
+        scale = max(tol, 3.0 * float(np.median(res[valid.ravel()])))
+        new = valid.ravel() & (res <= scale)
+        if new.sum() < 6 or (new == use).all():
+            break
+        use = new
+    keep = valid.ravel() & (res <= tol)
+    return keep.reshape(h, w) if keep.sum() >= 3 else valid
+
+
 class _quiet:
     def __enter__(self):
         import warnings

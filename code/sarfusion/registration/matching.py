@@ -115,6 +115,59 @@ def find_peaks(ncc: torch.Tensor, exclude: int = 2) -> MatchResult:
     )
 
 
+def ncc_maps(templates: np.ndarray, searches: np.ndarray, device: torch.device | str = "cpu",
+             max_elements: int = 24_000_000) -> np.ndarray:
+    """NCC maps ``(N, S-t+1, S-t+1)`` float32 of every template ``(N, C, t, t)`` in its search
+    window ``(N, C, S, S)``, computed in chunks of bounded size (see :func:`ncc_map`)."""
+    n, c, t, _ = templates.shape
+    s = searches.shape[-1]
+    chunk = max(1, int(max_elements // max(1, c * s * s)))
+    out = np.empty((n, s - t + 1, s - t + 1), np.float32)
+    for i in range(0, n, chunk):
+        tt = torch.from_numpy(np.ascontiguousarray(templates[i:i + chunk])).to(device)
+        ss = torch.from_numpy(np.ascontiguousarray(searches[i:i + chunk])).to(device)
+        out[i:i + chunk] = ncc_map(tt, ss).cpu().numpy()
+    return out
+
+
+def aggregate_maps(maps: np.ndarray, shifts: np.ndarray, radius: int, sigma: float) -> np.ndarray:
+    """Pool each node's NCC map with its lattice neighbours' (weighted mean, Gaussian in nodes).
+
+    ``maps``: ``(n_r, n_c, H, W)`` float32, NaN for nodes without a map; entry (i, j) of node
+    (a, b) scores the absolute offset ``shifts[:, a, b] + (i, j)``. ``shifts``: int ``(2, n_r, n_c)``
+    (each node's search-window origin). Neighbour maps are re-indexed onto the node's own offsets
+    (entries they do not cover are missing), so pooled maps compare the same absolute offsets.
+    Pooling sums evidence over a neighbourhood: repeated structures and layover give each node
+    several similar peaks, but only the true offset (smooth across neighbours) adds up.
+    Returns ``(n_r, n_c, H, W)``; NaN where the node itself has no map.
+    """
+    n_r, n_c, h, w = maps.shape
+    num = np.zeros_like(maps, dtype=np.float32)
+    den = np.zeros_like(maps, dtype=np.float32)
+    ii = np.arange(h)[None, None, :, None]
+    jj = np.arange(w)[None, None, None, :]
+    for da in range(-radius, radius + 1):
+        for db in range(-radius, radius + 1):
+            wgt = float(np.exp(-(da * da + db * db) / (2 * sigma * sigma)))
+            a2 = np.clip(np.arange(n_r) + da, 0, n_r - 1)[:, None, None, None]
+            b2 = np.clip(np.arange(n_c) + db, 0, n_c - 1)[None, :, None, None]
+            inside = ((np.arange(n_r) + da >= 0) & (np.arange(n_r) + da < n_r))[:, None, None, None] & \
+                     ((np.arange(n_c) + db >= 0) & (np.arange(n_c) + db < n_c))[None, :, None, None]
+            # Neighbour entry for my index i: i + (my shift - neighbour shift).
+            d0 = (shifts[0][:, :, None, None] - shifts[0][a2[..., 0, 0], b2[..., 0, 0]][:, :, None, None])
+            d1 = (shifts[1][:, :, None, None] - shifts[1][a2[..., 0, 0], b2[..., 0, 0]][:, :, None, None])
+            i2, j2 = ii + d0, jj + d1
+            ok = inside & (i2 >= 0) & (i2 < h) & (j2 >= 0) & (j2 < w)
+            vals = maps[a2, b2, np.clip(i2, 0, h - 1), np.clip(j2, 0, w - 1)]
+            ok = ok & np.isfinite(vals)
+            num += np.where(ok, vals, 0.0) * wgt
+            den += ok * np.float32(wgt)
+    out = num / np.maximum(den, 1e-6)
+    out[den <= 0] = -1.0
+    out[~np.isfinite(maps[:, :, :1, :1]).all(axis=(2, 3))] = np.nan
+    return out.astype(np.float32)
+
+
 def match_templates(templates: np.ndarray, searches: np.ndarray, device: torch.device | str = "cpu",
                     max_elements: int = 24_000_000) -> MatchResult:
     """Match every template ``(N, C, t, t)`` in its search window ``(N, C, S, S)``, in chunks that
