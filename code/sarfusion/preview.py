@@ -55,13 +55,13 @@ def draw_polygons(image_bgr: np.ndarray, polygons: Sequence[shapely.Geometry], c
 
 
 def draw_offsets(image_bgr: np.ndarray, dx: np.ndarray, dy: np.ndarray, step: int = 128,
-                 color=(0, 0, 255)) -> np.ndarray:
+                 color=(0, 0, 255), thickness: int = 2, tip_length: float = 0.15) -> np.ndarray:
     """Arrows from optical pixels to their SAR counterparts (offsets in pixels), every ``step`` px."""
     out = image_bgr.copy()
     for r in range(step // 2, dx.shape[0], step):
         for c in range(step // 2, dx.shape[1], step):
             tip = (int(round(c + dx[r, c])), int(round(r + dy[r, c])))
-            cv2.arrowedLine(out, (c, r), tip, color, 2, tipLength=0.15)
+            cv2.arrowedLine(out, (c, r), tip, color, thickness, tipLength=tip_length)
     return out
 
 

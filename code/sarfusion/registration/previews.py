@@ -9,17 +9,10 @@ import cv2
 import numpy as np
 
 from sarfusion.io.raster import read_raster
+from sarfusion.preview import draw_offsets, stretch_u8, write_png
 from sarfusion.registration.align import SceneGrid, to_intensity
 
 PREVIEW_SIDE = 1024
-
-
-def _stretch(img: np.ndarray) -> np.ndarray:
-    valid = img != 0
-    if not valid.any():
-        return np.zeros(img.shape, np.uint8)
-    lo, hi = np.percentile(img[valid], [2, 98])
-    return (np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
 
 
 def write_previews(grid: SceneGrid, offsets_path: str | Path, preview_dir: str | Path, name: str) -> list[Path]:
@@ -29,8 +22,9 @@ def write_previews(grid: SceneGrid, offsets_path: str | Path, preview_dir: str |
     col0, row0, w, h = grid.optical_box(1)
     factor = max(1, int(np.ceil(max(w, h) / PREVIEW_SIDE)))
     box = grid.optical_box(factor)
-    opt = _stretch(to_intensity(grid.read("optical", box, factor), "optical"))
-    sar = _stretch(to_intensity(grid.read("sar", box, factor), "sar"))
+    opt_i = to_intensity(grid.read("optical", box, factor), "optical")
+    sar_i = to_intensity(grid.read("sar", box, factor), "sar")
+    opt, sar = stretch_u8(opt_i, opt_i != 0), stretch_u8(sar_i, sar_i != 0)
     ph, pw = opt.shape
     # Offsets at the preview pixels, converted to preview pixels.
     info = grid.optical
@@ -49,18 +43,14 @@ def write_previews(grid: SceneGrid, offsets_path: str | Path, preview_dir: str |
     before = np.where(checker, opt, sar).astype(np.uint8)
     after = np.where(checker, opt, warped).astype(np.uint8)
     sep = np.full((ph, 8), 255, np.uint8)
-    checker_png = preview_dir / f"{name}_checker.png"
-    cv2.imwrite(str(checker_png), np.hstack([before, sep, after]))
-    vec = cv2.cvtColor(opt, cv2.COLOR_GRAY2BGR)
+    checker_png = write_png(preview_dir / f"{name}_checker.png", np.hstack([before, sep, after]), max_side=10_000)
     step = max(8, min(ph, pw) // 24)
     mag = np.hypot(dx, dy)
-    scale = 1.0 if mag.max() * 1.0 > step / 4 else step / 4 / max(mag.max(), 1e-6)
-    for r in range(step // 2, ph, step):
-        for c in range(step // 2, pw, step):
-            end = (int(round(c + dx[r, c] * scale)), int(round(r + dy[r, c] * scale)))
-            cv2.arrowedLine(vec, (c, r), end, (0, 0, 255), 1, tipLength=0.3)
-    vec_png = preview_dir / f"{name}_offsets.png"
+    # Tiny offsets are magnified so the arrows stay visible; the label says by how much.
+    scale = 1.0 if mag.max() > step / 4 else step / 4 / max(mag.max(), 1e-6)
+    vec = draw_offsets(cv2.cvtColor(opt, cv2.COLOR_GRAY2BGR), dx * scale, dy * scale, step,
+                       thickness=1, tip_length=0.3)
     cv2.putText(vec, f"offsets x{scale:.2g} (max {mag.max() * factor:.1f} grid px)", (5, 15),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
-    cv2.imwrite(str(vec_png), vec)
+    vec_png = write_png(preview_dir / f"{name}_offsets.png", vec, max_side=10_000)
     return [vec_png, checker_png]
