@@ -67,8 +67,13 @@ def test_detects_sn6_and_sn9_layouts(tmp_path):
     sn9.mkdir()
     for f in ("x_optical_train.tif", "x_sar_train.tif", "x_tiepoints_train.csv", "y_optical_test.tif", "y_sar_test.tif"):
         (sn9 / f).write_text("")
+    (aoi / "SummaryData" / "SN6_Test_Public_AOI_11_Rotterdam_Buildings.csv").write_text("ImageId\n")
+    truth = tmp_path / "test_public_truth" / "SN6_Test_Public_AOI_11_Rotterdam_Buildings.csv"
+    truth.parent.mkdir()
+    truth.write_text("ImageId\n")
     inv = detect_data(tmp_path)
     assert inv.sn6_train == [aoi] and inv.sn6_test == [test_aoi]
+    assert inv.sn6_test_truth == truth  # the Test-named CSV inside the training AOI is not a test truth
     assert [(s.name, s.split, s.tiepoints is not None) for s in inv.sn9] == [("x_train", "train", True), ("y_test", "test", False)]
     with pytest.raises(InputError):
         detect_data(tmp_path / "sn9" / "x_sar_train.tif")

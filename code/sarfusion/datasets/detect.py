@@ -90,9 +90,9 @@ def detect_data(root: str | Path) -> DataInventory:
             if sar.exists():
                 tp = d / f"{aoi}_tiepoints_{split}.csv"
                 inv.sn9.append(SN9Scene(f"{aoi}_{split}", split, opt, sar, tp if tp.exists() else None))
-    truths = sorted(p for p in root.rglob("*Test*Buildings.csv") if "SummaryData" not in p.parts
-                    or not (p.parent.parent / "SAR-Intensity").is_dir()
-                    or p.parent.parent in inv.sn6_test)
+    # a test truth never lives inside a training AOI (whose label CSV trains, not scores)
+    truths = sorted(p for p in root.rglob("*Test*Buildings.csv")
+                    if not any(aoi in p.parents for aoi in inv.sn6_train))
     inv.sn6_test_truth = truths[0] if truths else None
     if inv.empty:
         raise InputError(f"nothing recognisable found; {EXPECTED}", root)
