@@ -86,3 +86,34 @@ def test_resumable_sampler_is_seeded_and_splits_ranks():
     assert sorted(a) == list(range(10))
     r0, r1 = ResumableSampler(10, 1, rank=0, world=2), ResumableSampler(10, 1, rank=1, world=2)
     assert sorted(list(r0) + list(r1)) == list(range(10))
+
+
+def test_datasets_are_told_the_epoch_also_after_resume(tmp_path):
+    from torch import nn
+
+    from sarfusion.engine import Engine, EngineConfig
+
+    class Epochs(torch.utils.data.Dataset):
+        def __init__(self):
+            self.epochs = []
+        def set_epoch(self, epoch):
+            self.epochs.append(epoch)
+        def __len__(self):
+            return 4
+        def __getitem__(self, i):
+            return {"x": torch.ones(1)}
+
+    def run(max_steps):
+        net = nn.Linear(1, 1)
+        engine = Engine(tmp_path, EngineConfig(max_steps=max_steps, batch_size=2, checkpoint_every=1),
+                        {"net": net}, {"opt": torch.optim.SGD(net.parameters(), lr=0.1)})
+        data = Epochs()
+        def step(ctx, batch):
+            loss = ctx.models["net"](batch["x"]).sum()
+            ctx.backward(loss, "opt")
+            return {"loss": loss.item()}
+        engine.fit(engine.make_loader(data), step)
+        return data.epochs
+
+    assert run(5) == [0, 1, 2]  # 2 batches per epoch
+    assert run(7) == [2, 3]  # resumed at step 5: the middle of epoch 2

@@ -6,6 +6,7 @@ every N steps (atomic, resumed automatically), a tqdm bar and a JSONL metrics lo
 
 A task supplies its models, optimizers and a ``step_fn(ctx, batch) -> {name: float}`` that does
 one optimisation step through ``ctx`` (``ctx.autocast()``, ``ctx.backward(loss, "opt_name")``).
+A dataset with a ``set_epoch(epoch)`` method is told each epoch before it is read.
 """
 from __future__ import annotations
 
@@ -280,6 +281,10 @@ class Engine:
             m.train()
         while self.step < cfg.max_steps:
             sampler.set_epoch(epoch, in_epoch * loader.batch_size)
+            if hasattr(loader.dataset, "set_epoch"):
+                # random augmentation can then derive from (seed, epoch, index): resumable, and the
+                # same in every loader worker
+                loader.dataset.set_epoch(epoch)
             for batch in loader:
                 if self.step >= cfg.max_steps:
                     break

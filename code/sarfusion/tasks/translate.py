@@ -198,7 +198,11 @@ class CropDataset:
 
     def __init__(self, examples: Sequence[Example], crop: int, real_repeat: int, seed: int):
         self.items = [e for e in examples for _ in range(real_repeat if e.real else 1)]
-        self.crop, self.seed, self.calls = crop, seed, 0
+        self.crop, self.seed, self.epoch = crop, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the engine: each epoch draws new crops, reproducibly (also after a resume)."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.items)
@@ -207,8 +211,7 @@ class CropDataset:
         import torch
 
         e = self.items[i]
-        rng = np.random.default_rng([self.seed, i, self.calls])
-        self.calls += 1
+        rng = np.random.default_rng([self.seed, self.epoch, i])
         h, w = e.sar.shape[1:]
         c = min(self.crop, h, w)
         r0, c0 = rng.integers(0, h - c + 1), rng.integers(0, w - c + 1)
