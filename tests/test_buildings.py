@@ -91,6 +91,26 @@ def test_dataset_rotates_direction1_tiles(scene):
         assert item["valid"].shape == (1, 64, 64)
 
 
+def test_dataset_crops_follow_seed_epoch_and_index(scene):
+    """An item depends only on (seed, epoch, index): not on call order (resume, loader workers)."""
+    tiles = find_tiles(scene["train_aoi"])
+    polygons = read_building_polygons(scene["train_csv"])
+    stats = NormStats([0.0] * 4, [1.0] * 4)
+    params = AugmentParams(crop=64, scale=(0.8, 1.25), rotate_deg=10.0, affine_p=1.0)
+
+    def fresh():
+        return BuildingTileDataset(tiles[:2], {}, "sar4", polygons, stats, params, cache=False, seed=7)
+
+    a, b = fresh(), fresh()
+    first = a[1]["image"]
+    b[0], b[1], b[0]  # other draws first
+    np.testing.assert_array_equal(b[1]["image"].numpy(), first.numpy())
+    a.set_epoch(1)
+    assert not torch.equal(a[1]["image"], first)  # a new epoch draws new crops
+    a.set_epoch(0)
+    np.testing.assert_array_equal(a[1]["image"].numpy(), first.numpy())
+
+
 class _FirstChannel(torch.nn.Module):
     """A 'network' whose footprint logit is its first input channel: predictions must land where the
     input was, whatever the orientation (rotated in, rotated back out)."""
@@ -113,6 +133,43 @@ def test_predict_rotates_predictions_back():
             prob = B.predict_probabilities([model], raw, valid, orientation, scales=(1.0,), flip=flip)
             assert prob.shape == (3, 100, 130)
             np.testing.assert_array_equal(prob[0] > 0.5, raw[0] > 0.5)
+
+
+def test_half_resolution_model_lines_up_with_the_tile():
+    """A model trained at input_scale 0.5 sees the tile at half size; its probabilities come back
+    at full size, on the same pixels (up to the one-pixel blur of the resize at block edges)."""
+    raw = np.zeros((4, 100, 130), np.float32)
+    raw[0, 10:30, 6:60] = 1.0
+    valid = np.ones((100, 130), bool)
+    model = B.LoadedModel(_FirstChannel(), NormStats([0.0] * 4, [1.0] * 4), "sar4", input_scale=0.5)
+    for orientation in (0, 1):
+        prob = B.predict_probabilities([model], raw, valid, orientation)
+        assert prob.shape == (3, 100, 130)
+        inside = prob[0] > 0.6  # sigmoid(0) = 0.5 off the block, up to rounding
+        assert inside[12:28, 8:58].all() and not inside[:8].any() and not inside[32:].any()
+        assert not inside[:, :4].any() and not inside[:, 62:].any()
+
+
+def test_dataset_at_half_scale_draws_targets_at_that_resolution(scene):
+    tiles = find_tiles(scene["train_aoi"])
+    polygons = read_building_polygons(scene["train_csv"])
+    tile = next(t for t in tiles if len(polygons.get(t.image_id, [])) >= 3)
+    stats = NormStats([0.0] * 4, [1.0] * 4)
+    full = BuildingTileDataset([tile], {}, "sar4", polygons, stats, AugmentParams(crop=64), cache=False)
+    half = BuildingTileDataset([tile], {}, "sar4", polygons, stats, AugmentParams(crop=64), cache=False,
+                               input_scale=0.5)
+    (img_f, m_f), (img_h, m_h) = full.load_tile(0), half.load_tile(0)
+    assert img_h.shape == (4, 80, 80) and m_h.shape == (4, 80, 80)
+    # the half-size footprint is the full one, downsampled: they agree on almost every pixel
+    down = m_f[0].reshape(80, 2, 80, 2).mean(axis=(1, 3))
+    agree = ((down >= 0.5) == m_h[0].astype(bool)).mean()
+    assert agree > 0.97 and m_h[0].sum() > 0
+    # and the image is the 2x2 average of the full-resolution one
+    block_valid = m_f[3].reshape(80, 2, 80, 2).all(axis=(1, 3))
+    assert block_valid.mean() > 0.5
+    np.testing.assert_allclose(img_h[3].astype(np.float32)[block_valid],
+                               img_f[3].astype(np.float32).reshape(80, 2, 80, 2).mean(axis=(1, 3))[block_valid],
+                               rtol=0.01, atol=0.05)
 
 
 def test_bad_inputs_name_the_file_and_keep_outputs(scene, tmp_path):

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import scipy.ndimage as ndi
 import shapely
+import shapely.affinity
 import torch
 from torch.utils.data import Dataset
 
@@ -148,6 +149,18 @@ def read_model_input(tile, input_mode: str, prepared_path: str | Path | None = N
     return raw, nodata_mask(raw, 0.0)
 
 
+def resize_input(image: np.ndarray, valid: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a normalised ``(C, H, W)`` float32 input and its ``(H, W)`` bool valid mask by ``scale``
+    (area averaging when shrinking); pixels whose area is under half valid become nodata (0)."""
+    h, w = valid.shape
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out = np.stack([cv2.resize(np.ascontiguousarray(c, dtype=np.float32), size, interpolation=interp) for c in image])
+    keep = cv2.resize(valid.astype(np.float32), size, interpolation=interp) >= 0.5
+    out[:, ~keep] = 0.0
+    return out, keep
+
+
 # --- folds -----------------------------------------------------------------------------------------
 def easting_folds(x_origin: Mapping[str, float], n_folds: int, gap_m: float) -> list[tuple[list[str], list[str]]]:
     """Split tiles into ``n_folds`` equal-width easting bands; fold k validates on band k and trains
@@ -206,6 +219,10 @@ def build_augment(params: AugmentParams, seed: int):
 class BuildingTileDataset(Dataset):
     """Random crops of SN6 tiles with their targets.
 
+    ``input_scale`` < 1 trains the network on tiles resized by that factor (0.5: 1 m pixels for
+    0.5 m tiles), so a crop covers more ground per step; polygons are scaled with the tile and the
+    targets are drawn at that resolution (edge / contact widths scaled too, at least 1 px).
+
     Each item: ``image`` ``(C, crop, crop)`` float32 (normalised, nodata 0), ``target``
     ``(3, crop, crop)`` float32 footprint/edge/contact, ``valid`` ``(1, crop, crop)`` float32,
     ``meta`` ``{"image_id": str}``. Tiles are in network orientation (direction 1 rotated).
@@ -213,8 +230,10 @@ class BuildingTileDataset(Dataset):
 
     def __init__(self, tiles: Sequence, prepared: Mapping[str, Path], input_mode: str,
                  polygons: Mapping[str, list], stats: NormStats, augment: AugmentParams,
-                 edge_width: int = 2, contact_width: int = 3, cache: bool = True, seed: int = 0):
+                 edge_width: int = 2, contact_width: int = 3, cache: bool = True, seed: int = 0,
+                 input_scale: float = 1.0):
         self.tiles = list(tiles)
+        self.input_scale = float(input_scale)
         self.prepared = dict(prepared)
         self.input_mode = input_mode
         self.polygons = polygons
@@ -223,7 +242,12 @@ class BuildingTileDataset(Dataset):
         self.edge_width, self.contact_width = edge_width, contact_width
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         self.augment = build_augment(augment, seed)
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the engine: each epoch draws new crops from (seed, epoch, index), so the
+        sequence is the same after a resume and in every loader worker."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -235,15 +259,23 @@ class BuildingTileDataset(Dataset):
         tile = self.tiles[index]
         raw, valid = read_model_input(tile, self.input_mode, self.prepared.get(tile.image_id))
         image = self.stats.apply(raw, valid)
-        labels = rasterize_instances(self.polygons.get(tile.image_id, []), valid.shape)
-        masks = np.concatenate([building_targets(labels, self.edge_width, self.contact_width),
+        polygons = self.polygons.get(tile.image_id, [])
+        edge_width, contact_width = self.edge_width, self.contact_width
+        if self.input_scale != 1.0:
+            s = self.input_scale
+            image, valid = resize_input(image, valid, s)
+            polygons = [shapely.affinity.scale(p, s, s, origin=(0, 0)) for p in polygons]
+            edge_width, contact_width = max(1, round(edge_width * s)), max(1, round(contact_width * s))
+        labels = rasterize_instances(polygons, valid.shape)
+        masks = np.concatenate([building_targets(labels, edge_width, contact_width),
                                 valid[None].astype(np.uint8)])
         out = (orient(image, tile.orientation).astype(np.float16), orient(masks, tile.orientation))
         if self.cache is not None:
             self.cache[index] = out
         return out
 
-    def _precrop(self, image: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _precrop(self, image: np.ndarray, masks: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
         # Cut a region a bit larger than the crop (room for rotation/scale) before the affine warp,
         # preferring regions with valid pixels.
         size = int(np.ceil(self.params.crop * 1.5))
@@ -251,8 +283,8 @@ class BuildingTileDataset(Dataset):
         ph, pw = min(size, h), min(size, w)
         best = None
         for _ in range(5):
-            r = int(self.rng.integers(0, h - ph + 1))
-            c = int(self.rng.integers(0, w - pw + 1))
+            r = int(rng.integers(0, h - ph + 1))
+            c = int(rng.integers(0, w - pw + 1))
             frac = float(masks[3, r:r + ph, c:c + pw].mean())
             if best is None or frac > best[0]:
                 best = (frac, r, c)
@@ -262,7 +294,9 @@ class BuildingTileDataset(Dataset):
         return image[:, r:r + ph, c:c + pw], masks[:, r:r + ph, c:c + pw]
 
     def __getitem__(self, index: int) -> dict:
-        image, masks = self._precrop(*self.load_tile(index))
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, masks = self._precrop(*self.load_tile(index), rng)
+        self.augment.set_random_seed(int(rng.integers(2**31 - 1)))
         out = self.augment(image=np.moveaxis(image.astype(np.float32), 0, -1), mask=np.moveaxis(masks, 0, -1))
         img = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.atleast_3d(out["image"]), -1, 0)))
         msk = torch.from_numpy(np.ascontiguousarray(np.moveaxis(out["mask"], -1, 0))).float()

@@ -51,6 +51,9 @@ class BuildingsConfig:
     input_mode: str = "sar4"
     encoder: str = "efficientnet-b0"
     decoder_channels: tuple[int, ...] | None = (64, 48, 32, 24, 16)  # None = smp default (256..16)
+    # The network sees tiles resized by this factor (0.5: 1 m pixels for SN6's 0.5 m tiles), in
+    # training and at prediction, where the probabilities are resized back to the tile.
+    input_scale: float = 1.0
     engine: EngineConfig = field(default_factory=EngineConfig)
     lr: float = 1e-3
     weight_decay: float = 1e-2
@@ -215,7 +218,8 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     log.info("normalisation (%s): mean %s std %s", cfg.input_mode,
              np.round(stats.mean, 2).tolist(), np.round(stats.std, 2).tolist())
     dataset = BuildingTileDataset(tiles, prepared, cfg.input_mode, polygons, stats, cfg.augment,
-                                  cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed)
+                                  cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed,
+                                  input_scale=cfg.input_scale)
     model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.engine.max_steps))
@@ -240,7 +244,8 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     steps = engine.step - start_step
     save_torch_atomic({"state_dict": engine.unwrap("model").state_dict(), "stats": dataclasses.asdict(stats),
                        "input_mode": cfg.input_mode, "encoder": cfg.encoder,
-                       "decoder_channels": cfg.decoder_channels, "train_ids": [t.image_id for t in tiles]},
+                       "decoder_channels": cfg.decoder_channels, "input_scale": cfg.input_scale,
+                       "train_ids": [t.image_id for t in tiles]},
                       out_path)
     rate = steps / seconds if seconds > 0 else float("nan")
     log.info("trained %d steps in %.1f s (%.2f steps/s) -> %s", steps, seconds, rate, out_path)
@@ -386,6 +391,7 @@ class LoadedModel:
     net: Any
     stats: NormStats
     input_mode: str
+    input_scale: float = 1.0  # the tile resize the network was trained at
 
 
 def _load_model(path: Path, device: Any = None) -> LoadedModel:
@@ -400,7 +406,7 @@ def _load_model(path: Path, device: Any = None) -> LoadedModel:
     except (RuntimeError, KeyError, EOFError) as exc:
         raise InputError(f"not a building model checkpoint ({exc})", path) from None
     net.eval().to(device or "cpu")
-    return LoadedModel(net, NormStats(**state["stats"]), state["input_mode"])
+    return LoadedModel(net, NormStats(**state["stats"]), state["input_mode"], float(state.get("input_scale", 1.0)))
 
 
 def load_models(weights_dir: str | Path, device: Any = None) -> tuple[list[LoadedModel], BuildingsConfig]:
@@ -422,7 +428,8 @@ def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid:
     """Fold- and TTA-averaged ``(3, H, W)`` float32 probabilities (footprint, edge, contact) of one tile.
 
     The tile is rotated 180 degrees for direction-1 strips before the network and the
-    probabilities are rotated back, so they line up with the tile's own pixels.
+    probabilities are rotated back, so they line up with the tile's own pixels. Each TTA scale is
+    applied on top of the model's own ``input_scale``; probabilities are resized back to the tile.
     """
     import torch
     import torch.nn.functional as F
@@ -433,11 +440,13 @@ def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid:
     for m in models:
         device = next(m.net.parameters()).device
         x = torch.from_numpy(orient(m.stats.apply(raw, valid), orientation))[None].to(device)
-        for s in scales:
+        for s in (t * m.input_scale for t in scales):
             sh, sw = (max(32, int(math.ceil(h * s / 32)) * 32), max(32, int(math.ceil(w * s / 32)) * 32))
             # Resize so the content is scaled by s, then pad to a multiple of 32.
             th, tw = int(round(h * s)), int(round(w * s))
-            xs = x if s == 1.0 else F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
+            # antialias when shrinking: the area average the training tiles were resized with
+            xs = x if s == 1.0 else F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False,
+                                                  antialias=s < 1)
             xs = F.pad(xs, (0, sw - tw, 0, sh - th))
             for flipped in ((False, True) if flip else (False,)):
                 inp = torch.flip(xs, dims=[3]) if flipped else xs
