@@ -2,7 +2,9 @@
 
 For each pyramid level (a ``factor``-downsampled registration grid) a lattice of nodes covers the
 optical footprint. Each node's optical feature template is matched by FFT NCC inside a SAR search
-window centred at the node plus the offset predicted by the previous level. Matches are kept when
+window centred at the node plus the offset predicted by the previous level; on levels after the
+first the SAR is resampled through that prediction first (warped search), so the local strain the
+previous levels already explain does not smear the templates. Matches are kept when
 distinctive (NCC, peak ratio, not on the search border) and consistent with their neighbours;
 survivors are interpolated into a smooth field that seeds the next level. The scene is processed
 in tiles of ``tile`` level pixels, so memory stays bounded for 13,000 px scenes.
@@ -11,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass, field as dc_field, replace
 
+import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -41,22 +44,37 @@ class DenseConfig:
     """Settings of the dense mode (no training, no presets needed: one recipe).
 
     Defaults suit SN9-like pairs (registration grid ~0.45 m, offsets up to ~70 m, smooth over
-    ~40-50 m). Levels too coarse for a small image are dropped and finer ones appended (see
-    :func:`plan_levels`), so the same defaults work on 256 px patches.
+    ~40-50 m). Small images use ``small_levels`` / ``small_consistency`` and no pooling; levels
+    too coarse for them are dropped and finer ones appended (see :func:`plan_levels`), so the
+    same defaults work on 256 px patches.
     """
 
     levels: tuple[DenseLevel, ...] = dc_field(default_factory=lambda: (
         DenseLevel(8, 48, 24, 12),
+        DenseLevel(4, 32, 12, 8),
+        DenseLevel(2, 64, 12, 16),
+        DenseLevel(2, 48, 6, 12),
+    ))
+    # Small images (finest configured level's footprint under ``fine_side``, e.g. 256 px S1/S2
+    # patches) start from this recipe instead: fewer, larger-template levels suit their weak,
+    # speckled structure (the SN9 levels above regress the SEN1-2 known-warp test 2.9 -> 3.9 px).
+    small_levels: tuple[DenseLevel, ...] = dc_field(default_factory=lambda: (
+        DenseLevel(8, 48, 24, 12),
         DenseLevel(4, 48, 10, 12),
         DenseLevel(2, 64, 6, 16),
     ))
+    small_consistency: float = 2.5  # level px: ``consistency`` for small images (no pooling there)
     n_orient: int = 8
-    pre_sigma: float = 2.0      # level px, before gradients
+    pre_sigma: float = 2.0      # level px, before gradients (speckle; 10 m S1 / S2 pairs need it)
+    pre_sigma_vhr: float = 0.5  # level px, instead, on georeferenced grids finer than vhr_m: sharp
+    vhr_m: float = 1.0          # edges keep roads apart from building / tree blobs, whose layover
+                                # and shadows bias blurred features (SN9: 27.5 -> 21.8 px)
     feature_sigma: float = 1.5  # level px, descriptor support
     min_score: float = 0.08     # NCC (real S1 vs S2 peaks are often only 0.1-0.3)
     min_ratio: float = 1.01     # best / second-best (NCC + 1)
     min_valid: float = 0.6      # fraction of a template inside both scenes
-    consistency: float = 2.5    # level px: max deviation from the neighbour median
+    consistency: float = 8.0    # level px: max deviation from the neighbour median (SN9 fields
+                                # strain ~20% locally: 2.5 rejected true matches; 23.6 -> 23.1 px)
     smooth_nodes: float = 1.0   # sigma, in nodes, of the normalised-convolution smoothing
     max_local_m: float = 20.0  # m: drop matches this far from the scene-wide robust affine
                                 # (georeferenced pairs only; 0: off)
@@ -64,13 +82,23 @@ class DenseConfig:
                                    # off: real S1/S2 pairs with small offsets regress with it
     neutral_fill: bool = False  # off-footprint template/search pixels set to their valid mean
                                 # (stops footprint-border locking; regressed the MultiEarth pair)
-    pool_radius: int = 0        # nodes: first-level NCC maps pooled over this neighbourhood (0: off;
-                                # 2 helps SN9 ~1 px but nudges the SEN1-2 test over its bound)
+    pool_radius: int = 2        # nodes: first-level NCC maps pooled over this neighbourhood (0: off;
+                                # helps SN9 ~0.3 px; off for small images, where it hurt SEN1-2)
     pool_sigma: float = 1.0     # nodes: Gaussian weight of the pooling
+    pool_warped: int = 0        # nodes: NCC maps of warped levels pooled over this neighbourhood
+                                # (0: off; 1-2 did not help SN9)
+    warp_search: bool = True    # levels after the first match against the SAR resampled through
+                                # the previous estimate (undoes its local distortion)
     tile: int = 768             # level px per processing tile (bounds memory)
     min_level_side: int = 96    # a level whose optical footprint is smaller is skipped
     fine_side: int = 512        # add finer levels until the finest footprint is this large
     device: str | None = None   # None: CUDA when available
+
+
+def is_small(grid: SceneGrid, cfg: DenseConfig) -> bool:
+    """True when the finest configured level's optical footprint is under ``cfg.fine_side``."""
+    _, _, w, h = grid.optical_box(1)
+    return min(w, h) / cfg.levels[-1].factor < cfg.fine_side
 
 
 def plan_levels(grid: SceneGrid, cfg: DenseConfig) -> list[DenseLevel]:
@@ -78,7 +106,7 @@ def plan_levels(grid: SceneGrid, cfg: DenseConfig) -> list[DenseLevel]:
     the image, finer levels appended for small images (e.g. 256 px SEN1-2 patches)."""
     _, _, w, h = grid.optical_box(1)
     side = min(w, h)
-    levels = list(cfg.levels)
+    levels = list(cfg.small_levels if is_small(grid, cfg) else cfg.levels)
     finest = levels[-1]
     f = finest.factor
     while f > 1 and side / f < cfg.fine_side:
@@ -104,8 +132,8 @@ def plan_levels(grid: SceneGrid, cfg: DenseConfig) -> list[DenseLevel]:
     return out
 
 
-def _features(img: np.ndarray, cfg: DenseConfig) -> np.ndarray:
-    return oriented_gradients(img, cfg.n_orient, cfg.pre_sigma, cfg.feature_sigma)
+def _features(img: np.ndarray, cfg: DenseConfig, pre_sigma: float) -> np.ndarray:
+    return oriented_gradients(img, cfg.n_orient, pre_sigma, cfg.feature_sigma)
 
 
 def _neutral_fill(feats: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -118,6 +146,33 @@ def _neutral_fill(feats: np.ndarray, valid: np.ndarray) -> np.ndarray:
     out = feats.copy()
     out[:, ~valid] = float(feats[:, valid].mean())
     return out
+
+
+def _warped_sar(grid: SceneGrid, prior, f: int, row0: int, col0: int, height: int,
+                width: int) -> tuple[np.ndarray, int, int]:
+    """SAR intensity ``(height, width)`` float32 on the level-``f`` box at (row0, col0), resampled
+    through ``prior``: pixel (i, j) shows the SAR at level position (i, j) + prior / f, i.e. where
+    the prior says the optical pixel's counterpart is. 0 where that falls outside the SAR.
+    Returned with origin (row0, col0), so windows index it like an unshifted SAR box."""
+    rows = (np.arange(row0, row0 + height, dtype=np.float64) + 0.5)[:, None]
+    cols = (np.arange(col0, col0 + width, dtype=np.float64) + 0.5)[None, :]
+    off = prior.sample(np.broadcast_to(rows * f, (height, width)), np.broadcast_to(cols * f, (height, width)))
+    src_r = (rows - 0.5 + off[0] / f).astype(np.float32)  # level pixel index (centre convention)
+    src_c = (cols - 0.5 + off[1] / f).astype(np.float32)
+    b_r0, b_c0 = int(math.floor(float(src_r.min()))) - 2, int(math.floor(float(src_c.min()))) - 2
+    b_h = int(math.ceil(float(src_r.max()))) + 3 - b_r0
+    b_w = int(math.ceil(float(src_c.max()))) + 3 - b_c0
+    sar = to_intensity(grid.read("sar", (b_c0, b_r0, b_w, b_h), f), "sar")
+    if not (sar != 0).any():
+        return np.zeros((height, width), np.float32), row0, col0
+    mr, mc = src_r - b_r0, src_c - b_c0
+    out = cv2.remap(sar, mc, mr, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    valid = cv2.remap((sar != 0).astype(np.uint8), mc, mr, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                      borderValue=0) > 0
+    valid &= cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    out[~valid] = 0
+    out[valid & (out == 0)] = np.float32(1e-6)  # keep exact 0 for "no data" only
+    return out, row0, col0
 
 
 def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
@@ -135,6 +190,10 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
     nr_grid, nc_grid = np.meshgrid(node_r * f, node_c * f, indexing="ij")
     prior_grid = prior.sample(nr_grid.astype(np.float64), nc_grid.astype(np.float64))  # (2, n_r, n_c)
     prior_lvl = np.round(prior_grid / f).astype(np.int64)
+    warped = cfg.warp_search and not isinstance(prior, ZeroField)
+    pre_sigma = cfg.pre_sigma_vhr if (grid.crs_wkt and grid.res < cfg.vhr_m) else cfg.pre_sigma
+    # Offsets are measured relative to the prior at the node (warped search) or to its rounding.
+    base = prior_grid if warped else (prior_lvl * f).astype(np.float32)
     values = np.full((2, n_r, n_c), np.nan, np.float32)
     weight = np.zeros((n_r, n_c), np.float32)
     half = t // 2
@@ -148,24 +207,37 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         # Optical box: all templates of these nodes.
         o_r0, o_c0 = int(rr[0] - half), int(cc[0] - half)
         o_box = (o_c0, o_r0, int(cc[-1] + half - o_c0), int(rr[-1] + half - o_r0))
-        # SAR box: all search windows (template + radius, shifted by the prior).
-        sr = rr[:, None] + pr[0]
-        sc = cc[None, :] + pr[1]
-        s_r0, s_c0 = int(sr.min() - half - r), int(sc.min() - half - r)
-        s_box = (s_c0, s_r0, int(sc.max() + half + r - s_c0), int(sr.max() + half + r - s_r0))
         opt_img = to_intensity(grid.read("optical", o_box, f), "optical")
-        sar_img = to_intensity(grid.read("sar", s_box, f), "sar")
-        if not (opt_img != 0).any() or not (sar_img != 0).any():
+        if not (opt_img != 0).any():
             continue
-        fo = _features(opt_img, cfg)
-        fs = _features(sar_img, cfg)
+        if warped:
+            # The SAR resampled through the prior field onto the optical tile (+ radius): the
+            # local distortion the prior already explains is undone, so templates match the
+            # residual only (sharper peaks than shifting a rigid window, whose content the
+            # ~20% local strain of SN9-like fields smears). Windows are then centred on nodes.
+            sar_img, s_r0, s_c0 = _warped_sar(grid, prior, f, o_r0 - r, o_c0 - r,
+                                              o_box[3] + 2 * r, o_box[2] + 2 * r)
+            shift_r = np.zeros((len(rr), len(cc)), np.int64)
+            shift_c = np.zeros((len(rr), len(cc)), np.int64)
+        else:
+            # SAR box: all search windows (template + radius, shifted by the rounded prior).
+            sr = rr[:, None] + pr[0]
+            sc = cc[None, :] + pr[1]
+            s_r0, s_c0 = int(sr.min() - half - r), int(sc.min() - half - r)
+            s_box = (s_c0, s_r0, int(sc.max() + half + r - s_c0), int(sr.max() + half + r - s_r0))
+            sar_img = to_intensity(grid.read("sar", s_box, f), "sar")
+            shift_r, shift_c = pr[0], pr[1]
+        if not (sar_img != 0).any():
+            continue
+        fo = _features(opt_img, cfg, pre_sigma)
+        fs = _features(sar_img, cfg, pre_sigma)
         vo, vs = opt_img != 0, sar_img != 0
         temps, searches, idx = [], [], []
         for a, row in enumerate(rr):
             for b, col in enumerate(cc):
                 tr, tc = row - half - o_r0, col - half - o_c0
-                srow = row + pr[0, a, b] - half - r - s_r0
-                scol = col + pr[1, a, b] - half - r - s_c0
+                srow = row + shift_r[a, b] - half - r - s_r0
+                scol = col + shift_c[a, b] - half - r - s_c0
                 frac_o = vo[tr:tr + t, tc:tc + t].mean()
                 frac_s = vs[srow + r:srow + r + t, scol + r:scol + r + t].mean()
                 if min(frac_o, frac_s) < cfg.min_valid:
@@ -181,12 +253,15 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         if not idx:
             continue
         maps = ncc_maps(np.stack(temps), np.stack(searches), device)
-        if cfg.pool_radius > 0 and isinstance(prior, ZeroField):
+        pool = cfg.pool_warped if warped else (cfg.pool_radius if isinstance(prior, ZeroField) else 0)
+        if pool > 0:
             # Pool NCC evidence over neighbouring nodes before picking peaks (see aggregate_maps).
+            # Warped levels: every map already scores the residual to the prior, which is
+            # smooth, so neighbours' maps align as they are (zero shifts).
             lattice = np.full((len(rr), len(cc)) + maps.shape[1:], np.nan, np.float32)
             for k, (i, j) in enumerate(idx):
                 lattice[i - i0, j - j0] = maps[k]
-            pooled = aggregate_maps(lattice, pr, cfg.pool_radius, cfg.pool_sigma)
+            pooled = aggregate_maps(lattice, np.zeros_like(pr) if warped else pr, pool, cfg.pool_sigma)
             maps = np.stack([pooled[i - i0, j - j0] for i, j in idx])
         res = find_peaks(torch.from_numpy(maps))
         ok = (res.score >= cfg.min_score) & (res.ratio >= cfg.min_ratio) & ~res.on_edge
@@ -196,14 +271,15 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         for k, (i, j) in enumerate(idx):
             if not ok[k]:
                 continue
-            values[0, i, j] = (prior_lvl[0, i, j] + res.shift[k, 0]) * f
-            values[1, i, j] = (prior_lvl[1, i, j] + res.shift[k, 1]) * f
+            values[0, i, j] = base[0, i, j] + res.shift[k, 0] * f
+            values[1, i, j] = base[1, i, j] + res.shift[k, 1] * f
             weight[i, j] = float(res.score[k])
     matched = np.isfinite(values).all(axis=0)
     valid = reject_inconsistent(values, matched, cfg.consistency * f) if matched.sum() >= 3 else matched
     if cfg.max_local_m > 0 and grid.crs_wkt:
         valid = reject_far_from_affine(values, valid, cfg.max_local_m / grid.res)
-    stats = {"factor": f, "nodes": int(n_r * n_c), "matched": int(matched.sum()), "kept": int(valid.sum()), **rejects}
+    stats = {"factor": f, "nodes": int(n_r * n_c), "matched": int(matched.sum()), "kept": int(valid.sum()),
+             "mean_score": float(weight[valid].mean()) if valid.any() else 0.0, **rejects}
     if valid.sum() < 3:
         log.warning("level x%d: only %d consistent matches; keeping the previous estimate", f, valid.sum())
         return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), prior_grid), stats
@@ -227,7 +303,10 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None) -> tuple[NodeFi
     device = select_device(cfg.device)
     current = ZeroField()
     stats = []
-    for level in plan_levels(grid, cfg):
+    levels = plan_levels(grid, cfg)
+    if is_small(grid, cfg):
+        cfg = replace(cfg, consistency=cfg.small_consistency, pool_radius=0, pool_warped=0)
+    for level in levels:
         current, st = match_level(grid, level, current, cfg, device)
         st.update(template=level.template, radius=level.radius, spacing=level.spacing)
         log.info("dense level x%d: %d nodes, %d matched, %d kept", st["factor"], st["nodes"],
