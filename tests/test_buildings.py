@@ -228,3 +228,20 @@ def test_fused_input_needs_optical(scene, tmp_path):
     paths = B.prepare_inputs(train_tiles, "fused", tmp_path)
     fused = read_raster(paths[train_tiles[0].image_id])
     assert fused.shape == (3, 160, 160) and fused.dtype == np.uint8
+
+
+def test_input_experiment_scores_each_mode_on_the_east_band(tmp_path):
+    from sarfusion.synth.sn6 import generate_sn6
+
+    data = generate_sn6(tmp_path / "sn6", tiles=16, size=128, seed=5)
+    cfg = dataclasses.replace(_tiny_config(), calibrate_tiles=2, calibrate_seed_thresholds=(0.3, 0.75),
+                              calibrate_mask_thresholds=(0.3,))
+    result = B.run_input_experiment(Path(data["train_aoi"]).parent.parent, work_dir=tmp_path / "exp",
+                                    modes=("span", "fused"), config=cfg)
+    split = result["split"]
+    assert split["train"] > 0 and split["test"] > 0
+    for mode in ("span", "fused"):
+        r = result["modes"][mode]
+        assert r["tp"] + r["fn"] > 0  # the east band has buildings to find
+        assert 0.0 <= r["f1"] <= 1.0 and r["seed_threshold"] in (0.3, 0.75)
+    assert "| fused |" in B.experiment_markdown(result)

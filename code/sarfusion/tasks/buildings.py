@@ -341,16 +341,16 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
                      info["val"]["precision"], info["val"]["recall"])
         report.append(info)
     val_ids = [i for _, v in splits for i in v]
-    calibration = calibrate_watershed(weights_dir, [by_id[i] for i in (val_ids or list(by_id))], polygons,
-                                      prepared, cfg)
+    calibration = calibrate_watershed(load_models(weights_dir)[0], [by_id[i] for i in (val_ids or list(by_id))],
+                                      polygons, prepared, cfg)
     save_config(cfg, weights_dir / CONFIG_NAME)
     (weights_dir / "buildings_train_report.json").write_text(
         json.dumps({"folds": report, "calibration": calibration}, indent=2, default=float))
     return weights_dir
 
 
-def calibrate_watershed(weights_dir: Path, tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path],
-                        cfg: BuildingsConfig) -> dict:
+def calibrate_watershed(models: Sequence["LoadedModel"], tiles: Sequence[SN6Tile], polygons: dict,
+                        prepared: dict[str, Path], cfg: BuildingsConfig) -> dict:
     """Choose ``cfg.watershed`` seed/mask thresholds by F1 on labelled ``tiles`` (never test tiles).
 
     The probabilities are computed once per tile; each threshold pair re-runs only the watershed.
@@ -362,7 +362,6 @@ def calibrate_watershed(weights_dir: Path, tiles: Sequence[SN6Tile], polygons: d
 
     step = max(1, len(tiles) // cfg.calibrate_tiles)
     chosen = list(tiles)[::step][: cfg.calibrate_tiles]
-    models, _ = load_models(weights_dir)
     probs = []
     for tile in chosen:
         raw, valid = read_model_input(tile, models[0].input_mode, prepared.get(tile.image_id))
@@ -570,7 +569,8 @@ def run_input_experiment(data_dir: str | Path, preset: str = "demo", work_dir: s
     The east-most ``experiment_test_fraction`` easting band is the test part; training tiles
     within one tile width of it are dropped. The colorizer (for ``colorized``) is trained on the
     training part only. Returns ``{"split": {...}, "modes": {mode: {f1, precision, recall, tp, fp,
-    fn, train_seconds, steps_per_s}}}``.
+    fn, train_seconds, steps_per_s, seed_threshold, mask_threshold}}}``; each mode's watershed
+    thresholds are calibrated on its training tiles, never on the test band.
     """
     from sarfusion.metrics.buildings import score_buildings
 
@@ -606,10 +606,14 @@ def run_input_experiment(data_dir: str | Path, preset: str = "demo", work_dir: s
         prepared = prepare_inputs(train_tiles + test_tiles, mode, work, colorizer_dir)
         info = train_model(train_tiles, polygons, prepared, cfg, mode_dir / "run", mode_dir / "buildings_fold0.pt")
         models = [_load_model(Path(info["path"]))]
+        # Each mode gets its own watershed thresholds, chosen on its training tiles (as train does).
+        calibration = calibrate_watershed(models, train_tiles, polygons, prepared, cfg)
         rows = _predict_rows(models, test_tiles, prepared, cfg)
         score = score_buildings(truth, _with_empty_rows(rows, test_ids))
         result["modes"][mode] = {**{k: score[k] for k in ("f1", "precision", "recall", "tp", "fp", "fn")},
-                                 "train_seconds": info["seconds"], "steps_per_s": info["steps_per_s"]}
+                                 "train_seconds": info["seconds"], "steps_per_s": info["steps_per_s"],
+                                 "seed_threshold": calibration.get("seed_threshold"),
+                                 "mask_threshold": calibration.get("mask_threshold")}
         log.info("%s: F1 %.3f P %.3f R %.3f", mode, score["f1"], score["precision"], score["recall"])
     (work / "results.json").write_text(json.dumps(result, indent=2, default=float))
     return result
