@@ -112,7 +112,7 @@ def plan_levels(grid: SceneGrid, cfg: DenseConfig) -> list[DenseLevel]:
     the image, finer levels appended for small images (e.g. 256 px SEN1-2 patches)."""
     _, _, w, h = grid.optical_box(1)
     side = min(w, h)
-    levels = list(cfg.small_levels if is_small(grid, cfg) else cfg.levels)
+    levels = list(cfg.levels)
     finest = levels[-1]
     f = finest.factor
     while f > 1 and side / f < cfg.fine_side:
@@ -309,10 +309,10 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None) -> tuple[NodeFi
     device = select_device(cfg.device)
     current = ZeroField()
     stats = []
-    levels = plan_levels(grid, cfg)
     if is_small(grid, cfg):
-        cfg = replace(cfg, consistency=cfg.small_consistency, pool_radius=0, pool_warped=0)
-    for level in levels:
+        cfg = replace(cfg, levels=cfg.small_levels, consistency=cfg.small_consistency, pool_radius=0,
+                      pool_warped=0)
+    for level in plan_levels(grid, cfg):
         current, st = match_level(grid, level, current, cfg, device)
         st.update(template=level.template, radius=level.radius, spacing=level.spacing)
         log.info("dense level x%d: %d nodes, %d matched, %d kept", st["factor"], st["nodes"],
