@@ -191,19 +191,21 @@ def test_sar_statistics_match_spec_and_capella(sn6):
         pytest.skip(f"real Capella sample not found at {capella}")
     cap = read_raster(capella).astype(np.float64)
     cv = np.isfinite(cap).all(0) & (cap != 0).all(0)
-    # multilook the synthetic SAR to Capella's 4.5 m pixels (9 x 9 linear means), in calibrated dB
+    # multilook the synthetic SAR to Capella's 4.5 m pixels (9 x 9 linear means), in calibrated dB,
+    # keeping every block that holds no nodata pixel: all tiles, not only the fully valid ones, so a
+    # single tile's land use (a park, a canal) does not decide the comparison. Measured over seeds
+    # 0-5: cross-pol 1.6-4.7 dB darker than Capella's port scene, co-pol 0.5-2.6 dB darker.
     synth_db = []
     for p in paths:
         a = read_raster(p)
-        if not (a != 0).all(axis=0).all():
-            continue
-        lin = np.power(10, S.sn6_scale_to_db(a) / 10).astype(np.float32)
         n = (a.shape[1] // 9) * 9
+        whole = (a[:, :n, :n] != 0).all(axis=0).reshape(n // 9, 9, n // 9, 9).all(axis=(1, 3)).ravel()
+        lin = np.power(10, S.sn6_scale_to_db(a) / 10).astype(np.float32)
         ml = cv2.resize(lin[:, :n, :n].transpose(1, 2, 0), (n // 9, n // 9), interpolation=cv2.INTER_AREA)
-        synth_db.append(10 * np.log10(ml.reshape(-1, 4)))
-    if not synth_db:
-        pytest.skip("no fully valid synthetic tile to multilook")
+        synth_db.append(10 * np.log10(ml.reshape(-1, 4)[whole]))
     synth_db = np.concatenate(synth_db)
+    if len(synth_db) < 100:
+        pytest.skip("fewer than 100 fully valid 4.5 m blocks to compare")
     for b, name in enumerate(S.BANDS):
         cm, cs = cap[b][cv].mean(), cap[b][cv].std()
         sm, ss = synth_db[:, b].mean(), synth_db[:, b].std()

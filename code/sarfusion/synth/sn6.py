@@ -10,14 +10,17 @@ Layout written under ``out_dir`` (SPEC section 1)::
     test_public/AOI_11_Rotterdam/SAR-Intensity/SN6_Test_Public_AOI_11_Rotterdam_SAR-Intensity_<strip>_tile_<n>.tif
     test_public_truth/SN6_Test_Public_AOI_11_Rotterdam_Buildings.csv   (known truth, for scoring)
 
-Each part is one city; strips of 2 x k tiles (450 m at 0.5 m) are laid out in overlapping pairs of
-opposite look direction, so the same ground is imaged from the north and from the south. Strip
-edges carry slanted nodata bands (0 in SAR and optical) like the real strip footprints.
+Both parts image one city, as SN6's train and test tiles all image Rotterdam: the test strips cover
+a separate area 300 m east of the training strips, so no test ground is seen in training but the
+street grid, building styles and materials are the same city's. Strips of 2 x k tiles (450 m at
+0.5 m) are laid out in overlapping pairs of opposite look direction, so the same ground is imaged
+from the north and from the south. Strip edges carry slanted nodata bands (0 in SAR and optical)
+like the real strip footprints.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -163,14 +166,11 @@ def render_strip(plan: C.CityPlan, strip: Strip, size: int, looks: float, rng: n
     return sar, optical, valid
 
 
-def _write_part(part: str, out_dir: Path, n_tiles: int, size: int, rng: np.random.Generator,
-                easting0: float, northing0: float, first_tile: int, t0: datetime, looks: float,
-                preview_dir: Path | None, progress: tqdm) -> tuple[list[Strip], pd.DataFrame, int, float]:
-    """Generate one city and its strips; write tiles. Returns strips, label rows, next tile number
-    and the plan width (m)."""
+def _write_part(part: str, out_dir: Path, plan: C.CityPlan, strips: list[Strip], size: int,
+                rng: np.random.Generator, easting0: float, northing0: float, first_tile: int, looks: float,
+                preview_dir: Path | None, progress: tqdm) -> tuple[pd.DataFrame, int]:
+    """Render and write one part's strips of ``plan``. Returns its label rows and the next tile number."""
     tile_m = size * PIXEL_M
-    strips, width_m, height_m = _layout(n_tiles, tile_m, rng, t0)
-    plan = C.plan_city(width_m, height_m, rng)
     prefix = "SN6_Train" if part == "train" else "SN6_Test_Public"
     aoi_dir = out_dir / ("train" if part == "train" else "test_public") / AOI
     labels = []
@@ -203,7 +203,7 @@ def _write_part(part: str, out_dir: Path, n_tiles: int, size: int, rng: np.rando
                     panels.insert(0, P.draw_polygons(P.rgb_to_bgr(optical[:, win[0], win[1]]), polys))
                 P.write_png(preview_dir / f"{part}_{image_id}.png", np.hstack(panels))
             progress.update(1)
-    return strips, pd.DataFrame(labels, columns=LABEL_COLUMNS), tile_no, width_m
+    return pd.DataFrame(labels, columns=LABEL_COLUMNS), tile_no
 
 
 def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0,
@@ -236,13 +236,20 @@ def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0
     easting0 = 590600.0 + float(rng.integers(0, 400))
     northing0 = 5750800.0 - float(rng.integers(0, 400))
     t0 = datetime(2019, 8, 4, 9, 0, 0)
+    tile_m = size * PIXEL_M
+    train_rng, test_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+    train_strips, train_w, train_h = _layout(n_train, tile_m, train_rng, t0)
+    test_strips, test_w, test_h = _layout(n_test, tile_m, test_rng, t0 + timedelta(days=1))
+    test_x0 = train_w + 300.0  # a separate area of the same city: no ground shared with training
+    test_strips = [replace(s, x0=s.x0 + test_x0) for s in test_strips]
+    plan = C.plan_city(test_x0 + test_w, max(train_h, test_h), np.random.default_rng([seed, 3]))
     with tqdm(total=tiles, desc="synth sn6 tiles", unit="tile", leave=False) as progress:
-        train_strips, train_labels, next_tile, width_m = _write_part(
-            "train", out_dir, n_train, size, np.random.default_rng([seed, 1]), easting0, northing0,
-            1000 + int(rng.integers(0, 500)), t0, looks, preview_dir, progress)
-        test_strips, test_labels, _, _ = _write_part(
-            "test", out_dir, n_test, size, np.random.default_rng([seed, 2]), easting0 + width_m + 300.0,
-            northing0, next_tile + 100, t0 + timedelta(days=1), looks, preview_dir, progress)
+        train_labels, next_tile = _write_part(
+            "train", out_dir, plan, train_strips, size, train_rng, easting0, northing0,
+            1000 + int(rng.integers(0, 500)), looks, preview_dir, progress)
+        test_labels, _ = _write_part(
+            "test", out_dir, plan, test_strips, size, test_rng, easting0, northing0,
+            next_tile + 100, looks, preview_dir, progress)
     train_aoi = out_dir / "train" / AOI
     summary = train_aoi / "SummaryData"
     orientations = summary / "SAR_orientations.txt"
