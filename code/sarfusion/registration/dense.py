@@ -45,7 +45,8 @@ class DenseConfig:
     """Settings of the dense mode (no training, no presets needed: one recipe).
 
     Defaults suit SN9-like pairs (registration grid ~0.45 m, offsets up to ~70 m, smooth over
-    ~40-50 m). Small images use ``small_levels`` / ``small_consistency`` and no pooling; levels
+    ~40-50 m). Small images get a global translation first (:func:`global_shift`), then use
+    ``small_levels`` / ``small_consistency`` / ``small_min_score`` and no pooling; levels
     too coarse for them are dropped and finer ones appended (see :func:`plan_levels`), so the
     same defaults work on 256 px patches.
     """
@@ -71,16 +72,20 @@ class DenseConfig:
     ))
     small_consistency: float = 2.5  # level px: ``consistency`` for small images (no pooling there)
     # Small images first get one scene-wide translation (see :func:`global_shift`): on real 10 m
-    # S1 / S2 patches local templates are too weak (their NCC peaks are mostly noise), while the
-    # whole footprint gives a reliable peak (SEN1-2 known warp: 2.70 -> 1.94 px, MultiEarth
-    # forest 5.55 -> 3.29 px). The levels then refine it, keeping only strong matches.
+    # S1 / S2 patches local templates are too weak (their NCC peaks are mostly noise: 64 px
+    # templates put <10% of peaks within 1.5 px of the truth), while the whole footprint gives a
+    # usable peak (known-warp tests: SEN1-2 2.70 -> 1.94 px, MultiEarth forest 5.55 -> 3.29 px).
+    # The levels then refine it with strong matches only (synthetic 512 px UTM pair: 2.25 -> 2.21).
     small_global_radius: int = 12   # grid px searched around zero by the global translation
     small_global_scales: tuple[tuple[float, float], ...] = ((2.0, 3.0), (6.0, 6.0))
     # (pre_sigma, feature_sigma) px of the feature sets whose NCC maps are summed: the coarse set
-    # keeps the peak in the right basin, the fine one localises it (either alone: SEN1-2 2.70 /
-    # 3.15 px; 2 px / 1.5 px fine features instead: 2.13 px but MultiEarth 3.8 px)
-    small_min_score: float = 0.3    # ``min_score`` of the small-image levels after the global shift
-                                    # (0.08: weak real matches pull SEN1-2 to 2.9 px, forest to 15 px)
+    # keeps the peak in the right basin, the fine one localises it. Either alone: SEN1-2 2.70 /
+    # 3.15 px; (2, 1.5) + (6, 6): 2.13 px but forest 3.8 px. The choice is sensitive (one SEN1-2
+    # pair has no usable peak and lands 1-12 px off depending on it).
+    small_min_score: float = 0.5    # ``min_score`` of the small-image levels after the global shift:
+                                    # real S1/S2 local matches score 0.1-0.3 and pull the field off
+                                    # (0.08: SEN1-2 2.51 px, forest 4.74; 0.3: 2.30; 0.4: 2.08),
+                                    # synthetic / strongly structured pairs score ~0.8
     n_orient: int = 8
     pre_sigma: float = 2.0      # level px, before gradients (speckle; 10 m S1 / S2 pairs need it)
     pre_sigma_vhr: float = 0.5  # level px, instead, on georeferenced grids finer than vhr_m: sharp
@@ -204,18 +209,18 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device) -> tup
     """
     col0, row0, bw, bh = grid.optical_box(1)
     r = cfg.small_global_radius
-    th, tw = bh - 2 * r, bw - 2 * r
-    if min(th, tw) < 16:
+    side = min(bh, bw) - 2 * r  # square template: the footprint's centre part
+    if side < 16:
         return np.zeros(2, np.float32), {"global_shift": [0.0, 0.0], "global_score": 0.0}
-    opt = to_intensity(grid.read("optical", (col0 + r, row0 + r, tw, th), 1), "optical")
-    sar = to_intensity(grid.read("sar", (col0, row0, bw, bh), 1), "sar")
+    # Features on the whole footprint (optical) / footprint + radius (SAR), cropped afterwards,
+    # so the template and search edges are not feature-border artefacts.
+    opt = to_intensity(grid.read("optical", (col0, row0, bw, bh), 1), "optical")
+    sar = to_intensity(grid.read("sar", (col0 - r, row0 - r, bw + 2 * r, bh + 2 * r), 1), "sar")
     total = None
     for pre_sigma, sigma in cfg.small_global_scales:
-        fo = oriented_gradients(opt, cfg.n_orient, pre_sigma, sigma)
-        fs = oriented_gradients(sar, cfg.n_orient, pre_sigma, sigma)
-        # Square maps: the template / search are cropped to a common side.
-        side = min(th, tw)
-        m = ncc_maps(fo[None, :, :side, :side], fs[None, :, :side + 2 * r, :side + 2 * r], device)
+        fo = oriented_gradients(opt, cfg.n_orient, pre_sigma, sigma)[:, r:r + side, r:r + side]
+        fs = oriented_gradients(sar, cfg.n_orient, pre_sigma, sigma)[:, r:r + side + 2 * r, r:r + side + 2 * r]
+        m = ncc_maps(fo[None], fs[None], device)
         total = m if total is None else total + m
     res = find_peaks(torch.from_numpy(total))
     shift = res.shift[0].astype(np.float32)
