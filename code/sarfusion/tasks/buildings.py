@@ -87,7 +87,7 @@ PRESETS = {
         preset="demo",
         encoder="efficientnet-b0",
         decoder_channels=(64, 48, 32, 24, 16),
-        engine=EngineConfig(max_steps=800, batch_size=4, num_workers=0, checkpoint_every=100, log_every=20),
+        engine=EngineConfig(max_steps=650, batch_size=4, num_workers=0, checkpoint_every=50, log_every=20),
         lr=1e-3,
         # Rotations up to 45 deg: a short run on one area (a few street-grid angles) otherwise never
         # sees buildings at other angles; on a synthetic test city with another grid angle this
