@@ -356,8 +356,8 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None) -> tuple[NodeFi
     device = select_device(cfg.device)
     current: NodeField | ZeroField = ZeroField()
     stats = []
-    levels_kw = {}
-    if is_small(grid, cfg):
+    small = is_small(grid, cfg)
+    if small:
         cfg = replace(cfg, levels=cfg.small_levels, consistency=cfg.small_consistency, pool_radius=0,
                       pool_warped=0, min_score=cfg.small_min_score)
         shift, st = global_shift(grid, cfg, device)
@@ -365,8 +365,8 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None) -> tuple[NodeFi
         stats.append(st)
         current = NodeField(0.0, 0.0, float(max(grid.width, grid.height)),
                             np.broadcast_to(shift[:, None, None], (2, 2, 2)).astype(np.float32).copy())
-        levels_kw = {"carry_reach": False}
-    for level in plan_levels(grid, cfg, **levels_kw):
+    # the global shift already covers the range the dropped coarse levels would have searched
+    for level in plan_levels(grid, cfg, carry_reach=not small):
         current, st = match_level(grid, level, current, cfg, device)
         st.update(template=level.template, radius=level.radius, spacing=level.spacing)
         log.info("dense level x%d: %d nodes, %d matched, %d kept", st["factor"], st["nodes"],
