@@ -349,15 +349,24 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
     return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), smooth), stats
 
 
-def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None) -> tuple[NodeField | ZeroField, list[dict]]:
-    """Coarse-to-fine dense offsets on the registration grid (dy, dx in grid px) and per-level stats."""
+def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None,
+                prior: NodeField | None = None) -> tuple[NodeField | ZeroField, list[dict]]:
+    """Coarse-to-fine dense offsets on the registration grid (dy, dx in grid px) and per-level stats.
+
+    ``prior``: start from this field instead of zero offsets, running only the levels at the
+    finest configured factor (e.g. to refine another estimate, or, in the registration
+    diagnostics, to see where the matching settles when started from the true field).
+    """
     cfg = cfg or DenseConfig()
     from sarfusion.engine import select_device
     device = select_device(cfg.device)
-    current: NodeField | ZeroField = ZeroField()
+    current: NodeField | ZeroField = ZeroField() if prior is None else prior
     stats = []
     small = is_small(grid, cfg)
-    if small:
+    if prior is not None:
+        finest = cfg.levels[-1].factor
+        cfg = replace(cfg, levels=tuple(lv for lv in cfg.levels if lv.factor == finest))
+    elif small:
         cfg = replace(cfg, levels=cfg.small_levels, consistency=cfg.small_consistency, pool_radius=0,
                       pool_warped=0, min_score=cfg.small_min_score)
         shift, st = global_shift(grid, cfg, device)

@@ -128,16 +128,52 @@ def _tiepoint_candidates(plan: C.CityPlan, look: str, rng: np.random.Generator) 
     return crossings, np.array(corners).reshape(-1, 2)
 
 
-def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, difficulty: float,
-                   preview_dir: Path | None, looks: float = DEFAULT_LOOKS) -> dict:
-    """One SN9 scene; returns the paths written and summary numbers."""
-    rng = np.random.default_rng(seed)
+def _draw_misalignment(rng: np.random.Generator, size: int, difficulty: float) -> tuple[str, float, np.ndarray]:
+    """The first draws of a scene: SAR look direction, plan margin (m) around the optical
+    footprint, and the ground misalignment field (see :func:`misalignment_field`)."""
     look = str(rng.choice(["N", "E", "S", "W"]))
     opt_m = size * OPTICAL_M
     margin = 90.0 * max(difficulty, 0.3) + 80.0
     plan_m = opt_m + 2 * margin
+    field = misalignment_field(plan_m, plan_m, rng, difficulty, region=(margin, margin, margin + opt_m, margin + opt_m))
+    return look, margin, field
+
+
+def scene_seed(seed: int, index: int = 0) -> int:
+    """The generator seed of scene ``index`` of ``generate_sn9(..., seed=seed)``."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def ground_offsets(seed: int, size: int, rows: np.ndarray, cols: np.ndarray, difficulty: float = 1.0,
+                   index: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """The true offsets WITHOUT layover (the ground misalignment field alone) of a generated scene.
+
+    The scene is ``index`` of ``generate_sn9(..., size=size, seed=seed, difficulty=difficulty)``;
+    ``rows`` / ``cols``: fractional optical pixel coordinates (pixel centres at ``i + 0.5``).
+    Returns ``(dx, dy)`` float32 in optical pixels (same shape as ``rows``) and the look direction.
+    At ground-level pixels this equals the written offset map; on roofs and trees the map adds the
+    layover, which no smooth field can follow (diagnostics: how much of an error is layover).
+    """
+    look, margin, field = _draw_misalignment(np.random.default_rng(scene_seed(seed, index)), size, difficulty)
+    x = (margin + np.asarray(cols, np.float64) * OPTICAL_M).astype(np.float32)
+    y = (margin + np.asarray(rows, np.float64) * OPTICAL_M).astype(np.float32)
+    shape = np.broadcast(x, y).shape
+    x, y = np.broadcast_to(x, shape).ravel(), np.broadcast_to(y, shape).ravel()
+    fx, fy = np.empty(x.size, np.float32), np.empty(x.size, np.float32)
+    for i in range(0, x.size, 30000):  # cv2.remap maps must stay under 32767 px a side
+        part = _sample_field(field, np.ascontiguousarray(x[None, i:i + 30000]), np.ascontiguousarray(y[None, i:i + 30000]))
+        fx[i:i + 30000], fy[i:i + 30000] = part[0][0], part[1][0]
+    return (fx / OPTICAL_M).reshape(shape), (fy / OPTICAL_M).reshape(shape), look
+
+
+def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, difficulty: float,
+                   preview_dir: Path | None, looks: float = DEFAULT_LOOKS) -> dict:
+    """One SN9 scene; returns the paths written and summary numbers."""
+    rng = np.random.default_rng(seed)
+    look, margin, field = _draw_misalignment(rng, size, difficulty)
+    opt_m = size * OPTICAL_M
+    plan_m = opt_m + 2 * margin
     ox = oy = margin  # optical top-left in plan metres
-    field = misalignment_field(plan_m, plan_m, rng, difficulty, region=(ox, oy, ox + opt_m, oy + opt_m))
 
     # SAR grid: the optical footprint displaced by the mean shift, resized a little, jittered
     mean_shift = field.reshape(2, -1).mean(axis=1)
@@ -283,5 +319,5 @@ def generate_sn9(out_dir: str | Path, size: int = 4096, seed: int = 0, difficult
         raise InputError(f"--difficulty must lie in [0, 3], got {difficulty}")
     out_dir = Path(out_dir)
     preview_dir = (out_dir / "previews" if preview is True else Path(preview)) if preview else None
-    return [generate_scene(out_dir, f"synth_aoi_{k}", split, size, int(np.random.SeedSequence([seed, k]).generate_state(1)[0]),
+    return [generate_scene(out_dir, f"synth_aoi_{k}", split, size, scene_seed(seed, k),
                            difficulty, preview_dir) for k in range(scenes)]
