@@ -2,12 +2,18 @@
 scenes whose seeds were not used for training, and time + peak memory of the dense mode on a
 4096 px scene and a 13,000 px one (tiled from a smaller generated pair, cheap to make).
 
-    .venv/bin/python bench/bench_registration.py [--what table,speed4096,speed13k] [--size 2048]
+    .venv/bin/python bench/bench_registration.py [--what table,real,speed4096,speed13k] [--size 2048]
     .venv/bin/python bench/bench_registration.py --what diagnose --size 4096 --test-seeds 200
+    .venv/bin/python bench/bench_registration.py --what real
 
 ``diagnose`` splits the dense mode's error on generated scenes into what no smooth field can
 follow (roof / tree tie points carry their layover) and what the matching gets wrong, and shows
 where the fine levels settle when started from the TRUE ground field (their own fixed point).
+
+``real`` (needs ``../shared/real_samples``; 15 s) scores the known-warp recovery on the real SEN1-2
+and MultiEarth pairs beside the best translation / affine of the known field, with the dense
+field's bias, and measures how far the UNWARPED MultiEarth pair is from co-registered on every
+S1 date / polarisation and clear S2 date.
 
 Each timing runs in a fresh subprocess and reports its peak resident memory (ru_maxrss).
 """
@@ -174,9 +180,53 @@ def diagnose(work: Path, size: int, test_seeds: list[int]) -> None:
               f"leave them)")
 
 
+def real(work: Path, root: Path) -> None:
+    """Known-warp errors on the real co-registered pairs, beside what a global model could reach,
+    and the MultiEarth pair's own alignment: the scene-wide translation measured on the UNWARPED
+    pairs of every S1 date / polarisation against every clear S2 date (0 if truly co-registered)."""
+    import torch
+    from sarfusion.io.raster import write_raster
+    from sarfusion.registration.align import scene_grid
+    from sarfusion.registration.dense import DenseConfig, global_shift
+    from sarfusion.registration.testpair import known_warp_errors, multiearth_pair, sen12_pairs
+    if not root.is_dir():
+        print(f"real samples not found at {root}; skipped")
+        return
+    print("\nreal pairs, known warp (2 px shift + 4 px smooth field), mean px over inner pixels")
+    print(f"{'pair':28s} {'zero':>6s} {'best transl.':>12s} {'best affine':>11s} {'dense':>6s}  dense bias (dy, dx)")
+    rows = [(name, opt, sar, i) for i, (name, opt, sar) in enumerate(sen12_pairs(root / "sen1-2" / "ROIs1158_spring"))]
+    me = root / "multiearth"
+    rows.append(("multiearth VV 06-08 / S2 07-26", *multiearth_pair(me), 0))
+    dense = []
+    for name, opt, sar, seed in rows:
+        r = known_warp_errors(work / "real", opt, sar, seed)
+        dense.append(r["dense"])
+        print(f"{name[-28:]:28s} {r['zero']:6.2f} {r['translation']:12.2f} {r['affine']:11.2f} {r['dense']:6.2f}  "
+              f"({r['mean_dy']:+.2f}, {r['mean_dx']:+.2f})")
+    print(f"SEN1-2 mean {np.mean(dense[:-1]):.2f} px; MultiEarth {dense[-1]:.2f} px")
+    print("\nMultiEarth unwarped pairs: scene-wide translation (dy, dx) px [NCC] per S1 date (rows) and S2 date")
+    cfg, dev = DenseConfig(), torch.device("cpu")
+    s1_dates = sorted(p.name[-15:-5] for p in (me / "sent1").glob("Sentinel1_VV_*.tiff"))
+    s2_dates = ["2019_07_01", "2019_07_26", "2020_07_20"]  # the cloud-free dates (QA60 + cloud filter)
+    shifts = []
+    for pol in ("VV", "VH"):
+        for d1 in s1_dates:
+            cells = []
+            for d2 in s2_dates:
+                opt, sar = multiearth_pair(me, d1, d2, pol)
+                write_raster(work / "me_o.tif", opt)
+                write_raster(work / "me_s.tif", sar)
+                shift, st = global_shift(scene_grid(work / "me_o.tif", work / "me_s.tif"), cfg, dev)
+                shifts.append(shift)
+                cells.append(f"({shift[0]:+5.1f},{shift[1]:+5.1f}) [{st['global_score']:.2f}]")
+            print(f"  {pol} {d1}: " + "  ".join(cells))
+    med = np.median(shifts, axis=0)
+    print(f"  median over {len(shifts)} pairs: dy {med[0]:+.2f} dx {med[1]:+.2f} px")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--what", default="table,speed4096,speed13k")
+    ap.add_argument("--what", default="table,real,speed4096,speed13k", help="comma list of: table, real, diagnose, speed4096, speed13k")
     ap.add_argument("--size", type=int, default=2048, help="scene size for the error table")
     ap.add_argument("--train-seeds", default="100,101")
     ap.add_argument("--test-seeds", default="200,201")
@@ -188,6 +238,8 @@ def main() -> None:
         if "table" in what:
             table(work, args.size, [int(s) for s in args.train_seeds.split(",")],
                   [int(s) for s in args.test_seeds.split(",")])
+        if "real" in what:
+            real(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples")
         if "diagnose" in what:
             diagnose(work, args.size, [int(s) for s in args.test_seeds.split(",")])
         if "speed4096" in what:

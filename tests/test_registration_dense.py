@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from sarfusion.io.raster import raster_info, read_raster, write_raster
+from sarfusion.io.raster import raster_info, read_raster
 from sarfusion.metrics.tiepoints import score_tiepoints
 from sarfusion.registration.api import register_scene
 from sarfusion.registration.features import oriented_gradients
 from sarfusion.registration.matching import match_templates, ncc_map
-from sarfusion.registration.testpair import make_test_pair
-from sarfusion.registration.warp import smooth_field, true_offsets, warp_by_field
+from sarfusion.registration.testpair import known_warp_errors, make_test_pair, multiearth_pair, sen12_pairs
 
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real_samples"
 
@@ -72,21 +71,6 @@ def test_dense_beats_zero_and_best_affine_on_synthetic_pair(tmp_path):
         ["test_optical_5_checker.png", "test_optical_5_offsets.png"]
 
 
-def _recover_warp(tmp_path: Path, optical: np.ndarray, sar: np.ndarray, seed: int) -> tuple[float, float]:
-    """Warp a co-registered real pair's SAR by a known smooth field; (dense error, zero error) in px."""
-    h, w = sar.shape
-    field = smooth_field(h, w, 4.0, 80.0, seed=seed, affine=(2.0, -2.0, 0.0, 0.0, 0.0, 0.0))
-    truth = true_offsets(field)
-    warped = warp_by_field(sar, field)
-    write_raster(tmp_path / f"o{seed}.tif", optical.astype(np.float32))
-    write_raster(tmp_path / f"s{seed}.tif", warped.astype(np.float32))
-    res = register_scene(tmp_path / f"o{seed}.tif", tmp_path / f"s{seed}.tif", tmp_path / f"d{seed}.tif")
-    off = read_raster(res["offsets"])
-    inner = (slice(24, h - 24), slice(24, w - 24))  # the warp moves content out near the border
-    err = np.hypot(off[0] - truth[1], off[1] - truth[0])[inner].mean()
-    return float(err), float(np.hypot(truth[0], truth[1])[inner].mean())
-
-
 @pytest.fixture(scope="module")
 def sen12_errors(tmp_path_factory) -> tuple[list[float], list[float]]:
     """(dense error, zero error) per real SEN1-2 pair after a known smooth warp of its SAR."""
@@ -94,15 +78,9 @@ def sen12_errors(tmp_path_factory) -> tuple[list[float], list[float]]:
     if not root.is_dir():
         pytest.skip(f"real samples not found at {root}")
     tmp_path = tmp_path_factory.mktemp("sen12")
-    errors, zeros = [], []
-    for i, s1_path in enumerate(sorted((root / "s1_90").glob("*.png"))):
-        s2_path = root / "s2_90" / s1_path.name.replace("_s1_", "_s2_")
-        sar = cv2.imread(str(s1_path), cv2.IMREAD_GRAYSCALE).astype(np.float32) + 1
-        opt = cv2.imread(str(s2_path), cv2.IMREAD_COLOR)[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) + 1
-        err, zero = _recover_warp(tmp_path, opt, sar, i)
-        errors.append(err)
-        zeros.append(zero)
-    return errors, zeros
+    results = [known_warp_errors(tmp_path, opt, sar, i) for i, (_, opt, sar) in enumerate(sen12_pairs(root))]
+    assert len(results) == 10
+    return [r["dense"] for r in results], [r["zero"] for r in results]
 
 
 def test_dense_improves_known_warp_on_real_sen12_pairs(sen12_errors):
@@ -121,12 +99,8 @@ def multiearth_error(tmp_path_factory) -> tuple[float, float]:
     me = REAL_SAMPLES / "multiearth"
     if not me.is_dir():
         pytest.skip(f"real samples not found at {me}")
-    sar = read_raster(me / "sent1" / "Sentinel1_VV_-55.20_-4.39_2019_06_08.tiff")[0].astype(np.float32)
-    date = "2019_07_26"
-    opt = np.stack([read_raster(me / "sent2" / f"Sentinel2_B{b}_-55.20_-4.39_{date}.tiff")[0]
-                    for b in (4, 3, 2)]).astype(np.float32)
-    sar = sar - sar.min() + 1  # dB, shifted positive so 0 stays "no data"
-    return _recover_warp(tmp_path_factory.mktemp("multiearth"), opt, sar, 0)
+    r = known_warp_errors(tmp_path_factory.mktemp("multiearth"), *multiearth_pair(me), seed=0)
+    return r["dense"], r["zero"]
 
 
 def test_dense_does_no_harm_on_real_multiearth_pair(multiearth_error):
@@ -135,9 +109,22 @@ def test_dense_does_no_harm_on_real_multiearth_pair(multiearth_error):
     assert err <= 1.05 * zero, (err, zero)
 
 
-@pytest.mark.xfail(reason="Amazon forest S1 VV vs S2 RGB: measured 3.29 px vs 5.32 px zero-offset (the "
-                          "global translation is found; the smooth residual is not); the 2 px target is "
-                          "not reached yet", strict=False)
+@pytest.mark.xfail(reason="Amazon forest S1 VV vs S2 RGB: measured 3.29 px vs 5.32 px zero-offset; the result is "
+                          "the scene-wide translation, off by a constant (dy -2.7, dx -1.2) px, and the unwarped "
+                          "pair itself matches at about (dy -2, dx -4.5) px on every S1 / S2 date (bench_registration "
+                          "--what real); the 2 px target is not reached", strict=False)
 def test_dense_recovers_known_warp_on_real_multiearth_pair_within_2px(multiearth_error):
     err, zero = multiearth_error
     assert err < 2.0, (err, zero)
+
+
+def test_known_warp_errors_on_a_synthetic_patch(tmp_path):
+    """The known-warp yardstick itself (used on the real pairs, which a user's clone may lack):
+    the global-model bounds are ordered, and on a structured patch the dense mode beats the best
+    translation (its local levels follow the field; measured 0.72 px vs 1.12, bias 0.05 px)."""
+    from sarfusion.registration.testpair import sar_like, urban_optical
+    opt = urban_optical(256, 3).astype(np.float32) + 1
+    r = known_warp_errors(tmp_path, opt, sar_like(opt.mean(0), 4) + 1, seed=1)
+    assert r["affine"] <= r["translation"] < r["zero"]
+    assert r["dense"] < r["translation"], r
+    assert abs(r["mean_dy"]) < 0.5 and abs(r["mean_dx"]) < 0.5, r

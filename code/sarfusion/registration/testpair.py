@@ -101,3 +101,69 @@ def make_test_pair(out_dir: str | Path, size: int = 1024, seed: int = 0, amplitu
 def _wkt(epsg: int) -> str:
     from sarfusion.io.raster import crs_to_wkt
     return crs_to_wkt(epsg)
+
+
+def known_warp_errors(work: str | Path, optical: np.ndarray, sar: np.ndarray, seed: int,
+                      config=None) -> dict[str, float]:
+    """Warp a co-registered pair's SAR ``(h, w)`` by a known smooth field (a 2 px shift + a 4 px
+    field of 80 px correlation), register it against ``optical`` ``(C, h, w)`` with the dense mode,
+    and score the result against the field.
+
+    Returns mean errors in px over the inner pixels (24 px border dropped: the warp moves content
+    out there): ``dense``, ``zero`` (no registration), ``translation`` / ``affine`` (the best
+    translation / affine fitted to the true field: what a global model could at best reach), and
+    ``mean_dy`` / ``mean_dx``, the dense field's mean minus the true field's mean (its bias).
+    """
+    from sarfusion.io.raster import read_raster
+    from sarfusion.registration.api import register_scene
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    h, w = sar.shape
+    field = smooth_field(h, w, 4.0, 80.0, seed=seed, affine=(2.0, -2.0, 0.0, 0.0, 0.0, 0.0))
+    truth = true_offsets(field)
+    write_raster(work / f"o{seed}.tif", optical.astype(np.float32))
+    write_raster(work / f"s{seed}.tif", warp_by_field(sar, field).astype(np.float32))
+    res = register_scene(work / f"o{seed}.tif", work / f"s{seed}.tif", work / f"d{seed}.tif", config=config)
+    off = read_raster(res["offsets"])  # (dx, dy)
+    inner = (slice(24, h - 24), slice(24, w - 24))
+    t = truth[(slice(None),) + inner].reshape(2, -1).astype(np.float64)  # (dy, dx)
+    est = np.stack([off[1][inner].ravel(), off[0][inner].ravel()]).astype(np.float64)
+    rows, cols = np.mgrid[inner]
+    a = np.column_stack([rows.ravel(), cols.ravel(), np.ones(rows.size)])
+    affine_res = [t[b] - a @ np.linalg.lstsq(a, t[b], rcond=None)[0] for b in range(2)]
+    bias = est.mean(axis=1) - t.mean(axis=1)
+    return {"dense": float(np.hypot(*(est - t)).mean()), "zero": float(np.hypot(*t).mean()),
+            "translation": float(np.hypot(*(t - np.median(t, axis=1, keepdims=True))).mean()),
+            "affine": float(np.hypot(*affine_res).mean()),
+            "mean_dy": float(bias[0]), "mean_dx": float(bias[1])}
+
+
+def sen12_pairs(root: str | Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The SEN1-2 patch pairs under ``root`` (a ``ROIs*`` folder with ``s1_*`` / ``s2_*``):
+    ``(name, optical (3, h, w) float32, sar (h, w) float32)``, both shifted by +1 so 0 stays
+    "no data". Sorted by name."""
+    root = Path(root)
+    out = []
+    for s1_path in sorted(root.glob("s1_*/*.png")):
+        s2_path = root / s1_path.parent.name.replace("s1_", "s2_") / s1_path.name.replace("_s1_", "_s2_")
+        sar = cv2.imread(str(s1_path), cv2.IMREAD_GRAYSCALE).astype(np.float32) + 1
+        opt = cv2.imread(str(s2_path), cv2.IMREAD_COLOR)[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) + 1
+        out.append((s1_path.stem, opt, sar))
+    return out
+
+
+def multiearth_pair(site: str | Path, sar_date: str = "2019_06_08", optical_date: str = "2019_07_26",
+                    polarisation: str = "VV") -> tuple[np.ndarray, np.ndarray]:
+    """One MultiEarth S1 / S2 pair of a sample site folder (``sent1/``, ``sent2/``):
+    ``optical`` (3, h, w) float32 (B4, B3, B2) and ``sar`` (h, w) float32 dB shifted positive
+    (so 0 stays "no data")."""
+    from sarfusion.io.raster import read_raster
+    site = Path(site)
+    sar_path = next((site / "sent1").glob(f"Sentinel1_{polarisation}_*_{sar_date}.tiff"), None)
+    if sar_path is None:
+        raise FileNotFoundError(f"{site / 'sent1'}: no Sentinel1_{polarisation}_*_{sar_date}.tiff")
+    sar = read_raster(sar_path)[0].astype(np.float32)
+    tag = sar_path.name[len(f"Sentinel1_{polarisation}_"):-len(f"_{sar_date}.tiff")]
+    opt = np.stack([read_raster(site / "sent2" / f"Sentinel2_B{b}_{tag}_{optical_date}.tiff")[0]
+                    for b in (4, 3, 2)]).astype(np.float32)
+    return opt, sar - sar.min() + 1
