@@ -185,6 +185,7 @@ def real(work: Path, root: Path) -> None:
     and the MultiEarth pair's own alignment: the scene-wide translation measured on the UNWARPED
     pairs of every S1 date / polarisation against every clear S2 date (0 if truly co-registered)."""
     import torch
+    from sarfusion.clouds import assess_clouds
     from sarfusion.io.raster import write_raster
     from sarfusion.registration.align import scene_grid
     from sarfusion.registration.dense import DenseConfig, global_shift
@@ -207,7 +208,7 @@ def real(work: Path, root: Path) -> None:
     print("\nMultiEarth unwarped pairs: scene-wide translation (dy, dx) px [NCC] per S1 date (rows) and S2 date")
     cfg, dev = DenseConfig(), torch.device("cpu")
     s1_dates = sorted(p.name[-15:-5] for p in (me / "sent1").glob("Sentinel1_VV_*.tiff"))
-    s2_dates = ["2019_07_01", "2019_07_26", "2020_07_20"]  # the cloud-free dates (QA60 + cloud filter)
+    s2_dates = sorted(r["path"][-10:] for r in assess_clouds([me / "sent2"]) if r["keep"])  # clear dates
     shifts = []
     for pol in ("VV", "VH"):
         for d1 in s1_dates:

@@ -139,17 +139,12 @@ def known_warp_errors(work: str | Path, optical: np.ndarray, sar: np.ndarray, se
 
 
 def sen12_pairs(root: str | Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The SEN1-2 patch pairs under ``root`` (a ``ROIs*`` folder with ``s1_*`` / ``s2_*``):
-    ``(name, optical (3, h, w) float32, sar (h, w) float32)``, both shifted by +1 so 0 stays
-    "no data". Sorted by name."""
-    root = Path(root)
-    out = []
-    for s1_path in sorted(root.glob("s1_*/*.png")):
-        s2_path = root / s1_path.parent.name.replace("s1_", "s2_") / s1_path.name.replace("_s1_", "_s2_")
-        sar = cv2.imread(str(s1_path), cv2.IMREAD_GRAYSCALE).astype(np.float32) + 1
-        opt = cv2.imread(str(s2_path), cv2.IMREAD_COLOR)[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) + 1
-        out.append((s1_path.stem, opt, sar))
-    return out
+    """The SEN1-2 patch pairs under ``root`` (as :func:`sarfusion.datasets.sen12.find_pairs` finds
+    them): ``(name, optical (3, h, w) float32, sar (h, w) float32)``, both shifted by +1 so 0 stays
+    "no data". Sorted by SAR path."""
+    from sarfusion.datasets.sen12 import find_pairs, read_png
+    return [(p.sar.stem, read_png(p.optical, 3).astype(np.float32) + 1, read_png(p.sar, 1)[0].astype(np.float32) + 1)
+            for p in find_pairs(root)]
 
 
 def multiearth_pair(site: str | Path, sar_date: str = "2019_06_08", optical_date: str = "2019_07_26",
