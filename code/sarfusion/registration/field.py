@@ -114,7 +114,8 @@ def reject_inconsistent(values: np.ndarray, valid: np.ndarray, tol: float, radiu
     return valid
 
 
-def reject_far_from_affine(values: np.ndarray, valid: np.ndarray, tol: float, rounds: int = 5) -> np.ndarray:
+def reject_far_from_affine(values: np.ndarray, valid: np.ndarray, tol: float, rounds: int = 5,
+                           rel: float = 0.0) -> np.ndarray:
     """Drop nodes whose offset lies more than ``tol`` (same units as ``values``) from a robust
     affine fit (in lattice coordinates) of all valid nodes.
 
@@ -122,6 +123,9 @@ def reject_far_from_affine(values: np.ndarray, valid: np.ndarray, tol: float, ro
     true counterpart falls off the SAR footprint and a whole patch locks onto one wrong peak);
     the scene-wide affine part of the misalignment can. ``values`` ``(2, H, W)``, ``valid``
     ``(H, W)`` bool; returns the new mask (unchanged when fewer than 6 nodes are valid).
+    ``rel`` > 0 widens ``tol`` to ``rel`` x the median distance of the valid nodes from the final
+    fit where that is larger, so a scene whose true field strays further from any affine keeps
+    its true matches (``tol`` is then the floor).
     """
     if valid.sum() < 6:
         return valid
@@ -140,6 +144,8 @@ def reject_far_from_affine(values: np.ndarray, valid: np.ndarray, tol: float, ro
         if new.sum() < 6 or (new == use).all():
             break
         use = new
+    if rel > 0:
+        tol = max(tol, rel * float(np.median(res[valid.ravel()])))
     keep = valid.ravel() & (res <= tol)
     return keep.reshape(h, w) if keep.sum() >= 3 else valid
 
