@@ -110,8 +110,9 @@ def known_warp_errors(work: str | Path, optical: np.ndarray, sar: np.ndarray, se
     and score the result against the field.
 
     Returns mean errors in px over the inner pixels (24 px border dropped: the warp moves content
-    out there): ``dense``, ``zero`` (no registration), ``translation`` / ``affine`` (the best
-    translation / affine fitted to the true field: what a global model could at best reach), and
+    out there): ``dense``, ``zero`` (no registration), ``translation`` / ``affine`` (the true
+    field's per-component median translation / its least-squares affine: about what a global model
+    could at best reach), and
     ``mean_dy`` / ``mean_dx``, the dense field's mean minus the true field's mean (its bias).
     """
     from sarfusion.io.raster import read_raster
@@ -149,16 +150,17 @@ def sen12_pairs(root: str | Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 def multiearth_pair(site: str | Path, sar_date: str = "2019_06_08", optical_date: str = "2019_07_26",
                     polarisation: str = "VV") -> tuple[np.ndarray, np.ndarray]:
-    """One MultiEarth S1 / S2 pair of a sample site folder (``sent1/``, ``sent2/``):
-    ``optical`` (3, h, w) float32 (B4, B3, B2) and ``sar`` (h, w) float32 dB shifted positive
-    (so 0 stays "no data")."""
-    from sarfusion.io.raster import read_raster
-    site = Path(site)
-    sar_path = next((site / "sent1").glob(f"Sentinel1_{polarisation}_*_{sar_date}.tiff"), None)
-    if sar_path is None:
-        raise FileNotFoundError(f"{site / 'sent1'}: no Sentinel1_{polarisation}_*_{sar_date}.tiff")
-    sar = read_raster(sar_path)[0].astype(np.float32)
-    tag = sar_path.name[len(f"Sentinel1_{polarisation}_"):-len(f"_{sar_date}.tiff")]
-    opt = np.stack([read_raster(site / "sent2" / f"Sentinel2_B{b}_{tag}_{optical_date}.tiff")[0]
-                    for b in (4, 3, 2)]).astype(np.float32)
-    return opt, sar - sar.min() + 1
+    """One MultiEarth S1 / S2 pair of a sample site folder, as
+    :func:`sarfusion.datasets.multiearth.find_pairs` finds it: ``optical`` (3, h, w) float32
+    (B4, B3, B2) and ``sar`` (h, w) float32 dB shifted positive (so 0 stays "no data")."""
+    from sarfusion.datasets.multiearth import SAR_POLS, find_pairs, read_optical, read_sar
+    from sarfusion.errors import InputError
+    for scene in find_pairs(site):
+        if scene.date != sar_date:
+            continue
+        for opt_scene in scene.optical:
+            if opt_scene.date == optical_date:
+                sar = read_sar(scene)[SAR_POLS.index(polarisation)]
+                opt = read_optical(opt_scene)[0][[3, 2, 1]].astype(np.float32)  # B1..B4 -> B4, B3, B2
+                return opt, sar - sar.min() + 1
+    raise InputError(f"no Sentinel-1 {sar_date} / Sentinel-2 {optical_date} pair", site)
