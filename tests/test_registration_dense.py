@@ -146,3 +146,55 @@ def test_affine_gate_drops_gross_outliers_and_widens_for_strong_local_fields():
     widened = reject_far_from_affine(values, valid, tol=3.0, rel=3.0)
     assert not widened.ravel()[bad].any() and not fixed.ravel()[bad].any()
     assert widened.sum() == 890 and fixed.sum() < 200, (widened.sum(), fixed.sum())  # measured 890 / 98
+
+
+def test_masked_ncc_ignores_padding_and_equals_plain_ncc_when_all_valid():
+    """A template cut by its footprint border (half padding) inside a search window whose own
+    footprint border lies elsewhere: masked NCC finds the true placement with NCC 1; plain NCC
+    locks onto the padding layout instead. With all-valid masks both are the same map."""
+    from sarfusion.registration.matching import masked_ncc_map
+    g = torch.Generator().manual_seed(0)
+    search = torch.rand(3, 8, 40, 40, generator=g)
+    template = torch.rand(3, 8, 16, 16, generator=g)
+    ones_t, ones_s = torch.ones(3, 1, 16, 16), torch.ones(3, 1, 40, 40)
+    assert (masked_ncc_map(template, search, ones_t, ones_s) - ncc_map(template, search)).abs().max() < 1e-4
+    mask_t = ones_t.clone()
+    mask_t[..., 10:] = 0  # template footprint ends 10 px in
+    mask_s = ones_s.clone()
+    mask_s[..., 20:, :] = 0  # search footprint ends 20 px down
+    search = search * mask_s
+    template = search[:, :, 5:21, 7:23] * mask_t  # true placement: top-left (5, 7)
+    masked = masked_ncc_map(template, search, mask_t, mask_s).reshape(3, -1)
+    plain = ncc_map(template, search).reshape(3, -1)
+    best = masked.argmax(dim=1)
+    assert (best // 25 == 5).all() and (best % 25 == 7).all()
+    assert (masked.max(dim=1).values > 0.999).all()
+    assert (plain.argmax(dim=1) != best).all()
+
+
+def test_candidate_peaks_and_rescue_pick_the_secondary_peak_that_fits_the_neighbours():
+    from sarfusion.registration.field import rescue_with_candidates
+    from sarfusion.registration.matching import candidate_peaks
+    maps = torch.full((2, 21, 21), -0.1)
+    maps[0, 5, 5], maps[0, 15, 12], maps[0, 15, 13], maps[0, 2, 18] = 0.9, 0.8, 0.7, 0.5
+    maps[1, 10, 10] = 0.6
+    shifts, scores = candidate_peaks(maps, k=3)
+    np.testing.assert_allclose(shifts[0, :, 0], [-5, 5, -8], atol=1e-5)
+    np.testing.assert_allclose(shifts[0, 1, 1], 2.4, atol=1e-5)  # parabola through 0.7 / 0.8 / -0.1
+    np.testing.assert_allclose(scores[0], [0.9, 0.8, 0.5], atol=1e-6)
+    assert scores[1, 0] == pytest.approx(0.6) and np.isinf(scores[1, 1:]).all()  # flat rest / map border
+    # A 5x5 lattice with a uniform (2, 3) field; the centre node's best peak is a repeat at
+    # (12, 3), its second candidate the true (2.2, 3.1).
+    values = np.stack([np.full((5, 5), 2.0), np.full((5, 5), 3.0)]).astype(np.float32)
+    valid = np.ones((5, 5), bool)
+    valid[2, 2] = False
+    values[:, 2, 2] = (12.0, 3.0)
+    cands = np.full((2, 3, 5, 5), np.nan, np.float32)
+    cands[:, 0, 2, 2], cands[:, 1, 2, 2] = (12.0, 3.0), (2.2, 3.1)
+    cand_scores = np.full((3, 5, 5), np.nan, np.float32)
+    cand_scores[:2, 2, 2] = (0.7, 0.6)
+    new, ok, picked = rescue_with_candidates(values, valid, cands, cand_scores, tol=1.0)
+    assert ok.all() and picked[2, 2] == pytest.approx(0.6)
+    np.testing.assert_allclose(new[:, 2, 2], [2.2, 3.1])
+    _, ok, _ = rescue_with_candidates(values, valid, cands, cand_scores, tol=0.1)
+    assert not ok[2, 2]  # no candidate within the tolerance: the node stays a gap

@@ -83,35 +83,71 @@ class NodeField:
         return np.stack(out).astype(np.float32)
 
 
+def neighbour_median(values: np.ndarray, valid: np.ndarray, radius: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Per node, the component-wise median of its valid neighbours' offsets within ``radius`` nodes
+    (the node itself excluded) and how many there are.
+
+    ``values`` ``(2, H, W)``, ``valid`` ``(H, W)`` bool. Returns ``(2, H, W)`` float32 (NaN where no
+    neighbour is valid) and ``(H, W)`` int counts.
+    """
+    h, w = valid.shape
+    k = 2 * radius + 1
+    med = np.empty((2, h, w), np.float32)
+    count = np.zeros((h, w), np.int64)
+    for b in range(2):
+        v = np.where(valid, values[b], np.nan).astype(np.float32)
+        padded = np.pad(v, radius, constant_values=np.nan)
+        win = np.lib.stride_tricks.sliding_window_view(padded, (k, k)).reshape(h, w, k * k).copy()
+        win[:, :, (k * k) // 2] = np.nan  # exclude the node itself
+        with np.errstate(all="ignore"), _quiet():
+            med[b] = np.nanmedian(win, axis=2)
+        if b == 0:
+            count = np.isfinite(win).sum(axis=2)
+    return med, count
+
+
 def reject_inconsistent(values: np.ndarray, valid: np.ndarray, tol: float, radius: int = 2,
                         rounds: int = 2) -> np.ndarray:
     """Drop nodes whose offset differs from the median of their valid neighbours by more than ``tol``.
 
     ``values`` ``(2, H, W)``, ``valid`` ``(H, W)`` bool; returns the new validity mask. A node with
-    fewer than 3 valid neighbours is kept only if it is itself consistent with nothing to
-    contradict it (isolated matches are dropped: they cannot be checked).
+    fewer than 2 valid neighbours is dropped (isolated matches cannot be checked).
     """
     valid = valid.copy()
-    h, w = valid.shape
-    k = 2 * radius + 1
     for _ in range(rounds):
-        med = np.empty((2, h, w), np.float32)
-        count = np.zeros((h, w), np.int32)
-        for b in range(2):
-            v = np.where(valid, values[b], np.nan).astype(np.float32)
-            padded = np.pad(v, radius, constant_values=np.nan)
-            win = np.lib.stride_tricks.sliding_window_view(padded, (k, k)).reshape(h, w, k * k).copy()
-            win[:, :, (k * k) // 2] = np.nan  # exclude the node itself
-            with np.errstate(all="ignore"), _quiet():
-                med[b] = np.nanmedian(win, axis=2)
-            if b == 0:
-                count = np.isfinite(win).sum(axis=2)
+        med, count = neighbour_median(values, valid, radius)
         dev = np.hypot(values[0] - med[0], values[1] - med[1])
         keep = valid & (count >= 2) & np.isfinite(dev) & (dev <= tol)
         if keep.sum() == valid.sum():
             break
         valid = keep
     return valid
+
+
+def rescue_with_candidates(values: np.ndarray, valid: np.ndarray, candidates: np.ndarray,
+                           scores: np.ndarray, tol: float, radius: int = 2,
+                           min_neighbours: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Replace rejected or unmatched nodes by their candidate peak nearest the neighbours' median.
+
+    The second or third NCC peak is often the true one where the best is a repeated structure
+    or layover (PIV practice: validate, then fall back to secondary peaks). ``candidates``
+    ``(2, k, H, W)`` absolute offsets (NaN where none), ``scores`` ``(k, H, W)`` (their NCC;
+    candidates under the caller's score floor should already be NaN). A node is rescued when it
+    has ``min_neighbours`` valid neighbours and some candidate lies within ``tol`` of their
+    median. Returns the new values, validity and per-node score of the chosen candidate.
+    """
+    med, count = neighbour_median(values, valid, radius)
+    dev = np.hypot(candidates[0] - med[0][None], candidates[1] - med[1][None])  # (k, H, W)
+    dev = np.where(np.isfinite(dev), dev, np.inf)
+    pick = dev.argmin(axis=0)
+    best = np.take_along_axis(dev, pick[None], 0)[0]
+    rescue = ~valid & (count >= min_neighbours) & (best <= tol)
+    new_values = values.copy()
+    for b in range(2):
+        chosen = np.take_along_axis(candidates[b], pick[None], 0)[0]
+        new_values[b][rescue] = chosen[rescue]
+    chosen_score = np.take_along_axis(scores, pick[None], 0)[0]
+    return new_values, valid | rescue, np.where(rescue, chosen_score, np.nan)
 
 
 def reject_far_from_affine(values: np.ndarray, valid: np.ndarray, tol: float, rounds: int = 5,

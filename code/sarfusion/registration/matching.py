@@ -74,6 +74,61 @@ def ncc_map(templates: torch.Tensor, searches: torch.Tensor, eps: float = 1e-6) 
     return corr / (tnorm[:, None, None] * energy.sqrt() + eps)
 
 
+def masked_ncc_map(templates: torch.Tensor, searches: torch.Tensor, template_masks: torch.Tensor,
+                   search_masks: torch.Tensor, min_overlap: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+    """Zero-mean NCC of each template at every placement, over the pixels valid in both images only.
+
+    Masked NCC (Padfield, "Masked object registration in the Fourier domain", 2012): the means and
+    energies are taken over the overlap of the template's and the placed search window's valid
+    pixels, so padding (0 outside a scene footprint) adds no structure. Unmasked NCC sees the
+    footprint border as a strong edge and pulls templates near the scene edges onto the shift
+    that aligns the two borders.
+
+    Args:
+        templates: ``(N, C, t, t)`` float32; search_masks / template_masks ``(N, 1, S, S)`` /
+            ``(N, 1, t, t)`` float32 in {0, 1}.
+        searches: ``(N, C, S, S)`` float32.
+        min_overlap: placements whose overlap is under this fraction of ``t * t`` score -1.
+
+    Returns:
+        ``(N, S-t+1, S-t+1)`` float32, as :func:`ncc_map` (equal to it where both masks are all 1).
+    """
+    n, c, t, _ = templates.shape
+    s = searches.shape[-1]
+    size = fast_fft_size(s)
+    v = s - t + 1
+    mt, ms = template_masks, search_masks
+    tm = templates * mt
+    sm = searches * ms
+
+    def corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # sum over x (and channels) of a(x + u) b(x), u in the valid range
+        fa = torch.fft.rfft2(a, s=(size, size))
+        fb = torch.fft.rfft2(b, s=(size, size))
+        return torch.fft.irfft2((fa * fb.conj()).sum(dim=1), s=(size, size))[:, :v, :v]
+
+    overlap = corr(ms, mt).clamp_min(0).round()                   # pixels valid in both
+    count = overlap * c                                            # values compared
+    sum_t = corr(ms, tm.sum(dim=1, keepdim=True))
+    sum_s = corr(sm.sum(dim=1, keepdim=True), mt)
+    sum_tt = corr(ms, tm.pow(2).sum(dim=1, keepdim=True))
+    sum_ss = corr(sm.pow(2).sum(dim=1, keepdim=True), mt)
+    sum_ts = corr(sm, tm)
+    safe = count.clamp_min(1)
+    num = sum_ts - sum_t * sum_s / safe
+    var_t = (sum_tt - sum_t * sum_t / safe).clamp_min(0)
+    var_s = (sum_ss - sum_s * sum_s / safe).clamp_min(0)
+    out = num / ((var_t * var_s).sqrt() + eps)
+    return torch.where(overlap >= min_overlap * t * t, out, torch.full_like(out, -1.0))
+
+
+def _parabola(lo: torch.Tensor, mid: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Sub-pixel offset in [-0.5, 0.5] of the vertex of the parabola through three samples."""
+    den = lo - 2 * mid + hi
+    off = 0.5 * (lo - hi) / torch.where(den.abs() < 1e-9, torch.full_like(den, -1e-9), den)
+    return off.clamp(-0.5, 0.5)
+
+
 def find_peaks(ncc: torch.Tensor, exclude: int = 2) -> MatchResult:
     """Best placement per NCC map with parabolic sub-pixel refinement and a distinctiveness ratio.
 
@@ -85,16 +140,11 @@ def find_peaks(ncc: torch.Tensor, exclude: int = 2) -> MatchResult:
     best, idx = flat.max(dim=1)
     r, c = idx // w, idx % w
 
-    def parabola(lo: torch.Tensor, mid: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        den = lo - 2 * mid + hi
-        off = 0.5 * (lo - hi) / torch.where(den.abs() < 1e-9, torch.full_like(den, -1e-9), den)
-        return off.clamp(-0.5, 0.5)
-
     ar = torch.arange(n, device=ncc.device)
     rm, rp = (r - 1).clamp(0, h - 1), (r + 1).clamp(0, h - 1)
     cm, cp = (c - 1).clamp(0, w - 1), (c + 1).clamp(0, w - 1)
-    dr = parabola(ncc[ar, rm, c], best, ncc[ar, rp, c])
-    dc = parabola(ncc[ar, r, cm], best, ncc[ar, r, cp])
+    dr = _parabola(ncc[ar, rm, c], best, ncc[ar, rp, c])
+    dc = _parabola(ncc[ar, r, cm], best, ncc[ar, r, cp])
     inside_r = (r > 0) & (r < h - 1)
     inside_c = (c > 0) & (c < w - 1)
     dr = torch.where(inside_r, dr, torch.zeros_like(dr))
@@ -115,18 +165,65 @@ def find_peaks(ncc: torch.Tensor, exclude: int = 2) -> MatchResult:
     )
 
 
+def candidate_peaks(ncc: torch.Tensor, k: int = 3, exclude: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best distinct placements of each NCC map (each the maximum left after masking
+    ``exclude`` px around the previous ones), with parabolic sub-pixel refinement.
+
+    ``ncc``: ``(N, H, W)``. Returns shifts ``(N, k, 2)`` float32 (dy, dx) relative to the map centre
+    and scores ``(N, k)`` float32 (-inf where a map has no k-th peak, or it lies on the map border).
+    """
+    n, h, w = ncc.shape
+    work = ncc.clone()
+    rows = torch.arange(h, device=ncc.device)[None, :, None]
+    cols = torch.arange(w, device=ncc.device)[None, None, :]
+    ar = torch.arange(n, device=ncc.device)
+    shifts = np.zeros((n, k, 2), np.float32)
+    scores = np.full((n, k), -np.inf, np.float32)
+    for j in range(k):
+        best, idx = work.reshape(n, -1).max(dim=1)
+        r, c = idx // w, idx % w
+        inside = (r > 0) & (r < h - 1) & (c > 0) & (c < w - 1)
+        rm, rp = (r - 1).clamp(0, h - 1), (r + 1).clamp(0, h - 1)
+        cm, cp = (c - 1).clamp(0, w - 1), (c + 1).clamp(0, w - 1)
+        dr = _parabola(ncc[ar, rm, c], ncc[ar, r, c], ncc[ar, rp, c])
+        dc = _parabola(ncc[ar, r, cm], ncc[ar, r, c], ncc[ar, r, cp])
+        shift = torch.stack([r.float() + dr - (h - 1) / 2, c.float() + dc - (w - 1) / 2], dim=1)
+        ok = (inside & torch.isfinite(best)).cpu().numpy()
+        shifts[:, j] = shift.cpu().numpy()
+        scores[:, j] = np.where(ok, best.cpu().numpy(), -np.inf)
+        near = ((rows - r[:, None, None]).abs() <= exclude) & ((cols - c[:, None, None]).abs() <= exclude)
+        work = work.masked_fill(near, -float("inf"))
+    return shifts, scores
+
+
 def ncc_maps(templates: np.ndarray, searches: np.ndarray, device: torch.device | str = "cpu",
-             max_elements: int = 24_000_000) -> np.ndarray:
+             max_elements: int = 24_000_000, template_masks: np.ndarray | None = None,
+             search_masks: np.ndarray | None = None, min_overlap: float = 0.5) -> np.ndarray:
     """NCC maps ``(N, S-t+1, S-t+1)`` float32 of every template ``(N, C, t, t)`` in its search
-    window ``(N, C, S, S)``, computed in chunks of bounded size (see :func:`ncc_map`)."""
+    window ``(N, C, S, S)``, computed in chunks of bounded size (see :func:`ncc_map`). With
+    boolean ``template_masks`` ``(N, t, t)`` and ``search_masks`` ``(N, S, S)`` (valid pixels),
+    templates or windows that have invalid pixels are scored by :func:`masked_ncc_map`."""
     n, c, t, _ = templates.shape
     s = searches.shape[-1]
     chunk = max(1, int(max_elements // max(1, c * s * s)))
     out = np.empty((n, s - t + 1, s - t + 1), np.float32)
-    for i in range(0, n, chunk):
-        tt = torch.from_numpy(np.ascontiguousarray(templates[i:i + chunk])).to(device)
-        ss = torch.from_numpy(np.ascontiguousarray(searches[i:i + chunk])).to(device)
-        out[i:i + chunk] = ncc_map(tt, ss).cpu().numpy()
+    masked = np.zeros(n, bool)
+    if template_masks is not None and search_masks is not None:
+        masked = ~(template_masks.reshape(n, -1).all(axis=1) & search_masks.reshape(n, -1).all(axis=1))
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
+
+    for sel in (np.nonzero(~masked)[0], np.nonzero(masked)[0]):
+        for i in range(0, len(sel), chunk):
+            part = sel[i:i + chunk]
+            tt, ss = tensor(templates[part]), tensor(searches[part])
+            if masked[part[0]]:
+                maps = masked_ncc_map(tt, ss, tensor(template_masks[part][:, None]),
+                                      tensor(search_masks[part][:, None]), min_overlap)
+            else:
+                maps = ncc_map(tt, ss)
+            out[part] = maps.cpu().numpy()
     return out
 
 
