@@ -130,6 +130,18 @@ class DenseConfig:
                                 # over the pixels valid in both only (matching.masked_ncc_map), so
                                 # the footprint border is no structure: SN9 seed 200 tie points
                                 # within 300 px of the edge 27.7 -> 21.9 px (all 23.01 -> 22.38)
+    sar_bright_quantile: float = 80.0  # VHR grids, levels up to sar_bright_max_factor: SAR pixels
+    sar_bright_sigma: float = 2.0      # brighter than this percentile of the SAR smoothed by
+    sar_bright_dilate: int = 1         # sar_bright_sigma level px (dilated sar_bright_dilate px) are
+    sar_bright_max_factor: int = 2     # left out of the (masked) NCC: building / tree returns,
+                                       # displaced toward the sensor by their layover, pull the fine
+                                       # matches off the ground, whose tie points are scored. SN9
+                                       # 4096 px seeds 200 / 404-407: 21.58 / 16.69 / 18.91 / 16.70 /
+                                       # 13.77 -> 20.99 / 15.68 / 18.97 / 16.88 / 12.89 (mean 17.53 ->
+                                       # 17.08); 2048 px 401-403: 21.68 -> 20.88. Percentile 70:
+                                       # 21.21 / 15.95; 90: 21.73 / 15.85; 95: 21.63 / 16.14
+    min_overlap: float = 0.4    # masked NCC: placements comparing fewer than this fraction of the
+                                # template's pixels score -1 (the bright mask takes ~25% of them)
     mask_erode: int = 3         # level px: masks eroded past the features' padding guard
     candidates: int = 3         # NCC peaks kept per node; a rejected / ambiguous node takes the one
     rescue_tol: float = 3.0     # ... within this many level px of its neighbours' median
@@ -179,6 +191,18 @@ def plan_levels(grid: SceneGrid, cfg: DenseConfig, carry_reach: bool = True) -> 
 
 def _features(img: np.ndarray, cfg: DenseConfig, pre_sigma: float) -> np.ndarray:
     return oriented_gradients(img, cfg.n_orient, pre_sigma, cfg.feature_sigma)
+
+
+def _bright_sar(sar: np.ndarray, valid: np.ndarray, cfg: DenseConfig) -> np.ndarray:
+    """Bool ``(h, w)``: where the SAR intensity ``(h, w)`` float32, smoothed by ``sar_bright_sigma``
+    px, exceeds its ``sar_bright_quantile`` percentile over the ``valid`` pixels, dilated by
+    ``sar_bright_dilate`` px. Smoothed first so speckle does not pepper the mask."""
+    smooth = cv2.GaussianBlur(sar, (0, 0), cfg.sar_bright_sigma)
+    bright = smooth > np.percentile(smooth[valid], cfg.sar_bright_quantile)
+    if cfg.sar_bright_dilate > 0:
+        k = np.ones((2 * cfg.sar_bright_dilate + 1,) * 2, np.uint8)
+        bright = cv2.dilate(bright.astype(np.uint8), k).astype(bool)
+    return bright
 
 
 def _warped_sar(grid: SceneGrid, prior, f: int, row0: int, col0: int, height: int,
@@ -253,7 +277,8 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
     prior_grid = prior.sample(nr_grid.astype(np.float64), nc_grid.astype(np.float64))  # (2, n_r, n_c)
     prior_lvl = np.round(prior_grid / f).astype(np.int64)
     warped = cfg.warp_search and not isinstance(prior, ZeroField)
-    pre_sigma = cfg.pre_sigma_vhr if (grid.crs_wkt and grid.res < cfg.vhr_m) else cfg.pre_sigma
+    vhr = bool(grid.crs_wkt) and grid.res < cfg.vhr_m
+    pre_sigma = cfg.pre_sigma_vhr if vhr else cfg.pre_sigma
     # Offsets are measured relative to the prior at the node (warped search) or to its rounding.
     base = prior_grid if warped else (prior_lvl * f).astype(np.float32)
     values = np.full((2, n_r, n_c), np.nan, np.float32)
@@ -303,6 +328,8 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
             k = np.ones((2 * cfg.mask_erode + 1,) * 2, np.uint8)
             mo = cv2.erode(vo.astype(np.uint8), k).astype(bool)
             ms = cv2.erode(vs.astype(np.uint8), k).astype(bool)
+            if vhr and cfg.sar_bright_quantile > 0 and f <= cfg.sar_bright_max_factor and vs.any():
+                ms &= ~_bright_sar(sar_img, vs, cfg)
         temps, searches, idx, tmasks, smasks = [], [], [], [], []
         for a, row in enumerate(rr):
             for b, col in enumerate(cc):
@@ -325,7 +352,7 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
             continue
         maps = ncc_maps(np.stack(temps), np.stack(searches), device,
                         template_masks=np.stack(tmasks) if tmasks else None,
-                        search_masks=np.stack(smasks) if smasks else None, min_overlap=cfg.min_valid)
+                        search_masks=np.stack(smasks) if smasks else None, min_overlap=cfg.min_overlap)
         pool = cfg.pool_warped if warped else (cfg.pool_radius if isinstance(prior, ZeroField) else 0)
         if pool > 0:
             # Pool NCC evidence over neighbouring nodes before picking peaks (see aggregate_maps).
