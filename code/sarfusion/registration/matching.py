@@ -101,19 +101,21 @@ def masked_ncc_map(templates: torch.Tensor, searches: torch.Tensor, template_mas
     tm = templates * mt
     sm = searches * ms
 
-    def corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        # sum over x (and channels) of a(x + u) b(x), u in the valid range
-        fa = torch.fft.rfft2(a, s=(size, size))
-        fb = torch.fft.rfft2(b, s=(size, size))
+    def fft(x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.rfft2(x, s=(size, size))
+
+    def corr(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+        # sum over x (and channels) of a(x + u) b(x), u in the valid range, from the FFTs of a, b
         return torch.fft.irfft2((fa * fb.conj()).sum(dim=1), s=(size, size))[:, :v, :v]
 
-    overlap = corr(ms, mt).clamp_min(0).round()                   # pixels valid in both
+    f_ms, f_mt = fft(ms), fft(mt)  # each mask's FFT serves three of the sums
+    overlap = corr(f_ms, f_mt).clamp_min(0).round()               # pixels valid in both
     count = overlap * c                                            # values compared
-    sum_t = corr(ms, tm.sum(dim=1, keepdim=True))
-    sum_s = corr(sm.sum(dim=1, keepdim=True), mt)
-    sum_tt = corr(ms, tm.pow(2).sum(dim=1, keepdim=True))
-    sum_ss = corr(sm.pow(2).sum(dim=1, keepdim=True), mt)
-    sum_ts = corr(sm, tm)
+    sum_t = corr(f_ms, fft(tm.sum(dim=1, keepdim=True)))
+    sum_s = corr(fft(sm.sum(dim=1, keepdim=True)), f_mt)
+    sum_tt = corr(f_ms, fft(tm.pow(2).sum(dim=1, keepdim=True)))
+    sum_ss = corr(fft(sm.pow(2).sum(dim=1, keepdim=True)), f_mt)
+    sum_ts = corr(fft(sm), fft(tm))
     safe = count.clamp_min(1)
     num = sum_ts - sum_t * sum_s / safe
     var_t = (sum_tt - sum_t * sum_t / safe).clamp_min(0)
