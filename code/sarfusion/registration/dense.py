@@ -325,9 +325,9 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         if cfg.masked_ncc:
             # Feature support near the footprint border is cut by the gradient's padding guard:
             # erode the masks past it, so the border's fading features are not compared either.
-            k = np.ones((2 * cfg.mask_erode + 1,) * 2, np.uint8)
-            mo = cv2.erode(vo.astype(np.uint8), k).astype(bool)
-            ms = cv2.erode(vs.astype(np.uint8), k).astype(bool)
+            erode = np.ones((2 * cfg.mask_erode + 1,) * 2, np.uint8)
+            mo = cv2.erode(vo.astype(np.uint8), erode).astype(bool)
+            ms = cv2.erode(vs.astype(np.uint8), erode).astype(bool)
             if vhr and cfg.sar_bright_quantile > 0 and f <= cfg.sar_bright_max_factor and vs.any():
                 ms &= ~_bright_sar(sar_img, vs, cfg)
         temps, searches, idx, tmasks, smasks = [], [], [], [], []
