@@ -85,9 +85,10 @@ def masked_ncc_map(templates: torch.Tensor, searches: torch.Tensor, template_mas
     that aligns the two borders.
 
     Args:
-        templates: ``(N, C, t, t)`` float32; search_masks / template_masks ``(N, 1, S, S)`` /
-            ``(N, 1, t, t)`` float32 in {0, 1}.
+        templates: ``(N, C, t, t)`` float32.
         searches: ``(N, C, S, S)`` float32.
+        template_masks: ``(N, 1, t, t)`` float32 in {0, 1} (1: valid).
+        search_masks: ``(N, 1, S, S)`` float32 in {0, 1}.
         min_overlap: placements whose overlap is under this fraction of ``t * t`` score -1.
 
     Returns:
