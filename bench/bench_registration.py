@@ -13,7 +13,8 @@ where the fine levels settle when started from the TRUE ground field (their own 
 ``real`` (needs ``../shared/real_samples``; 15 s) scores the known-warp recovery on the real SEN1-2
 and MultiEarth pairs beside the best translation / affine of the known field, with the dense
 field's bias, and measures how far the UNWARPED MultiEarth pair is from co-registered on every
-S1 date / polarisation and clear S2 date.
+S1 date / polarisation and clear S2 date, and how much S1 and S2 share there (the global NCC
+peak between two dates of one modality vs across the modalities).
 
 Each timing runs in a fresh subprocess and reports its peak resident memory (ru_maxrss).
 """
@@ -223,6 +224,26 @@ def real(work: Path, root: Path) -> None:
             print(f"  {pol} {d1}: " + "  ".join(cells))
     med = np.median(shifts, axis=0)
     print(f"  median over {len(shifts)} pairs: dy {med[0]:+.2f} dx {med[1]:+.2f} px")
+    # How much the two modalities share, beside what one shares with itself: the same global
+    # matcher between two S2 dates and between two S1 dates (log intensities, single band).
+    print("\nMultiEarth global NCC peak: within one modality vs across (same matcher, unwarped)")
+    s1 = {d: multiearth_pair(me, d, s2_dates[-1])[1] for d in s1_dates}
+    s2 = {d: np.log(multiearth_pair(me, s1_dates[0], d)[0].mean(axis=0)) for d in s2_dates}
+    for name, images_a, images_b in (("S2 vs S2", s2, s2), ("S1 VV vs S1 VV", s1, s1),
+                                     ("S2 vs S1 VV", s2, s1)):
+        out = []
+        for da, a in images_a.items():
+            for db, b in images_b.items():
+                if images_a is images_b and da >= db:
+                    continue
+                write_raster(work / "me_o.tif", a[None].astype(np.float32))
+                write_raster(work / "me_s.tif", b[None].astype(np.float32))
+                shift, st = global_shift(scene_grid(work / "me_o.tif", work / "me_s.tif"), cfg, dev)
+                out.append((*shift, st["global_score"]))
+        out = np.array(out)
+        print(f"  {name:15s} {len(out):2d} pairs: NCC median {np.median(out[:, 2]):.2f}, shift (dy, dx) median "
+              f"({np.median(out[:, 0]):+.1f}, {np.median(out[:, 1]):+.1f}), spread (std) "
+              f"({out[:, 0].std():.1f}, {out[:, 1].std():.1f}) px")
 
 
 def main() -> None:
