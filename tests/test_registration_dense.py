@@ -202,19 +202,30 @@ def test_candidate_peaks_and_rescue_pick_the_secondary_peak_that_fits_the_neighb
     assert not ok[2, 2]  # no candidate within the tolerance: the node stays a gap
 
 
-def test_bright_sar_mask_covers_bright_blocks_not_speckle():
-    """The layover mask of the fine levels: 12x12 px bright blocks (building returns) in speckled
-    ground are masked; the speckle itself (single bright pixels) mostly is not."""
-    from sarfusion.registration.dense import DenseConfig, _bright_sar
+def test_layover_shadow_mask_covers_bright_and_dark_blocks_not_speckle():
+    """The SAR mask of the fine levels: 12x12 px bright blocks (building returns, layover) and
+    dark ones (radar shadow) in speckled ground are masked; the speckle itself (single bright or
+    dark pixels) mostly is not."""
+    from sarfusion.registration.dense import DenseConfig, _layover_shadow_mask
     rng = np.random.default_rng(0)
     sar = rng.exponential(1.0, (200, 200)).astype(np.float32)  # single-look speckle on flat ground
-    blocks = np.zeros((200, 200), bool)
+    bright = np.zeros((200, 200), bool)
+    dark = np.zeros((200, 200), bool)
     for r, c in [(20, 30), (90, 120), (150, 40), (60, 170)]:
-        blocks[r:r + 12, c:c + 12] = True
-    sar[blocks] *= 8.0
-    mask = _bright_sar(sar, np.ones_like(blocks), DenseConfig())
-    far = ~cv2.dilate(blocks.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
-    assert mask[blocks].mean() > 0.95, mask[blocks].mean()
-    # 20% of the smoothed ground is above the 80th percentile, grown by the 1 px dilation: measured
-    # 0.32; unsmoothed, isolated speckle pixels dilated 3x3 would cover most of the ground.
-    assert mask[far].mean() < 0.4, mask[far].mean()
+        bright[r:r + 12, c:c + 12] = True
+    for r, c in [(20, 90), (150, 150), (100, 20)]:
+        dark[r:r + 12, c:c + 12] = True
+    sar[bright] *= 8.0
+    sar[dark] *= 0.05
+    cfg = DenseConfig()
+    mask = _layover_shadow_mask(sar, np.ones_like(bright), cfg)
+    far = ~cv2.dilate((bright | dark).astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    assert mask[bright].mean() > 0.95, mask[bright].mean()
+    assert mask[dark].mean() > 0.95, mask[dark].mean()
+    # 20% + 10% of the smoothed ground lie past the two percentiles, grown by the 1 px dilation:
+    # measured 0.52; unsmoothed, isolated speckle pixels dilated 3x3 would cover most of the ground.
+    assert mask[far].mean() < 0.6, mask[far].mean()
+    # Without the dark percentile only the bright blocks are masked.
+    from dataclasses import replace
+    no_dark = _layover_shadow_mask(sar, np.ones_like(bright), replace(cfg, sar_dark_quantile=0.0))
+    assert no_dark[dark].mean() < 0.05 and no_dark[bright].mean() > 0.95

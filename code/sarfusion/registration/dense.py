@@ -6,7 +6,9 @@ window centred at the node plus the offset predicted by the previous level; on l
 first the SAR is resampled through that prediction first (warped search), so the local strain the
 previous levels already explain does not smear the templates. Templates and windows that
 reach past a scene footprint are scored by masked NCC (over pixels valid in both), so the
-footprint border adds no false structure. Matches are kept when distinctive (NCC, peak ratio,
+footprint border adds no false structure; on the fine levels of VHR pairs the SAR's brightest
+(layover) and darkest (radar shadow) pixels are left out the same way, as both sit off the
+ground the scene is registered on. Matches are kept when distinctive (NCC, peak ratio,
 not on the search border) and consistent with their neighbours; a rejected node takes its second
 or third NCC peak when that one agrees with its neighbours. Survivors are interpolated into a
 smooth field that seeds the next level. The scene is processed
@@ -140,8 +142,21 @@ class DenseConfig:
                                        # 13.77 -> 20.99 / 15.68 / 18.97 / 16.88 / 12.89 (mean 17.53 ->
                                        # 17.08); 2048 px 401-403: 21.68 -> 20.88. Percentile 70:
                                        # 21.21 / 15.95; 90: 21.73 / 15.85; 95: 21.63 / 16.14
+    sar_dark_quantile: float = 10.0    # ... and SAR pixels darker than this percentile: radar
+                                       # shadow, cast away from the sensor behind buildings / trees.
+                                       # With the bright mask alone, the fine levels started from the
+                                       # TRUE ground field drift to a field biased ~5 px (optical)
+                                       # away from the sensor (seeds 405 / 200: 6.6 / 4.1 -> 14.0 /
+                                       # 13.3 px; 20%: 12.9 / 12.4, bias 0 / 2 px). SN9 4096 px
+                                       # 200 / 404-407: 20.99 / 15.68 / 18.97 / 16.88 / 12.89 -> 20.30
+                                       # / 14.61 / 18.16 / 15.96 / 12.83 (mean 17.08 -> 16.37); 2048
+                                       # px 401-403, 501-502: 20.78 -> 19.96. 6%: 20.63 at 2048, 14%:
+                                       # 19.83; 20%: 16.72 at 4096; 30%: 405 / 200 19.30 / 22.92; also
+                                       # at x4 (max factor 4): 20.72 at 2048. Masking dark OPTICAL
+                                       # pixels (cast shadows, 15%) as well changed nothing (fixed
+                                       # point 12.83 / 12.06 vs 12.86 / 12.43)
     min_overlap: float = 0.4    # masked NCC: placements comparing fewer than this fraction of the
-                                # template's pixels score -1 (the bright mask takes ~25% of them)
+                                # template's pixels score -1 (the SAR mask takes about half of them)
     mask_erode: int = 3         # level px: masks eroded past the features' padding guard
     candidates: int = 3         # NCC peaks kept per node; a rejected / ambiguous node takes the one
     rescue_tol: float = 3.0     # ... within this many level px of its neighbours' median
@@ -193,16 +208,23 @@ def _features(img: np.ndarray, cfg: DenseConfig, pre_sigma: float) -> np.ndarray
     return oriented_gradients(img, cfg.n_orient, pre_sigma, cfg.feature_sigma)
 
 
-def _bright_sar(sar: np.ndarray, valid: np.ndarray, cfg: DenseConfig) -> np.ndarray:
+def _layover_shadow_mask(sar: np.ndarray, valid: np.ndarray, cfg: DenseConfig) -> np.ndarray:
     """Bool ``(h, w)``: where the SAR intensity ``(h, w)`` float32, smoothed by ``sar_bright_sigma``
-    px, exceeds its ``sar_bright_quantile`` percentile over the ``valid`` pixels, dilated by
-    ``sar_bright_dilate`` px. Smoothed first so speckle does not pepper the mask."""
+    px, is above its ``sar_bright_quantile`` percentile (layover, double bounce) or below its
+    ``sar_dark_quantile`` one (radar shadow) over the ``valid`` pixels, dilated by
+    ``sar_bright_dilate`` px. Smoothed first so speckle does not pepper the mask. Both are
+    displaced from the ground the tie points lie on, toward / away from the sensor."""
     smooth = cv2.GaussianBlur(sar, (0, 0), cfg.sar_bright_sigma)
-    bright = smooth > np.percentile(smooth[valid], cfg.sar_bright_quantile)
+    lo, hi = np.percentile(smooth[valid], [cfg.sar_dark_quantile, cfg.sar_bright_quantile])
+    mask = np.zeros(smooth.shape, bool)
+    if cfg.sar_bright_quantile > 0:
+        mask |= smooth > hi
+    if cfg.sar_dark_quantile > 0:
+        mask |= smooth < lo
     if cfg.sar_bright_dilate > 0:
         k = np.ones((2 * cfg.sar_bright_dilate + 1,) * 2, np.uint8)
-        bright = cv2.dilate(bright.astype(np.uint8), k).astype(bool)
-    return bright
+        mask = cv2.dilate(mask.astype(np.uint8), k).astype(bool)
+    return mask
 
 
 def _warped_sar(grid: SceneGrid, prior, f: int, row0: int, col0: int, height: int,
@@ -328,8 +350,9 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
             erode = np.ones((2 * cfg.mask_erode + 1,) * 2, np.uint8)
             mo = cv2.erode(vo.astype(np.uint8), erode).astype(bool)
             ms = cv2.erode(vs.astype(np.uint8), erode).astype(bool)
-            if vhr and cfg.sar_bright_quantile > 0 and f <= cfg.sar_bright_max_factor and vs.any():
-                ms &= ~_bright_sar(sar_img, vs, cfg)
+            if vhr and (cfg.sar_bright_quantile > 0 or cfg.sar_dark_quantile > 0) \
+                    and f <= cfg.sar_bright_max_factor and vs.any():
+                ms &= ~_layover_shadow_mask(sar_img, vs, cfg)
         temps, searches, idx, tmasks, smasks = [], [], [], [], []
         for a, row in enumerate(rr):
             for b, col in enumerate(cc):
