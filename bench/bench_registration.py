@@ -176,9 +176,11 @@ def diagnose(work: Path, size: int, test_seeds: list[int]) -> None:
               f"from the {(~on_roof).sum()} ground points")
         print(f"  dense field vs the true ground field over the scene: mean {dev.mean():.2f} px, "
               f"median {np.median(dev):.2f}, p90 {np.percentile(dev, 90):.2f}")
+        drift = (settled.sample(grid_r, grid_c) - truth.sample(grid_r, grid_c)) * np.array([sy, sx])[:, None, None]
         print(f"  fine levels started from the true ground field settle at {err_fixed.mean():.2f} px "
               f"(their matching bias / noise; the rest of the dense error is where the coarse levels "
-              f"leave them)")
+              f"leave them); their field's mean drift from it (dy, dx) ({drift[0].mean():+.2f}, "
+              f"{drift[1].mean():+.2f}) px (sensor to the {look})")
 
 
 def real(work: Path, root: Path) -> None:

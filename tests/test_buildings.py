@@ -197,6 +197,11 @@ def test_train_predict_end_to_end(scene, tmp_path):
 
     weights = B.train_buildings(scene["train_aoi"], tmp_path / "w", config=_tiny_config())
     assert (weights / "buildings_fold0.pt").is_file() and (weights / B.CONFIG_NAME).is_file()
+    # Deterministic with the seed, initial weights included: a second run gives the same model.
+    again = B.train_buildings(scene["train_aoi"], tmp_path / "w2", config=_tiny_config())
+    import torch
+    sd1, sd2 = (torch.load(w / "buildings_fold0.pt", weights_only=False)["state_dict"] for w in (weights, again))
+    assert all(torch.equal(sd1[k], sd2[k]) for k in sd1)
     out = tmp_path / "sub.csv"
     B.predict_buildings(scene["test_aoi"], weights, out, preview_dir=tmp_path / "prev", tta=True)
     sub = pd.read_csv(out)

@@ -150,6 +150,40 @@ def test_affine_gate_drops_gross_outliers_and_widens_for_strong_local_fields():
     assert widened.sum() == 890 and fixed.sum() < 200, (widened.sum(), fixed.sum())  # measured 890 / 98
 
 
+def _masked_ncc_brute_force(template: torch.Tensor, search: torch.Tensor, mask_t: torch.Tensor,
+                            mask_s: torch.Tensor) -> torch.Tensor:
+    """Reference: zero-mean NCC over the pixels valid in both, one placement at a time."""
+    n, c, t, _ = template.shape
+    v = search.shape[-1] - t + 1
+    out = torch.zeros(n, v, v, dtype=torch.float64)
+    for k in range(n):
+        for i in range(v):
+            for j in range(v):
+                both = (mask_t[k, 0] * mask_s[k, 0, i:i + t, j:j + t]).bool()
+                a = template[k][:, both].double().ravel()
+                b = search[k, :, i:i + t, j:j + t][:, both].double().ravel()
+                a, b = a - a.mean(), b - b.mean()
+                out[k, i, j] = (a * b).sum() / ((a * a).sum() * (b * b).sum()).sqrt()
+    return out
+
+
+def test_masked_ncc_matches_brute_force_with_full_and_cut_templates():
+    """Both paths of masked_ncc_map (full templates: box sums; cut templates: FFT of the mask)
+    agree with a placement-by-placement computation, with a masked search window."""
+    from sarfusion.registration.matching import masked_ncc_map
+    g = torch.Generator().manual_seed(1)
+    search = torch.rand(2, 4, 20, 20, generator=g)
+    template = torch.rand(2, 4, 12, 12, generator=g)
+    mask_s = (torch.rand(2, 1, 20, 20, generator=g) > 0.3).float()  # speckle-like holes
+    full_t = torch.ones(2, 1, 12, 12)
+    cut_t = full_t.clone()
+    cut_t[..., :3, :] = 0
+    for mask_t in (full_t, cut_t):
+        fast = masked_ncc_map(template * mask_t, search * mask_s, mask_t, mask_s, min_overlap=0.0)
+        ref = _masked_ncc_brute_force(template * mask_t, search * mask_s, mask_t, mask_s)
+        assert (fast.double() - ref).abs().max() < 1e-4
+
+
 def test_masked_ncc_ignores_padding_and_equals_plain_ncc_when_all_valid():
     """A template cut by its footprint border (half padding) inside a search window whose own
     footprint border lies elsewhere: masked NCC finds the true placement with NCC 1; plain NCC

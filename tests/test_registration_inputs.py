@@ -65,6 +65,10 @@ def test_keypoint_baseline_trains_and_runs_end_to_end(tmp_path, capsys):
                          crop=64, jitter=8, base_channels=2, depth=2, sigma=4.0)
     weights = train_keypoints(data, tmp_path / "w", config=cfg)
     assert weights.is_file()
+    # Deterministic with the seed, initial weights included: a second run gives the same nets.
+    again = train_keypoints(data, tmp_path / "w2", config=cfg)
+    m1, m2 = (torch.load(w, weights_only=False)["models"] for w in (weights, again))
+    assert all(torch.equal(m1[n][k], m2[n][k]) for n in m1 for k in m1[n])
     p = make_test_pair(tmp_path / "test", size=384, seed=8, amplitude_px=10.0, n_tiepoints=12)
     assert main(["register", "--optical", p["optical"], "--sar", p["sar"], "--out", str(tmp_path / "b.tif"),
                  "--mode", "baseline", "--weights", str(tmp_path / "w"), "--tiepoints", p["tiepoints"],

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sarfusion.config import choose_preset, describe
-from sarfusion.engine import Engine, EngineConfig, save_config, save_torch_atomic, select_device
+from sarfusion.engine import Engine, EngineConfig, save_config, save_torch_atomic, seed_everything, select_device
 from sarfusion.errors import InputError
 from sarfusion.registration.align import SceneGrid, scene_grid, to_intensity
 from sarfusion.registration.field import AffineField
@@ -213,6 +213,7 @@ def train_keypoints(data_dir: str | Path, weights_dir: str | Path, preset: str =
     log.info("keypoint config:\n%s", describe(cfg))
     weights_dir = Path(weights_dir)
     dataset = KeypointCrops(find_triples(data_dir), cfg, seed=cfg.engine.seed)
+    seed_everything(cfg.engine.seed)  # initial weights from the seed (torch's own start seed varies)
     models = build_models(cfg)
     optims = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr) for k, m in models.items()}
     engine = Engine(weights_dir / "keypoints_run", cfg.engine, models, optims, task_config=cfg)

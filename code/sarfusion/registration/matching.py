@@ -109,13 +109,22 @@ def masked_ncc_map(templates: torch.Tensor, searches: torch.Tensor, template_mas
         # sum over x (and channels) of a(x + u) b(x), u in the valid range, from the FFTs of a, b
         return torch.fft.irfft2((fa * fb.conj()).sum(dim=1), s=(size, size))[:, :v, :v]
 
-    f_ms, f_mt = fft(ms), fft(mt)  # each mask's FFT serves three of the sums
-    overlap = corr(f_ms, f_mt).clamp_min(0).round()               # pixels valid in both
+    f_ms = fft(ms)  # serves three of the sums
+    sm_sum, sm_sq = sm.sum(dim=1, keepdim=True), sm.pow(2).sum(dim=1, keepdim=True)
+    if bool((mt >= 1).all()):
+        # Full templates (the usual case: only the SAR side is masked): the sums over the
+        # search window under the template's footprint are plain box sums, no FFT needed.
+        overlap = _box_sum(ms[:, 0], t)
+        sum_s = _box_sum(sm_sum[:, 0], t)
+        sum_ss = _box_sum(sm_sq[:, 0], t)
+    else:
+        f_mt = fft(mt)
+        overlap = corr(f_ms, f_mt).clamp_min(0).round()           # pixels valid in both
+        sum_s = corr(fft(sm_sum), f_mt)
+        sum_ss = corr(fft(sm_sq), f_mt)
     count = overlap * c                                            # values compared
     sum_t = corr(f_ms, fft(tm.sum(dim=1, keepdim=True)))
-    sum_s = corr(fft(sm.sum(dim=1, keepdim=True)), f_mt)
     sum_tt = corr(f_ms, fft(tm.pow(2).sum(dim=1, keepdim=True)))
-    sum_ss = corr(fft(sm.pow(2).sum(dim=1, keepdim=True)), f_mt)
     sum_ts = corr(fft(sm), fft(tm))
     safe = count.clamp_min(1)
     num = sum_ts - sum_t * sum_s / safe
@@ -211,19 +220,27 @@ def ncc_maps(templates: np.ndarray, searches: np.ndarray, device: torch.device |
     chunk = max(1, int(max_elements // max(1, c * s * s)))
     out = np.empty((n, s - t + 1, s - t + 1), np.float32)
     masked = np.zeros(n, bool)
+    full_t = np.ones(n, bool)
     if template_masks is not None and search_masks is not None:
-        masked = ~(template_masks.reshape(n, -1).all(axis=1) & search_masks.reshape(n, -1).all(axis=1))
+        full_t = template_masks.reshape(n, -1).all(axis=1)
+        masked = ~(full_t & search_masks.reshape(n, -1).all(axis=1))
 
     def tensor(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
 
-    for sel in (np.nonzero(~masked)[0], np.nonzero(masked)[0]):
+    def rows(a: np.ndarray, part: np.ndarray) -> np.ndarray:
+        # a run of consecutive nodes is a view, not a copy (most chunks: nodes come in order)
+        return a[part[0]:part[-1] + 1] if part[-1] - part[0] + 1 == len(part) else a[part]
+
+    # Plain NCC where nothing is masked; masked NCC in two groups, so that chunks of full
+    # templates (only the search side masked) take its cheaper path.
+    for sel in (np.nonzero(~masked)[0], np.nonzero(masked & full_t)[0], np.nonzero(masked & ~full_t)[0]):
         for i in range(0, len(sel), chunk):
             part = sel[i:i + chunk]
-            tt, ss = tensor(templates[part]), tensor(searches[part])
+            tt, ss = tensor(rows(templates, part)), tensor(rows(searches, part))
             if masked[part[0]]:
-                maps = masked_ncc_map(tt, ss, tensor(template_masks[part][:, None]),
-                                      tensor(search_masks[part][:, None]), min_overlap)
+                maps = masked_ncc_map(tt, ss, tensor(rows(template_masks, part)[:, None]),
+                                      tensor(rows(search_masks, part)[:, None]), min_overlap)
             else:
                 maps = ncc_map(tt, ss)
             out[part] = maps.cpu().numpy()

@@ -214,7 +214,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     import torch
 
     from sarfusion.datasets.sn6_buildings import BuildingTileDataset
-    from sarfusion.engine import Engine, save_torch_atomic
+    from sarfusion.engine import Engine, save_torch_atomic, seed_everything
     from sarfusion.models.segmentation import build_segmentation_model, focal_dice_loss
 
     stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
@@ -223,6 +223,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     dataset = BuildingTileDataset(tiles, prepared, cfg.input_mode, polygons, stats, cfg.augment,
                                   cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed,
                                   input_scale=cfg.input_scale)
+    seed_everything(cfg.engine.seed)  # initial weights from the seed (torch's own start seed varies)
     model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.engine.max_steps))
