@@ -154,7 +154,9 @@ class DenseConfig:
                                        # 19.83; 20%: 16.72 at 4096; 30%: 405 / 200 19.30 / 22.92; also
                                        # at x4 (max factor 4): 20.72 at 2048. Masking dark OPTICAL
                                        # pixels (cast shadows, 15%) as well changed nothing (fixed
-                                       # point 12.83 / 12.06 vs 12.86 / 12.43)
+                                       # point 12.83 / 12.06 vs 12.86 / 12.43). Dilating the mask 2 px
+                                       # instead of 1: 4096 px 200 / 201 / 404-407 17.24 -> 17.12 mean,
+                                       # but 2048 px 19.96 -> 20.30: a wash, not adopted
     min_overlap: float = 0.4    # masked NCC: placements comparing fewer than this fraction of the
                                 # template's pixels score -1 (the SAR mask takes about half of them)
     mask_erode: int = 3         # level px: masks eroded past the features' padding guard
