@@ -141,6 +141,24 @@ def _parabola(lo: torch.Tensor, mid: torch.Tensor, hi: torch.Tensor) -> torch.Te
     return off.clamp(-0.5, 0.5)
 
 
+def _subpixel_shift(ncc: torch.Tensor, r: torch.Tensor, c: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shifts ``(N, 2)`` (dy, dx) of the integer placements ``(r, c)`` (one per map of ``ncc``
+    ``(N, H, W)``) relative to the map centre, refined by a parabola along each axis, and whether
+    each lies inside the map along rows / columns (on a border axis the integer position is kept)."""
+    n, h, w = ncc.shape
+    ar = torch.arange(n, device=ncc.device)
+    mid = ncc[ar, r, c]
+    dr = _parabola(ncc[ar, (r - 1).clamp(0, h - 1), c], mid, ncc[ar, (r + 1).clamp(0, h - 1), c])
+    dc = _parabola(ncc[ar, r, (c - 1).clamp(0, w - 1)], mid, ncc[ar, r, (c + 1).clamp(0, w - 1)])
+    inside_r = (r > 0) & (r < h - 1)
+    inside_c = (c > 0) & (c < w - 1)
+    dr = torch.where(inside_r, dr, torch.zeros_like(dr))
+    dc = torch.where(inside_c, dc, torch.zeros_like(dc))
+    shift = torch.stack([r.float() + dr - (h - 1) / 2, c.float() + dc - (w - 1) / 2], dim=1)
+    return shift, inside_r, inside_c
+
+
 def find_peaks(ncc: torch.Tensor, exclude: int = 2) -> MatchResult:
     """Best placement per NCC map with parabolic sub-pixel refinement and a distinctiveness ratio.
 
@@ -152,15 +170,7 @@ def find_peaks(ncc: torch.Tensor, exclude: int = 2) -> MatchResult:
     best, idx = flat.max(dim=1)
     r, c = idx // w, idx % w
 
-    ar = torch.arange(n, device=ncc.device)
-    rm, rp = (r - 1).clamp(0, h - 1), (r + 1).clamp(0, h - 1)
-    cm, cp = (c - 1).clamp(0, w - 1), (c + 1).clamp(0, w - 1)
-    dr = _parabola(ncc[ar, rm, c], best, ncc[ar, rp, c])
-    dc = _parabola(ncc[ar, r, cm], best, ncc[ar, r, cp])
-    inside_r = (r > 0) & (r < h - 1)
-    inside_c = (c > 0) & (c < w - 1)
-    dr = torch.where(inside_r, dr, torch.zeros_like(dr))
-    dc = torch.where(inside_c, dc, torch.zeros_like(dc))
+    shift, inside_r, inside_c = _subpixel_shift(ncc, r, c)
     rows = torch.arange(h, device=ncc.device)[None, :, None]
     cols = torch.arange(w, device=ncc.device)[None, None, :]
     near = ((rows - r[:, None, None]).abs() <= exclude) & ((cols - c[:, None, None]).abs() <= exclude)
@@ -168,7 +178,6 @@ def find_peaks(ncc: torch.Tensor, exclude: int = 2) -> MatchResult:
     ratio = (best + 1) / (second + 1).clamp_min(1e-6)
     if min(h, w) < 4 * exclude + 3:  # too small a map for a meaningful second peak
         ratio = torch.full_like(ratio, float("inf"))
-    shift = torch.stack([r.float() + dr - (h - 1) / 2, c.float() + dc - (w - 1) / 2], dim=1)
     return MatchResult(
         shift=shift.cpu().numpy().astype(np.float32),
         score=best.cpu().numpy().astype(np.float32),
@@ -188,19 +197,13 @@ def candidate_peaks(ncc: torch.Tensor, k: int = 3, exclude: int = 2) -> tuple[np
     work = ncc.clone()
     rows = torch.arange(h, device=ncc.device)[None, :, None]
     cols = torch.arange(w, device=ncc.device)[None, None, :]
-    ar = torch.arange(n, device=ncc.device)
     shifts = np.zeros((n, k, 2), np.float32)
     scores = np.full((n, k), -np.inf, np.float32)
     for j in range(k):
         best, idx = work.reshape(n, -1).max(dim=1)
         r, c = idx // w, idx % w
-        inside = (r > 0) & (r < h - 1) & (c > 0) & (c < w - 1)
-        rm, rp = (r - 1).clamp(0, h - 1), (r + 1).clamp(0, h - 1)
-        cm, cp = (c - 1).clamp(0, w - 1), (c + 1).clamp(0, w - 1)
-        dr = _parabola(ncc[ar, rm, c], ncc[ar, r, c], ncc[ar, rp, c])
-        dc = _parabola(ncc[ar, r, cm], ncc[ar, r, c], ncc[ar, r, cp])
-        shift = torch.stack([r.float() + dr - (h - 1) / 2, c.float() + dc - (w - 1) / 2], dim=1)
-        ok = (inside & torch.isfinite(best)).cpu().numpy()
+        shift, inside_r, inside_c = _subpixel_shift(ncc, r, c)
+        ok = (inside_r & inside_c & torch.isfinite(best)).cpu().numpy()
         shifts[:, j] = shift.cpu().numpy()
         scores[:, j] = np.where(ok, best.cpu().numpy(), -np.inf)
         near = ((rows - r[:, None, None]).abs() <= exclude) & ((cols - c[:, None, None]).abs() <= exclude)
