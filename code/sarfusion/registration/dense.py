@@ -96,10 +96,21 @@ class DenseConfig:
                                     # synthetic / strongly structured pairs score ~0.8
     n_orient: int = 8
     pre_sigma: float = 2.0      # level px, before gradients (speckle; 10 m S1 / S2 pairs need it)
-    pre_sigma_vhr: float = 0.5  # level px, instead, on georeferenced grids finer than vhr_m: sharp
+    pre_sigma_vhr: float = 0.0  # level px, instead, on georeferenced grids finer than vhr_m: sharp
     vhr_m: float = 1.0          # edges keep roads apart from building / tree blobs, whose layover
-                                # and shadows bias blurred features (SN9: 27.5 -> 21.8 px)
+                                # and shadows bias blurred features (SN9: 27.5 -> 21.8 px with 0.5)
     feature_sigma: float = 1.5  # level px, descriptor support
+    feature_sigma_vhr: float = 1.0  # level px, instead, on those VHR grids: sharper features
+                                # localise better. Started from the TRUE ground field, the x4 level
+                                # alone moved it 10.8 optical px with (pre 0.5, 1.5), 9.2 with (0,
+                                # 1.0) (SN9 2048 px seed 200). SN9 2048 px seeds 200 / 201: 25.09 /
+                                # 27.87 -> 23.49 / 26.89; 401-403, 501-502: 19.84 -> 19.69 mean; 4096
+                                # px 200 / 201 / 404-407: 20.32 / 21.55 / 14.61 / 18.17 / 15.96 /
+                                # 12.83 -> 19.09 / 20.98 / 14.70 / 18.01 / 16.04 / 12.15. 0.75 was
+                                # a little better on SN9 (23.29 / 26.53; 19.64) but breaks the
+                                # speckled test pair of test_registration_dense (1.97 -> 3.41 px;
+                                # 1.0: 1.95): too sharp for heavier speckle. 0.5: 22.28 / 26.58 but
+                                # 19.88; 0: 28.65 / 35.32; 12 orientations at 0.75: 23.69 / 26.30
     min_score: float = 0.08     # NCC (real S1 vs S2 peaks are often only 0.1-0.3)
     min_ratio: float = 1.01     # best / second-best (NCC + 1)
     min_valid: float = 0.6      # fraction of a template inside both scenes
@@ -206,8 +217,10 @@ def plan_levels(grid: SceneGrid, cfg: DenseConfig, carry_reach: bool = True) -> 
     return out
 
 
-def _features(img: np.ndarray, cfg: DenseConfig, pre_sigma: float) -> np.ndarray:
-    return oriented_gradients(img, cfg.n_orient, pre_sigma, cfg.feature_sigma)
+def _features(img: np.ndarray, cfg: DenseConfig, vhr: bool) -> np.ndarray:
+    if vhr:
+        return oriented_gradients(img, cfg.n_orient, cfg.pre_sigma_vhr, cfg.feature_sigma_vhr)
+    return oriented_gradients(img, cfg.n_orient, cfg.pre_sigma, cfg.feature_sigma)
 
 
 def _layover_shadow_mask(sar: np.ndarray, valid: np.ndarray, cfg: DenseConfig) -> np.ndarray:
@@ -302,7 +315,6 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
     prior_lvl = np.round(prior_grid / f).astype(np.int64)
     warped = cfg.warp_search and not isinstance(prior, ZeroField)
     vhr = bool(grid.crs_wkt) and grid.res < cfg.vhr_m
-    pre_sigma = cfg.pre_sigma_vhr if vhr else cfg.pre_sigma
     # Offsets are measured relative to the prior at the node (warped search) or to its rounding.
     base = prior_grid if warped else (prior_lvl * f).astype(np.float32)
     values = np.full((2, n_r, n_c), np.nan, np.float32)
@@ -343,8 +355,8 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
             shift_r, shift_c = pr[0], pr[1]
         if not (sar_img != 0).any():
             continue
-        fo = _features(opt_img, cfg, pre_sigma)
-        fs = _features(sar_img, cfg, pre_sigma)
+        fo = _features(opt_img, cfg, vhr)
+        fs = _features(sar_img, cfg, vhr)
         vo, vs = opt_img != 0, sar_img != 0
         if cfg.masked_ncc:
             # Feature support near the footprint border is cut by the gradient's padding guard:
