@@ -109,7 +109,7 @@ def masked_ncc_map(templates: torch.Tensor, searches: torch.Tensor, template_mas
         # sum over x (and channels) of a(x + u) b(x), u in the valid range, from the FFTs of a, b
         return torch.fft.irfft2((fa * fb.conj()).sum(dim=1), s=(size, size))[:, :v, :v]
 
-    f_ms = fft(ms)  # serves three of the sums
+    f_ms = fft(ms)  # serves the template-side sums (and the overlap of cut templates)
     sm_sum, sm_sq = sm.sum(dim=1, keepdim=True), sm.pow(2).sum(dim=1, keepdim=True)
     if bool((mt >= 1).all()):
         # Full templates (the usual case: only the SAR side is masked): the sums over the
