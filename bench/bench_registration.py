@@ -60,22 +60,41 @@ def oracle_affine(scene: dict, out_path: Path) -> Path:
     return out_path
 
 
-def table(work: Path, size: int, train_seeds: list[int], test_seeds: list[int]) -> None:
+def table(work: Path, size: int, train_seeds: list[int], test_seeds: list[int], preset: str = "demo",
+          descriptor_steps: int | None = None, weights_dir: str | None = None) -> None:
+    """The error table; trains the keypoint nets and the descriptors on ``train_seeds`` unless
+    ``weights_dir`` already holds both (then ``train_seeds`` only labels the table)."""
     from sarfusion.registration.api import register_scene
+    from sarfusion.registration.descriptors import train_descriptors
     from sarfusion.registration.keypoints import train_keypoints
-    for s in train_seeds:
-        scenes(work / "train", size, s, "train")
-    t0 = time.time()
-    weights = train_keypoints(work / "train", work / "weights", "demo")
-    print(f"keypoint baseline (demo preset) trained in {time.time() - t0:.1f} s")
-    rows = {k: [] for k in ("zero", "oracle affine", "baseline", "dense")}
+    from sarfusion.config import choose_preset
+    from sarfusion.registration.descriptors import PRESETS
+    wdir = Path(weights_dir) if weights_dir else work / "weights"
+    if not ((wdir / "keypoints.pt").is_file() and (wdir / "descriptors.pt").is_file()):
+        for s in train_seeds:
+            scenes(work / "train", size, s, "train")
+        t0 = time.time()
+        train_keypoints(work / "train", wdir, "demo")
+        print(f"keypoint baseline (demo preset) trained in {time.time() - t0:.1f} s")
+        t0 = time.time()
+        cfg = choose_preset(PRESETS, preset)
+        if descriptor_steps:
+            cfg.engine.max_steps = descriptor_steps
+        train_descriptors(work / "train", wdir, config=cfg)
+        print(f"dense descriptors ({preset} preset, {cfg.engine.max_steps} steps) trained in {time.time() - t0:.1f} s")
+    weights = wdir / "keypoints.pt"
+    rows = {k: [] for k in ("zero", "oracle affine", "baseline", "dense (training-free)", "dense (learned)")}
     secs = {k: [] for k in rows}
+    runs = (("zero", "none", None), ("baseline", "baseline", weights.parent),
+            ("dense (training-free)", "dense", None), ("dense (learned)", "dense", weights.parent))
     for s in test_seeds:
         for sc in scenes(work / "test", size, s, "test"):
-            for name, mode in (("zero", "none"), ("baseline", "baseline"), ("dense", "dense")):
-                r = register_scene(sc["optical"], sc["sar"], work / f"{name}_{s}.tif", mode, weights.parent)
+            for name, mode, wdir in runs:
+                r = register_scene(sc["optical"], sc["sar"], work / f"{name.split()[0]}_{s}_{len(rows[name])}.tif",
+                                   mode, wdir)
                 rows[name].append(score_tiepoints(sc["optical"], sc["sar"], sc["tiepoints"], r["offsets"]))
                 secs[name].append(r["seconds"])
+                print(f"  seed {s} {name}: {rows[name][-1]['mean_px']:.2f} px", flush=True)
             rows["oracle affine"].append(score_tiepoints(sc["optical"], sc["sar"], sc["tiepoints"],
                                                          oracle_affine(sc, work / f"affine_{s}.tif")))
     print(f"\nSN9 synthetic scenes {size} px, test seeds {test_seeds} (train seeds {train_seeds})")
@@ -87,8 +106,9 @@ def table(work: Path, size: int, train_seeds: list[int], test_seeds: list[int]) 
         sc = np.mean([r["score"] for r in res])
         t = f"{np.mean(secs[name]):.1f}" if secs[name] else "-"
         print(f"| {name} | {px:.2f} | {m:.2f} | {sc:.2f} | {t} |")
-    ratio = np.mean([r["mean_px"] for r in rows["dense"]]) / np.mean([r["mean_px"] for r in rows["zero"]])
-    print(f"dense / zero = {ratio:.3f} (target <= 0.25)")
+    zero = np.mean([r["mean_px"] for r in rows["zero"]])
+    for name in ("dense (training-free)", "dense (learned)"):
+        print(f"{name} / zero = {np.mean([r['mean_px'] for r in rows[name]]) / zero:.3f} (target <= 0.25)")
 
 
 def _tile_raster(src: str, dst: Path, size: int) -> None:
@@ -136,9 +156,12 @@ def _tie_errors(grid, field, pts, ref_dx: np.ndarray, ref_dy: np.ndarray) -> np.
     return np.hypot(off[1] * sx - ref_dx, off[0] * sy - ref_dy)
 
 
-def diagnose(work: Path, size: int, test_seeds: list[int]) -> None:
+def diagnose(work: Path, size: int, test_seeds: list[int], weights: str | None = None) -> None:
+    from sarfusion.engine import select_device
     from sarfusion.registration.align import scene_grid
     from sarfusion.registration.dense import dense_field
+    from sarfusion.registration.descriptors import load_descriptors
+    descriptors = load_descriptors(weights, select_device())
     from sarfusion.registration.field import NodeField
     from sarfusion.synth.sn9 import ground_offsets
     for seed in test_seeds:
@@ -152,7 +175,7 @@ def diagnose(work: Path, size: int, test_seeds: list[int]) -> None:
         on_roof = layover > 3
         grid = scene_grid(sc["optical"], sc["sar"])
         t0 = time.time()
-        field, _ = dense_field(grid)
+        field, _ = dense_field(grid, descriptors=descriptors)
         seconds = time.time() - t0
         err = _tie_errors(grid, field, pts, ref_dx, ref_dy)
         # The true ground field as a lattice prior (every 32 optical px), in grid px.
@@ -162,7 +185,7 @@ def diagnose(work: Path, size: int, test_seeds: list[int]) -> None:
         t_dx, t_dy, _ = ground_offsets(seed, size, lr, lc)
         r0, c0 = grid.optical_to_grid(np.array([lr[0, 0]]), np.array([lc[0, 0]]))
         truth = NodeField(float(r0[0]), float(c0[0]), step / sx, np.stack([t_dy / sy, t_dx / sx]).astype(np.float32))
-        settled, _ = dense_field(grid, prior=truth)
+        settled, _ = dense_field(grid, prior=truth, descriptors=descriptors)
         err_fixed = _tie_errors(grid, settled, pts, ref_dx, ref_dy)
         grid_r, grid_c = grid.optical_to_grid(lr, lc)
         dev = np.hypot(*(field.sample(grid_r, grid_c) - truth.sample(grid_r, grid_c)) * np.array([sy, sx])[:, None, None])
@@ -252,20 +275,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--what", default="table,real,speed4096,speed13k", help="comma list of: table, real, diagnose, speed4096, speed13k")
     ap.add_argument("--size", type=int, default=2048, help="scene size for the error table")
-    ap.add_argument("--train-seeds", default="100,101")
+    ap.add_argument("--train-seeds", default=",".join(str(s) for s in range(100, 116)),
+                    help="scenes the keypoint nets and the dense descriptors train on")
+    ap.add_argument("--preset", default="demo", help="descriptor training preset (demo: CPU minutes)")
+    ap.add_argument("--descriptor-steps", type=int, default=1200,
+                    help="descriptor training steps (overrides the preset's; 0: the preset's own)")
+    ap.add_argument("--table-weights", default=None,
+                    help="table: a folder with keypoints.pt and descriptors.pt to use instead of training")
     ap.add_argument("--test-seeds", default="200,201")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--weights", default=None,
+                    help="diagnose: a folder with descriptors.pt, to diagnose the dense mode with learned descriptors")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         what = args.what.split(",")
         if "table" in what:
             table(work, args.size, [int(s) for s in args.train_seeds.split(",")],
-                  [int(s) for s in args.test_seeds.split(",")])
+                  [int(s) for s in args.test_seeds.split(",")], args.preset, args.descriptor_steps,
+                  args.table_weights)
         if "real" in what:
             real(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples")
         if "diagnose" in what:
-            diagnose(work, args.size, [int(s) for s in args.test_seeds.split(",")])
+            diagnose(work, args.size, [int(s) for s in args.test_seeds.split(",")], args.weights)
         if "speed4096" in what:
             speed(work, 4096, 4096)
         if "speed13k" in what:

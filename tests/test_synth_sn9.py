@@ -137,6 +137,23 @@ def test_ground_offsets_are_the_truth_without_layover(scenes):
         assert np.median(diff[~ground]) > 3  # metres of building / tree height, not rounding
 
 
+def test_ground_field_file_is_the_ground_field_on_its_lattice(scenes):
+    """``<aoi>_groundfield_<split>.tif``: the ground field (no layover) at the centres of 16 px
+    optical blocks, georeferenced so that its cells line up with those blocks."""
+    from sarfusion.synth.sn9 import GROUND_FIELD_STEP
+    for index, scene in enumerate(scenes):
+        info, opt = raster_info(scene["groundfield"]), raster_info(scene["optical"])
+        step = GROUND_FIELD_STEP
+        assert info.count == 2 and (info.width, info.height) == (-(-SIZE // step),) * 2
+        assert info.geotransform[0] == opt.geotransform[0] and info.geotransform[3] == opt.geotransform[3]
+        assert info.geotransform[1] == pytest.approx(opt.geotransform[1] * step)
+        field = read_raster(scene["groundfield"])
+        rows, cols = np.mgrid[0:info.height, 0:info.width] * step + step / 2
+        dx, dy, _ = ground_offsets(5, SIZE, rows, cols, index=index)
+        np.testing.assert_allclose(field[0], dx, atol=1e-3)
+        np.testing.assert_allclose(field[1], dy, atol=1e-3)
+
+
 def test_difficulty_scales_the_misalignment(tmp_path):
     s = generate_sn9(tmp_path, size=768, seed=2, difficulty=0.0)[0]
     t, dx, dy = _reference(s)
@@ -149,4 +166,4 @@ def test_same_seed_same_bytes(tmp_path):
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
     generate_sn9(tmp_path / "a", size=512, seed=9)
     generate_sn9(tmp_path / "b", size=512, seed=9)
-    assert len(digest(tmp_path / "a")) == 4 and digest(tmp_path / "a") == digest(tmp_path / "b")
+    assert len(digest(tmp_path / "a")) == 5 and digest(tmp_path / "a") == digest(tmp_path / "b")

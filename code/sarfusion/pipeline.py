@@ -47,10 +47,15 @@ def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: s
     train_scenes = [s for s in inv.sn9 if s.split == "train" and s.tiepoints is not None]
     if train_scenes:
         from sarfusion.registration import train_keypoints
+        from sarfusion.registration.descriptors import train_descriptors
         t = _stage(f"SN9 keypoint networks on {len(train_scenes)} scene(s)")
         done["registration"] = str(train_keypoints(train_scenes[0].optical.parent, weights / "registration",
                                                    preset=preset))
         log.info("keypoints trained in %.0f s", time.time() - t)
+        t = _stage(f"SN9 dense descriptors on {len(train_scenes)} scene(s)")
+        done["descriptors"] = str(train_descriptors(train_scenes[0].optical.parent, weights / "registration",
+                                                    preset=preset))
+        log.info("descriptors trained in %.0f s", time.time() - t)
     translation_roots = inv.sen12 + inv.multiearth
     if translation_roots:
         from sarfusion.tasks.translate import train_translation

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from osgeo import gdal
 
@@ -199,3 +200,30 @@ def to_intensity(arr: np.ndarray, modality: str) -> np.ndarray:
     img = img.astype(np.float32, copy=False)
     img[~valid] = 0
     return img
+
+
+def warped_sar(grid: SceneGrid, prior, f: int, row0: int, col0: int, height: int,
+               width: int) -> tuple[np.ndarray, int, int]:
+    """SAR intensity ``(height, width)`` float32 on the level-``f`` box at (row0, col0), resampled
+    through ``prior``: pixel (i, j) shows the SAR at level position (i, j) + prior / f, i.e. where
+    the prior says the optical pixel's counterpart is. 0 where that falls outside the SAR.
+    Returned with origin (row0, col0), so windows index it like an unshifted SAR box."""
+    rows = (np.arange(row0, row0 + height, dtype=np.float64) + 0.5)[:, None]
+    cols = (np.arange(col0, col0 + width, dtype=np.float64) + 0.5)[None, :]
+    off = prior.sample(np.broadcast_to(rows * f, (height, width)), np.broadcast_to(cols * f, (height, width)))
+    src_r = (rows - 0.5 + off[0] / f).astype(np.float32)  # level pixel index (centre convention)
+    src_c = (cols - 0.5 + off[1] / f).astype(np.float32)
+    b_r0, b_c0 = int(math.floor(float(src_r.min()))) - 2, int(math.floor(float(src_c.min()))) - 2
+    b_h = int(math.ceil(float(src_r.max()))) + 3 - b_r0
+    b_w = int(math.ceil(float(src_c.max()))) + 3 - b_c0
+    sar = to_intensity(grid.read("sar", (b_c0, b_r0, b_w, b_h), f), "sar")
+    if not (sar != 0).any():
+        return np.zeros((height, width), np.float32), row0, col0
+    mr, mc = src_r - b_r0, src_c - b_c0
+    out = cv2.remap(sar, mc, mr, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    valid = cv2.remap((sar != 0).astype(np.uint8), mc, mr, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                      borderValue=0) > 0
+    valid &= cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    out[~valid] = 0
+    out[valid & (out == 0)] = np.float32(1e-6)  # keep exact 0 for "no data" only
+    return out, row0, col0

@@ -18,7 +18,8 @@ def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str
                    preview_dir: str | Path | None = None, config=None) -> dict:
     """Register one optical / SAR pair and write the SPEC offset map to ``out_path``.
 
-    ``mode``: ``dense`` (training-free local matching, the default), ``baseline`` (keypoint U-Nets
+    ``mode``: ``dense`` (local matching, the default; training-free, or with the learned
+    descriptors when ``weights_dir`` holds ``descriptors.pt``), ``baseline`` (keypoint U-Nets
     + RANSAC affine; needs ``weights_dir``) or ``none`` (zero offsets). ``config``: a
     :class:`~sarfusion.registration.dense.DenseConfig` for the dense mode.
     Returns ``{"offsets": path, "mode", "seconds", "stats"}``.
@@ -38,8 +39,11 @@ def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str
         from sarfusion.registration.keypoints import keypoint_affine
         field, stats = keypoint_affine(grid, weights_dir)
     else:
+        from sarfusion.engine import select_device
         from sarfusion.registration.dense import dense_field
-        field, stats = dense_field(grid, config)
+        from sarfusion.registration.descriptors import load_descriptors
+        device = select_device(config.device if config is not None else None)
+        field, stats = dense_field(grid, config, descriptors=load_descriptors(weights_dir, device))
     out = write_offsets(grid, field, out_path)
     if preview_dir is not None:
         from sarfusion.registration.previews import write_previews

@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("dense", "baseline", "none"), default="dense",
                    help="dense: training-free coarse-to-fine local matching; baseline: keypoint U-Nets + "
                         "RANSAC affine (needs --weights); none: zero offsets")
-    p.add_argument("--weights", default=None, help="folder with keypoints.pt from register-train (baseline mode)")
+    p.add_argument("--weights", default=None,
+                   help="folder from register-train: keypoints.pt (needed by the baseline mode) and "
+                        "descriptors.pt (the dense mode then uses the learned descriptors; without "
+                        "it the dense mode is training-free)")
     p.add_argument("--tiepoints", default=None,
                    help="tie-point CSV (sar_row,sar_col,optical_row,optical_col): also score the result")
     p.add_argument("--preview", default=None, help="folder for PNG previews (offset vectors, checkerboards)")
@@ -36,18 +39,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     t = subparsers.add_parser(
         "register-train",
-        help="train the keypoint-baseline U-Nets from scenes with tie points",
+        help="train the keypoint-baseline U-Nets and the dense mode's descriptors from scenes with tie points",
         description=(
-            "Train the SN9 keypoint baseline (optical-keypoint and SAR-keypoint heatmap U-Nets) from "
-            "every <aoi>_optical_<split>.tif / <aoi>_sar_<split>.tif / <aoi>_tiepoints_<split>.csv "
-            "triple under --data. Writes <weights>/keypoints.pt, keypoints_config.json and a resumable "
-            "run folder <weights>/keypoints_run."),
+            "Train the SN9 keypoint baseline (optical-keypoint and SAR-keypoint heatmap U-Nets) and the "
+            "dense mode's learned descriptors from every <aoi>_optical_<split>.tif / <aoi>_sar_<split>.tif "
+            "/ <aoi>_tiepoints_<split>.csv triple under --data. The descriptors learn to match the "
+            "ground: their label is <aoi>_groundfield_<split>.tif where present (synthetic scenes), else "
+            "a smooth field through the tie points. Writes <weights>/keypoints.pt, descriptors.pt, "
+            "their *_config.json and resumable run folders <weights>/keypoints_run, descriptors_run."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     t.add_argument("--data", required=True, help="folder holding the scene triples (searched recursively)")
     t.add_argument("--weights", required=True, help="output folder for the weights")
     t.add_argument("--preset", choices=("demo", "full"), default="demo",
-                   help="demo: tiny nets, CPU ~1-2 min; full: the real recipe (GPU)")
+                   help="demo: tiny nets / short runs, CPU minutes; full: the real recipe (GPU)")
+    t.add_argument("--what", choices=("all", "keypoints", "descriptors"), default="all",
+                   help="which networks to train")
     add_json_flag(t)
     t.set_defaults(func=_train)
 
@@ -72,10 +79,16 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sarfusion.registration.keypoints import train_keypoints
-    path = train_keypoints(args.data, args.weights, args.preset)
+    paths = {}
+    if args.what in ("all", "keypoints"):
+        from sarfusion.registration.keypoints import train_keypoints
+        paths["keypoints"] = str(train_keypoints(args.data, args.weights, args.preset))
+    if args.what in ("all", "descriptors"):
+        from sarfusion.registration.descriptors import train_descriptors
+        paths["descriptors"] = str(train_descriptors(args.data, args.weights, args.preset))
     if args.json:
-        print_json({"weights": str(path)})
+        print_json({"weights": paths})
     else:
-        print(f"wrote {path}")
+        for path in paths.values():
+            print(f"wrote {path}")
     return 0

@@ -13,6 +13,10 @@ not on the search border) and consistent with their neighbours; a rejected node 
 or third NCC peak when that one agrees with its neighbours. Survivors are interpolated into a
 smooth field that seeds the next level. The scene is processed
 in tiles of ``tile`` level pixels, so memory stays bounded for 13,000 px scenes.
+
+With trained descriptor nets (:mod:`~sarfusion.registration.descriptors`, from ``--weights``) the
+levels they were trained for match learned features instead of the oriented gradients, and
+without the SAR layover / shadow masks (the nets learned what does not move with the ground).
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sarfusion.registration.align import SceneGrid, to_intensity
+from sarfusion.registration.align import SceneGrid, to_intensity, warped_sar
+from sarfusion.registration.descriptors import Descriptors
 from sarfusion.registration.features import oriented_gradients
 from sarfusion.registration.field import (NodeField, ZeroField, fill_smooth, reject_far_from_affine,
                                           reject_inconsistent, rescue_with_candidates)
@@ -242,33 +247,6 @@ def _layover_shadow_mask(sar: np.ndarray, valid: np.ndarray, cfg: DenseConfig) -
     return mask
 
 
-def _warped_sar(grid: SceneGrid, prior, f: int, row0: int, col0: int, height: int,
-                width: int) -> tuple[np.ndarray, int, int]:
-    """SAR intensity ``(height, width)`` float32 on the level-``f`` box at (row0, col0), resampled
-    through ``prior``: pixel (i, j) shows the SAR at level position (i, j) + prior / f, i.e. where
-    the prior says the optical pixel's counterpart is. 0 where that falls outside the SAR.
-    Returned with origin (row0, col0), so windows index it like an unshifted SAR box."""
-    rows = (np.arange(row0, row0 + height, dtype=np.float64) + 0.5)[:, None]
-    cols = (np.arange(col0, col0 + width, dtype=np.float64) + 0.5)[None, :]
-    off = prior.sample(np.broadcast_to(rows * f, (height, width)), np.broadcast_to(cols * f, (height, width)))
-    src_r = (rows - 0.5 + off[0] / f).astype(np.float32)  # level pixel index (centre convention)
-    src_c = (cols - 0.5 + off[1] / f).astype(np.float32)
-    b_r0, b_c0 = int(math.floor(float(src_r.min()))) - 2, int(math.floor(float(src_c.min()))) - 2
-    b_h = int(math.ceil(float(src_r.max()))) + 3 - b_r0
-    b_w = int(math.ceil(float(src_c.max()))) + 3 - b_c0
-    sar = to_intensity(grid.read("sar", (b_c0, b_r0, b_w, b_h), f), "sar")
-    if not (sar != 0).any():
-        return np.zeros((height, width), np.float32), row0, col0
-    mr, mc = src_r - b_r0, src_c - b_c0
-    out = cv2.remap(sar, mc, mr, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    valid = cv2.remap((sar != 0).astype(np.uint8), mc, mr, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                      borderValue=0) > 0
-    valid &= cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    out[~valid] = 0
-    out[valid & (out == 0)] = np.float32(1e-6)  # keep exact 0 for "no data" only
-    return out, row0, col0
-
-
 def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device) -> tuple[np.ndarray, dict]:
     """One scene-wide translation (dy, dx) float32 in grid px, and its statistics.
 
@@ -299,8 +277,10 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device) -> tup
 
 
 def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
-                device: torch.device) -> tuple[NodeField, dict]:
-    """Match one level's node lattice; returns the cleaned, filled field and statistics."""
+                device: torch.device, descriptors: Descriptors | None = None) -> tuple[NodeField, dict]:
+    """Match one level's node lattice; returns the cleaned, filled field and statistics.
+    ``descriptors``: learned features replace the oriented gradients on the factors they were
+    trained for (VHR grids only: they were trained on ~0.4 m SN9-like pairs)."""
     f, t, r, s = level.factor, level.template, level.radius, level.spacing
     col0, row0, bw, bh = grid.optical_box(f)
     n_r = max(1, (bh - t) // s + 1)
@@ -315,6 +295,7 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
     prior_lvl = np.round(prior_grid / f).astype(np.int64)
     warped = cfg.warp_search and not isinstance(prior, ZeroField)
     vhr = bool(grid.crs_wkt) and grid.res < cfg.vhr_m
+    learned = descriptors is not None and vhr and f in descriptors.factors
     # Offsets are measured relative to the prior at the node (warped search) or to its rounding.
     base = prior_grid if warped else (prior_lvl * f).astype(np.float32)
     values = np.full((2, n_r, n_c), np.nan, np.float32)
@@ -333,7 +314,8 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         # Optical box: all templates of these nodes.
         o_r0, o_c0 = int(rr[0] - half), int(cc[0] - half)
         o_box = (o_c0, o_r0, int(cc[-1] + half - o_c0), int(rr[-1] + half - o_r0))
-        opt_img = to_intensity(grid.read("optical", o_box, f), "optical")
+        opt_arr = grid.read("optical", o_box, f)
+        opt_img = to_intensity(opt_arr, "optical")
         if not (opt_img != 0).any():
             continue
         if warped:
@@ -341,7 +323,7 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
             # local distortion the prior already explains is undone, so templates match the
             # residual only (sharper peaks than shifting a rigid window, whose content the
             # ~20% local strain of SN9-like fields smears). Windows are then centred on nodes.
-            sar_img, s_r0, s_c0 = _warped_sar(grid, prior, f, o_r0 - r, o_c0 - r,
+            sar_img, s_r0, s_c0 = warped_sar(grid, prior, f, o_r0 - r, o_c0 - r,
                                               o_box[3] + 2 * r, o_box[2] + 2 * r)
             shift_r = np.zeros((len(rr), len(cc)), np.int64)
             shift_c = np.zeros((len(rr), len(cc)), np.int64)
@@ -355,8 +337,12 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
             shift_r, shift_c = pr[0], pr[1]
         if not (sar_img != 0).any():
             continue
-        fo = _features(opt_img, cfg, vhr)
-        fs = _features(sar_img, cfg, vhr)
+        if learned:
+            fo = descriptors.features(opt_arr, "optical", f)
+            fs = descriptors.features(sar_img, "sar", f)
+        else:
+            fo = _features(opt_img, cfg, vhr)
+            fs = _features(sar_img, cfg, vhr)
         vo, vs = opt_img != 0, sar_img != 0
         if cfg.masked_ncc:
             # Feature support near the footprint border is cut by the gradient's padding guard:
@@ -364,7 +350,9 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
             erode = np.ones((2 * cfg.mask_erode + 1,) * 2, np.uint8)
             mo = cv2.erode(vo.astype(np.uint8), erode).astype(bool)
             ms = cv2.erode(vs.astype(np.uint8), erode).astype(bool)
-            if vhr and (cfg.sar_bright_quantile > 0 or cfg.sar_dark_quantile > 0) \
+            # (not with learned descriptors: they learned what moves with the ground, and the
+            # masks cost them: SN9 2048 px seeds 200 / 201 21.76 / 23.06 -> 21.51 / 21.00 px)
+            if vhr and not learned and (cfg.sar_bright_quantile > 0 or cfg.sar_dark_quantile > 0) \
                     and f <= cfg.sar_bright_max_factor and vs.any():
                 ms &= ~_layover_shadow_mask(sar_img, vs, cfg)
         temps, searches, idx, tmasks, smasks = [], [], [], [], []
@@ -447,13 +435,15 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
     return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), smooth), stats
 
 
-def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None,
-                prior: NodeField | None = None) -> tuple[NodeField | ZeroField, list[dict]]:
+def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None, prior: NodeField | None = None,
+                descriptors: Descriptors | None = None) -> tuple[NodeField | ZeroField, list[dict]]:
     """Coarse-to-fine dense offsets on the registration grid (dy, dx in grid px) and per-level stats.
 
     ``prior``: start from this field instead of zero offsets, running only the levels at the
     finest configured factor (e.g. to refine another estimate, or, in the registration
     diagnostics, to see where the matching settles when started from the true field).
+    ``descriptors``: trained descriptor nets (:func:`~sarfusion.registration.descriptors.load_descriptors`)
+    used instead of the oriented gradients where they apply; None: training-free.
     """
     cfg = cfg or DenseConfig()
     from sarfusion.engine import select_device
@@ -474,7 +464,7 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None,
                             np.broadcast_to(shift[:, None, None], (2, 2, 2)).astype(np.float32).copy())
     # the global shift already covers the range the dropped coarse levels would have searched
     for level in plan_levels(grid, cfg, carry_reach=not small):
-        current, st = match_level(grid, level, current, cfg, device)
+        current, st = match_level(grid, level, current, cfg, device, descriptors)
         st.update(template=level.template, radius=level.radius, spacing=level.spacing)
         log.info("dense level x%d: %d nodes, %d matched, %d kept", st["factor"], st["nodes"],
                  st["matched"], st["kept"])

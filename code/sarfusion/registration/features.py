@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 
-def _normalise_intensity(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def normalise_intensity(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Robustly standardise an intensity image (median / IQR of valid pixels)."""
     out = img.astype(np.float32, copy=True)
     if valid.any():
@@ -39,7 +39,7 @@ def oriented_gradients(img: np.ndarray, n_orient: int = 8, pre_sigma: float = 1.
         float32 ``(n_orient, h, w)``; 0 where the input is padding.
     """
     valid = img != 0
-    x = _normalise_intensity(img, valid)
+    x = normalise_intensity(img, valid)
     if pre_sigma > 0:
         x = cv2.GaussianBlur(x, (0, 0), pre_sigma)
     gx = cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3)

@@ -9,6 +9,9 @@ Per scene ``<aoi>`` (``synth_aoi_<k>``) and split, written to ``out_dir``:
   crossings and building corners).
 - ``<aoi>_offsets_<split>.tif``: the TRUE dense offset map in the submission format (2 bands
   float32 dx, dy in optical pixels, the optical's size, geotransform and CRS).
+- ``<aoi>_groundfield_<split>.tif``: the ground misalignment alone (no layover), 2 bands float32
+  dx, dy in optical pixels, sampled at the centres of ``GROUND_FIELD_STEP``-pixel optical blocks
+  (its own geotransform): the label the learned dense descriptors train on.
 
 Misalignment (SPEC section 4), in metres on the ground, scaled by ``difficulty``: a global shift
 (sized so the mean displacement is 22-28 m), an affine part (~1.5% scale/rotation) and a smooth
@@ -44,6 +47,7 @@ OPTICAL_M = 0.3
 SAR_M = 0.41
 FIELD_CELL_M = 2.0
 CORRELATION_LENGTH_M = 45.0
+GROUND_FIELD_STEP = 16  # optical px per ground-field cell (4.8 m; the field varies over ~45 m)
 TIEPOINT_COLUMNS = ["sar_row", "sar_col", "optical_row", "optical_col"]
 SAR_DB_RANGE = (-30.0, 10.0)
 DEFAULT_LOOKS = 4.0
@@ -204,6 +208,12 @@ def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, di
     fx, fy = _sample_field(field, np.broadcast_to(gx, (size, size)), np.broadcast_to(gy, (size, size)))
     offsets = np.stack([(gx - cx + fx) / OPTICAL_M, (gy - cy + fy) / OPTICAL_M]).astype(np.float32)
     del gx, gy, fx, fy, lay, geo_h
+    n_cells = -(-size // GROUND_FIELD_STEP)
+    cell = ((np.arange(n_cells, dtype=np.float32) + 0.5) * GROUND_FIELD_STEP * OPTICAL_M)
+    gfx, gfy = _sample_field(field, np.broadcast_to(ox + cell[None, :], (n_cells, n_cells)),
+                             np.broadcast_to(oy + cell[:, None], (n_cells, n_cells)))
+    ground_field = np.stack([gfx, gfy]) / np.float32(OPTICAL_M)
+    gt_ground = (gt_opt[0], OPTICAL_M * GROUND_FIELD_STEP, 0.0, gt_opt[3], 0.0, -OPTICAL_M * GROUND_FIELD_STEP)
 
     # ---- SAR: for each SAR pixel centre P find Q with Q + field(Q) = P, sample the ground render
     sc = (sx + (np.arange(sar_px, dtype=np.float32) + 0.5) * SAR_M)[None, :]
@@ -278,10 +288,12 @@ def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, di
         "sar": out_dir / f"{aoi}_sar_{split}.tif",
         "tiepoints": out_dir / f"{aoi}_tiepoints_{split}.csv",
         "offsets": out_dir / f"{aoi}_offsets_{split}.tif",
+        "groundfield": out_dir / f"{aoi}_groundfield_{split}.tif",
     }
     write_raster(paths["optical"], optical, gt_opt, EPSG)
     write_raster(paths["sar"], sar_u8, gt_sar, EPSG, nodata=0)
     write_raster(paths["offsets"], offsets, gt_opt, EPSG)
+    write_raster(paths["groundfield"], ground_field.astype(np.float32), gt_ground, EPSG)
     write_csv_atomic(paths["tiepoints"], ties)
     if preview_dir is not None:
         opt_bgr = P.rgb_to_bgr(optical)
@@ -309,7 +321,7 @@ def generate_sn9(out_dir: str | Path, size: int = 4096, seed: int = 0, difficult
         split: the ``<split>`` token of the file names (e.g. ``train``, ``test``).
 
     Returns:
-        one dict per scene with Paths ``optical``, ``sar``, ``tiepoints``, ``offsets``.
+        one dict per scene with Paths ``optical``, ``sar``, ``tiepoints``, ``offsets``, ``groundfield``.
     """
     if size < 512:
         raise InputError(f"--size must be at least 512 optical pixels, got {size}")

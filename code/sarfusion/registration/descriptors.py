@@ -1,0 +1,344 @@
+"""Learned dense descriptors for the dense mode: the oriented-gradient features, refined by small CNNs
+trained so that template NCC peaks at the GROUND match.
+
+Why: the hand-made features (:mod:`~sarfusion.registration.features`) respond as strongly to
+elevated clutter as to the ground, and in SAR that clutter is displaced toward the sensor by its
+layover (and followed by radar shadow). On SN9-like scenes the features' own NCC optimum is
+therefore not the ground field the tie points are scored on (the true field scores a LOWER local
+NCC than the estimate). A net that sees a few metres of context can learn which structure moves
+with the ground and which does not.
+
+One pair of nets per pyramid factor (optical: oriented gradients + intensity + RGB, 12 channels in;
+SAR: oriented gradients + intensity, 9 in; both ``n_orient`` out, added to the input gradients so
+an untrained net is the plain features). Training mimics one dense level: an optical template
+and a SAR search window that holds the true match at a random shift, the SAR resampled through
+the label field first (as the dense mode's warped search does); the loss is the cross entropy of
+the softmax of ``tau * NCC`` over the window against the true shift.
+
+Label field: a scene's ``<aoi>_groundfield_<split>.tif`` when present (the synthetic scenes write
+the ground misalignment without layover), otherwise a smooth field through its tie points.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from sarfusion.config import choose_preset, describe
+from sarfusion.engine import Engine, EngineConfig, save_config, save_torch_atomic, seed_everything
+from sarfusion.errors import InputError
+from sarfusion.registration.align import SceneGrid, scene_grid, to_intensity, warped_sar
+from sarfusion.registration.features import normalise_intensity, oriented_gradients
+from sarfusion.registration.field import AffineField, NodeField
+from sarfusion.registration.matching import ncc_map
+
+log = logging.getLogger(__name__)
+WEIGHTS_NAME = "descriptors.pt"
+OPTICAL_INPUTS = 4   # + n_orient: intensity, R, G, B
+SAR_INPUTS = 1       # + n_orient: intensity
+
+
+@dataclass
+class DescriptorConfig:
+    """Descriptor training settings (presets ``demo`` and ``full``)."""
+
+    engine: EngineConfig = dc_field(default_factory=EngineConfig)
+    # (factor, template, radius) in level px: the levels the nets are trained for, one pair each
+    levels: tuple[tuple[int, int, int], ...] = ((2, 48, 8), (4, 32, 10))
+    n_orient: int = 8
+    pre_sigma: float = 0.0       # level px: the oriented gradients the nets refine (the dense
+    feature_sigma: float = 1.0   # mode's VHR settings; the nets are used on VHR grids only)
+    hidden: int = 24
+    context: int = 8             # level px of input around each crop (the nets' receptive radius)
+    tau: float = 20.0            # initial NCC -> logit scale (learned)
+    lr: float = 1e-3
+    crops_per_scene: int = 512   # dataset length per scene (an epoch)
+    max_side: int = 1024         # level px: the central window of a scene that is held in memory
+    min_valid: float = 0.98      # fraction of a crop inside both scenes
+    label_spacing_m: float = 4.0   # tie-point label field: lattice spacing (no ground-field file)
+
+
+PRESETS = {
+    # demo: minutes on 2 CPU cores; full: on a GPU
+    "demo": DescriptorConfig(engine=EngineConfig(max_steps=300, batch_size=32, checkpoint_every=100, log_every=25)),
+    "full": DescriptorConfig(engine=EngineConfig(max_steps=6000, batch_size=64, checkpoint_every=500, log_every=50)),
+}
+
+
+class DescriptorNet(nn.Module):
+    """``(B, n_orient + extra, H, W)`` -> ``(B, n_orient, H, W)``: the first ``n_orient`` input
+    channels (oriented gradients) plus a learned correction from a dilated-conv context of
+    ~15 px (the last layer starts at zero, so an untrained net returns its input features)."""
+
+    def __init__(self, in_channels: int, n_orient: int = 8, hidden: int = 24):
+        super().__init__()
+        self.n_orient = n_orient
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=4, dilation=4), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, n_orient, 1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :self.n_orient] + self.body(x)
+
+
+class DescriptorModels(nn.Module):
+    """The nets of every trained factor (``opt<f>``, ``sar<f>``) and the learned logit scale."""
+
+    def __init__(self, cfg: DescriptorConfig):
+        super().__init__()
+        self.nets = nn.ModuleDict()
+        for f, _, _ in cfg.levels:
+            self.nets[f"opt{f}"] = DescriptorNet(cfg.n_orient + OPTICAL_INPUTS, cfg.n_orient, cfg.hidden)
+            self.nets[f"sar{f}"] = DescriptorNet(cfg.n_orient + SAR_INPUTS, cfg.n_orient, cfg.hidden)
+        self.log_tau = nn.Parameter(torch.tensor(math.log(cfg.tau)))
+
+    def forward(self, batch: dict[str, torch.Tensor], factor: int, context: int) -> torch.Tensor:
+        """``(B, (2r + 1)^2)`` logits ``tau * NCC`` of a batch's templates (``opt<f>``) over their
+        search windows (``sar<f>``), both cut by ``context`` px after the nets."""
+        c = context
+        fo = self.nets[f"opt{factor}"](batch[f"opt{factor}"])[:, :, c:-c, c:-c]
+        fs = self.nets[f"sar{factor}"](batch[f"sar{factor}"])[:, :, c:-c, c:-c]
+        return ncc_map(fo, fs).flatten(1) * self.log_tau.exp()
+
+
+def descriptor_inputs(image: np.ndarray, modality: str, cfg: DescriptorConfig) -> np.ndarray:
+    """Net input ``(n_orient + extra, h, w)`` float32 of one level image.
+
+    ``image``: optical ``(bands, h, w)`` as read (RGB 0-255; fewer bands are repeated), or the SAR
+    intensity ``(h, w)`` float32 of :func:`~sarfusion.registration.align.to_intensity` (0 = nodata).
+    """
+    if modality == "optical":
+        rgb = np.asarray(image, np.float32)[:3]
+        if rgb.shape[0] < 3:
+            rgb = np.repeat(rgb[:1], 3, axis=0)
+        intensity = to_intensity(rgb, "optical")
+        extra = [np.where(intensity != 0, rgb / 127.5 - 1.0, 0.0).astype(np.float32)]
+    else:
+        intensity = np.asarray(image, np.float32)
+        extra = []
+    valid = intensity != 0
+    grads = oriented_gradients(intensity, cfg.n_orient, cfg.pre_sigma, cfg.feature_sigma)
+    return np.concatenate([grads, normalise_intensity(intensity, valid)[None]] + extra).astype(np.float32)
+
+
+class Descriptors:
+    """Trained descriptor nets, ready for the dense mode (:func:`load_descriptors`)."""
+
+    def __init__(self, models: DescriptorModels, cfg: DescriptorConfig, device: torch.device):
+        self.models = models.to(device).eval()
+        self.cfg = cfg
+        self.device = device
+        self.factors = {f for f, _, _ in cfg.levels}
+
+    @torch.no_grad()
+    def features(self, image: np.ndarray, modality: str, factor: int) -> np.ndarray:
+        """Descriptors ``(n_orient, h, w)`` float32 of one level image (see :func:`descriptor_inputs`);
+        0 where the image is nodata, like the oriented gradients."""
+        x = descriptor_inputs(image, modality, self.cfg)
+        net = self.models.nets[f"{'opt' if modality == 'optical' else 'sar'}{factor}"]
+        out = net(torch.from_numpy(x)[None].to(self.device))[0].float().cpu().numpy()
+        image = np.asarray(image)
+        valid = np.any(image != 0, axis=0) if image.ndim == 3 else image != 0
+        out[:, ~valid] = 0  # nodata stays 0, as in the plain features
+        return out
+
+
+def load_descriptors(weights_dir: str | Path | None, device: torch.device) -> Descriptors | None:
+    """The descriptor nets in ``weights_dir`` (``descriptors.pt``), or None when there are none."""
+    if weights_dir is None:
+        return None
+    path = Path(weights_dir) / WEIGHTS_NAME
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location=device, weights_only=False)
+    cfg = state["config"]
+    models = DescriptorModels(cfg)
+    models.load_state_dict(state["models"])
+    log.info("dense mode: learned descriptors from %s (factors %s)", path, sorted(f for f, _, _ in cfg.levels))
+    return Descriptors(models, cfg, device)
+
+
+# ---- label fields ------------------------------------------------------------------------------
+
+def ground_field_path(optical_path: str | Path) -> Path:
+    """``<aoi>_groundfield_<split>.tif`` beside ``<aoi>_optical_<split>.tif``."""
+    p = Path(optical_path)
+    return p.with_name(p.name.replace("_optical_", "_groundfield_"))
+
+
+def label_field(grid: SceneGrid, optical_path: str | Path, tiepoints_path: str | Path,
+                spacing_m: float = 4.0) -> NodeField:
+    """The field (grid px) the descriptors learn to find: the ground-field file when the scene has
+    one (a lattice of dx, dy in optical px, its own geotransform), otherwise a smooth field through
+    the tie points (affine + a thin-plate spline of the residuals, on a ``spacing_m`` lattice)."""
+    from sarfusion.io.raster import raster_info, read_raster
+    sx, sy = grid.optical_scale
+    gpath = ground_field_path(optical_path)
+    if gpath.is_file():
+        info, opt = raster_info(gpath), raster_info(optical_path)
+        values = read_raster(gpath).astype(np.float32)
+        if values.shape[0] != 2:
+            raise InputError(f"ground field must have 2 bands (dx, dy), has {values.shape[0]}", gpath)
+        gt, ogt = info.geotransform, opt.geotransform
+        # lattice cell centres -> optical pixel coordinates -> grid coordinates
+        col0 = (gt[0] + 0.5 * gt[1] - ogt[0]) / ogt[1]
+        row0 = (gt[3] + 0.5 * gt[5] - ogt[3]) / ogt[5]
+        r, c = grid.optical_to_grid(np.array([row0]), np.array([col0]))
+        step = gt[1] / ogt[1] / sx
+        return NodeField(float(r[0]), float(c[0]), float(step), np.stack([values[1] / sy, values[0] / sx]))
+    from scipy.interpolate import RBFInterpolator
+    from sarfusion.registration.keypoints import read_tiepoints_grid
+    pts = read_tiepoints_grid(grid, tiepoints_path)
+    if len(pts) < 3:
+        raise InputError("needs at least 3 tie points for a label field", tiepoints_path)
+    a = np.column_stack([pts[:, 1], pts[:, 0], np.ones(len(pts))])
+    affine = np.linalg.lstsq(a, pts[:, [3, 2]], rcond=None)[0].T  # SAR (x, y) from optical (col, row, 1)
+    base = AffineField(affine)
+    resid = np.stack([pts[:, 2] - pts[:, 0], pts[:, 3] - pts[:, 1]]) - base.sample(pts[:, 0], pts[:, 1])
+    # thin-plate spline through the residuals: the ground tie points are matched exactly, and the
+    # field bends smoothly in between (a few px of smoothing absorbs the integer rounding)
+    spline = RBFInterpolator(pts[:, :2], resid.T, kernel="thin_plate_spline", smoothing=float(len(pts)))
+    step = spacing_m / grid.res if grid.crs_wkt else 32.0
+    n_r, n_c = int(grid.height / step) + 1, int(grid.width / step) + 1
+    lr, lc = np.meshgrid(np.arange(n_r) * step, np.arange(n_c) * step, indexing="ij")
+    values = spline(np.column_stack([lr.ravel(), lc.ravel()])).T.reshape(2, n_r, n_c)
+    return NodeField(0.0, 0.0, float(step), (values + base.sample(lr, lc)).astype(np.float32))
+
+
+# ---- training data -----------------------------------------------------------------------------
+
+class DescriptorCrops(Dataset):
+    """Aligned optical / SAR crop pairs of every trained level, read once into memory.
+
+    Each scene's central ``max_side`` level px are read at every factor, the SAR resampled through
+    the label field (so the ground matches at zero offset), and turned into net inputs. Crops are
+    centred anywhere with a ground-field file, on the tie points without one. A sample
+    is, per factor ``f``: ``opt<f>`` ``(C_o, t + 2c, t + 2c)``, ``sar<f>`` ``(C_s, t + 2r + 2c, ...)``
+    (float32; ``c`` the context) and ``target<f>``, the flat index of the true shift in the
+    ``(2r + 1)^2`` NCC map. Crops are drawn from (seed, epoch, index): resumable, deterministic.
+    """
+
+    def __init__(self, triples: list[tuple[Path, Path, Path]], cfg: DescriptorConfig, seed: int = 0):
+        self.cfg = cfg
+        self.seed = seed
+        self.epoch = 0
+        self.scenes: list[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]] = []
+        from tqdm.auto import tqdm
+        from sarfusion.registration.keypoints import read_tiepoints_grid
+        for opt, sar, tp in tqdm(triples, desc="descriptor scenes", leave=False):
+            grid = scene_grid(opt, sar)
+            labels = label_field(grid, opt, tp, cfg.label_spacing_m)
+            # Without a ground field the label is exact only at the tie points (a spline between
+            # them is ~20 px off on SN9-like fields): crops are then centred on tie points.
+            ties = None if ground_field_path(opt).is_file() else read_tiepoints_grid(grid, tp)[:, :2]
+            levels = {}
+            for f, t, r in cfg.levels:
+                c0, r0, bw, bh = grid.optical_box(f)
+                w, h = min(bw, cfg.max_side), min(bh, cfg.max_side)
+                if min(w, h) <= 2 * self.margin(t, r):
+                    continue  # too small for this level's crops
+                c0, r0 = c0 + (bw - w) // 2, r0 + (bh - h) // 2
+                rgb = grid.read("optical", (c0, r0, w, h), f)
+                sar_img, _, _ = warped_sar(grid, labels, f, r0, c0, h, w)
+                valid = np.any(rgb != 0, axis=0) & (sar_img != 0)
+                centres = None
+                if ties is not None:
+                    centres = np.rint(ties / f - [r0, c0]).astype(np.int64)
+                    m = self.margin(t, r)
+                    centres = centres[((centres >= m) & (centres < [h - m, w - m])).all(axis=1)]
+                    if not len(centres):
+                        continue
+                levels[f] = (descriptor_inputs(rgb, "optical", cfg).astype(np.float16),
+                             descriptor_inputs(sar_img, "sar", cfg).astype(np.float16), valid, centres)
+            self.scenes.append(levels)
+        for f, t, r in cfg.levels:
+            if not any(f in lv for lv in self.scenes):
+                raise InputError(f"no scene is large enough for descriptor training at x{f} (its level "
+                                 f"image must exceed {2 * self.margin(t, r)} px a side, i.e. "
+                                 f"{2 * self.margin(t, r) * f} registration-grid px)", triples[0][0].parent)
+        log.info("descriptor training: %d scenes, factors %s", len(self.scenes), [f for f, _, _ in cfg.levels])
+
+    def margin(self, template: int, radius: int) -> int:
+        """Level px a crop centre keeps from the image border (template, shifted window, context)."""
+        return template // 2 + 2 * radius + self.cfg.context + 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.scenes) * self.cfg.crops_per_scene
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        scene = index // self.cfg.crops_per_scene
+        c = self.cfg.context
+        out = {}
+        for f, t, r in self.cfg.levels:
+            have = [i for i, lv in enumerate(self.scenes) if f in lv]
+            xo, xs, valid, centres = self.scenes[scene if scene in have else have[int(rng.integers(len(have)))]][f]
+            h, w = valid.shape
+            margin = self.margin(t, r)
+            so, ss = t + 2 * c, t + 2 * r + 2 * c
+            for _ in range(50):  # a placement inside both scenes (nearly always the first one)
+                if centres is None:
+                    cy, cx = rng.integers(margin, h - margin), rng.integers(margin, w - margin)
+                else:
+                    cy, cx = centres[rng.integers(len(centres))]
+                d = rng.integers(-r, r + 1, size=2)  # where the true match sits in the window
+                oy, ox = cy - t // 2 - c, cx - t // 2 - c
+                sy, sx = oy - r + d[0], ox - r + d[1]
+                if valid[oy:oy + so, ox:ox + so].mean() >= self.cfg.min_valid and \
+                        valid[sy:sy + ss, sx:sx + ss].mean() >= self.cfg.min_valid:
+                    break
+            out[f"opt{f}"] = torch.from_numpy(xo[:, oy:oy + so, ox:ox + so].astype(np.float32))
+            out[f"sar{f}"] = torch.from_numpy(xs[:, sy:sy + ss, sx:sx + ss].astype(np.float32))
+            # the template lines up with the window placed at top-left (r - d)
+            out[f"target{f}"] = torch.tensor(int((r - d[0]) * (2 * r + 1) + (r - d[1])))
+        return out
+
+
+def train_descriptors(data_dir: str | Path, weights_dir: str | Path, preset: str = "demo",
+                      config: DescriptorConfig | None = None) -> Path:
+    """Train the descriptor nets on every scene triple under ``data_dir``; returns
+    ``weights_dir/descriptors.pt`` (state dict + config), with ``descriptors_config.json`` beside it.
+    Resumes from ``weights_dir/descriptors_run`` when interrupted."""
+    from sarfusion.registration.keypoints import find_triples
+    cfg = config or choose_preset(PRESETS, preset)
+    log.info("descriptor config:\n%s", describe(cfg))
+    weights_dir = Path(weights_dir)
+    dataset = DescriptorCrops(find_triples(data_dir), cfg, seed=cfg.engine.seed)
+    seed_everything(cfg.engine.seed)
+    models = DescriptorModels(cfg)
+    optim = torch.optim.Adam(models.parameters(), lr=cfg.lr)
+    engine = Engine(weights_dir / "descriptors_run", cfg.engine, {"descriptors": models},
+                    {"descriptors": optim}, task_config=cfg)
+    loader = engine.make_loader(dataset, shuffle=True)
+
+    def step(ctx, batch) -> dict:
+        out, total = {}, 0.0
+        with ctx.autocast():
+            for f, _, _ in cfg.levels:
+                logits = ctx.models["descriptors"](batch, f, cfg.context).float()
+                loss = nn.functional.cross_entropy(logits, batch[f"target{f}"])
+                hit = (logits.argmax(1) == batch[f"target{f}"]).float().mean()
+                out[f"loss_x{f}"], out[f"exact_x{f}"] = loss.item(), hit.item()
+                total = total + loss
+        ctx.backward(total, "descriptors")
+        return out
+
+    metrics = engine.fit(loader, step, desc="descriptors")
+    log.info("descriptor training done: %s", metrics)
+    path = weights_dir / WEIGHTS_NAME
+    save_torch_atomic({"config": cfg, "models": engine.models["descriptors"].state_dict()}, path)
+    save_config(cfg, weights_dir / "descriptors_config.json")
+    return path
