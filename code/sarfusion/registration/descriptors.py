@@ -261,8 +261,10 @@ class DescriptorCrops(Dataset):
                 levels[f] = (descriptor_inputs(rgb, "optical", cfg).astype(np.float16),
                              descriptor_inputs(sar_img, "sar", cfg).astype(np.float16), valid, centres)
             self.scenes.append(levels)
+        # per factor, the scenes large enough for it
+        self.scenes_with = {f: [i for i, lv in enumerate(self.scenes) if f in lv] for f, _, _ in cfg.levels}
         for f, t, r in cfg.levels:
-            if not any(f in lv for lv in self.scenes):
+            if not self.scenes_with[f]:
                 raise InputError(f"no scene is large enough for descriptor training at x{f} (its level "
                                  f"image must exceed {2 * self.margin(t, r)} px a side, i.e. "
                                  f"{2 * self.margin(t, r) * f} registration-grid px)", triples[0][0].parent)
@@ -284,7 +286,7 @@ class DescriptorCrops(Dataset):
         c = self.cfg.context
         out = {}
         for f, t, r in self.cfg.levels:
-            have = [i for i, lv in enumerate(self.scenes) if f in lv]
+            have = self.scenes_with[f]
             xo, xs, valid, centres = self.scenes[scene if scene in have else have[int(rng.integers(len(have)))]][f]
             h, w = valid.shape
             margin = self.margin(t, r)
