@@ -65,10 +65,9 @@ def table(work: Path, size: int, train_seeds: list[int], test_seeds: list[int], 
     """The error table; trains the keypoint nets and the descriptors on ``train_seeds`` unless
     ``weights_dir`` already holds both (then ``train_seeds`` only labels the table)."""
     from sarfusion.registration.api import register_scene
-    from sarfusion.registration.descriptors import train_descriptors
-    from sarfusion.registration.keypoints import train_keypoints
     from sarfusion.config import choose_preset
-    from sarfusion.registration.descriptors import PRESETS
+    from sarfusion.registration.descriptors import PRESETS, train_descriptors
+    from sarfusion.registration.keypoints import train_keypoints
     wdir = Path(weights_dir) if weights_dir else work / "weights"
     if not ((wdir / "keypoints.pt").is_file() and (wdir / "descriptors.pt").is_file()):
         for s in train_seeds:
@@ -82,16 +81,15 @@ def table(work: Path, size: int, train_seeds: list[int], test_seeds: list[int], 
             cfg.engine.max_steps = descriptor_steps
         train_descriptors(work / "train", wdir, config=cfg)
         print(f"dense descriptors ({preset} preset, {cfg.engine.max_steps} steps) trained in {time.time() - t0:.1f} s")
-    weights = wdir / "keypoints.pt"
     rows = {k: [] for k in ("zero", "oracle affine", "baseline", "dense (training-free)", "dense (learned)")}
     secs = {k: [] for k in rows}
-    runs = (("zero", "none", None), ("baseline", "baseline", weights.parent),
-            ("dense (training-free)", "dense", None), ("dense (learned)", "dense", weights.parent))
+    runs = (("zero", "none", None), ("baseline", "baseline", wdir),
+            ("dense (training-free)", "dense", None), ("dense (learned)", "dense", wdir))
     for s in test_seeds:
         for sc in scenes(work / "test", size, s, "test"):
-            for name, mode, wdir in runs:
+            for name, mode, run_weights in runs:
                 r = register_scene(sc["optical"], sc["sar"], work / f"{name.split()[0]}_{s}_{len(rows[name])}.tif",
-                                   mode, wdir)
+                                   mode, run_weights)
                 rows[name].append(score_tiepoints(sc["optical"], sc["sar"], sc["tiepoints"], r["offsets"]))
                 secs[name].append(r["seconds"])
                 print(f"  seed {s} {name}: {rows[name][-1]['mean_px']:.2f} px", flush=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field as dc_field, replace
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -30,11 +31,13 @@ import torch
 from tqdm.auto import tqdm
 
 from sarfusion.registration.align import SceneGrid, to_intensity, warped_sar
-from sarfusion.registration.descriptors import Descriptors
 from sarfusion.registration.features import oriented_gradients
 from sarfusion.registration.field import (NodeField, ZeroField, fill_smooth, reject_far_from_affine,
                                           reject_inconsistent, rescue_with_candidates)
 from sarfusion.registration.matching import aggregate_maps, candidate_peaks, find_peaks, ncc_maps
+
+if TYPE_CHECKING:  # the training stack loads only when descriptors are actually used
+    from sarfusion.registration.descriptors import Descriptors
 
 log = logging.getLogger(__name__)
 
