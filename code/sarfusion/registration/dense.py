@@ -66,15 +66,22 @@ class DenseConfig:
 
     levels: tuple[DenseLevel, ...] = dc_field(default_factory=lambda: (
         DenseLevel(8, 48, 24, 12),
-        DenseLevel(4, 32, 18, 8),
+        DenseLevel(8, 40, 10, 8),
+        DenseLevel(4, 32, 10, 8),
         DenseLevel(2, 64, 12, 16),
         DenseLevel(2, 64, 8, 16, offset=0.5),
         DenseLevel(2, 48, 6, 12),
         DenseLevel(2, 48, 6, 12, offset=0.5),
     ))
-    # x4 searches +-18 level px (30 m): with 12, 16% of its peaks sat on the search border where
-    # the x8 field is far off (SN9 seeds 200 / 404 with masked NCC: 22.38 / 17.68 -> 22.01 / 16.75;
-    # 24 gave 21.88 / 16.78 at twice the x4 time).
+    # x8 runs twice: the first pass (384 grid px templates) is right on average (90% of its peaks
+    # within 1.5 level px of the template-averaged truth, SN9 2048 px seed 201) but far smoother
+    # than SN9 fields (local strain ~30%), and x4 templates matched through so smooth a field are
+    # smeared by the strain it leaves: only 19% of x4 peaks fell within 1.5 level px of the truth
+    # (96% from the true field; 86% / 25% from the true field blurred by 48 / 144 optical px).
+    # A second x8 pass with smaller templates, warped through the first, leaves x4 less strain.
+    # Learned descriptors, 2048 px seeds 200 / 201: 20.18 / 27.43 -> 17.67 / 23.49 px (t32 r8:
+    # 18.18 / 25.66; t48 r10: 18.95 / 24.14; t24 r6: 18.81 / 28.09). x4 then searches +-10 level
+    # px (was 18, for the single x8 pass: 18.18 / 25.66 -> 17.34 / 25.18 with t32 r8).
     # Each x2 level runs twice, the second time on a lattice shifted by half a node spacing, so
     # the second pass refines the field in between the first one's nodes (SN9 seeds 401-403:
     # 21.76 -> 21.18 px, 501-502: 21.59 -> 21.17 px; repeating x4 the same way hurt: 22.0 px).
