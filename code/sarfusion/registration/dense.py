@@ -81,7 +81,9 @@ class DenseConfig:
     # A second x8 pass with smaller templates, warped through the first, leaves x4 less strain.
     # Learned descriptors, 2048 px seeds 200 / 201: 20.18 / 27.43 -> 17.67 / 23.49 px (t32 r8:
     # 18.18 / 25.66; t48 r10: 18.95 / 24.14; t24 r6: 18.81 / 28.09). x4 then searches +-10 level
-    # px (was 18, for the single x8 pass: 18.18 / 25.66 -> 17.34 / 25.18 with t32 r8).
+    # px (was 18, for the single x8 pass: 18.18 / 25.66 -> 17.34 / 25.18 with t32 r8). Seeds
+    # 401-403, 501-502 learned: 18.53 -> 17.32. Training-free it is a wash (200 / 201 25.18 ->
+    # 26.43, 401-403, 501-502 19.69 -> 20.11, 4096 px 200 / 201 20.03 -> 20.04 px).
     # Each x2 level runs twice, the second time on a lattice shifted by half a node spacing, so
     # the second pass refines the field in between the first one's nodes (SN9 seeds 401-403:
     # 21.76 -> 21.18 px, 501-502: 21.59 -> 21.17 px; repeating x4 the same way hurt: 22.0 px).
