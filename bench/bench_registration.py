@@ -159,9 +159,9 @@ def diagnose(work: Path, size: int, test_seeds: list[int], weights: str | None =
     from sarfusion.registration.align import scene_grid
     from sarfusion.registration.dense import dense_field
     from sarfusion.registration.descriptors import load_descriptors
-    descriptors = load_descriptors(weights, select_device())
     from sarfusion.registration.field import NodeField
     from sarfusion.synth.sn9 import ground_offsets
+    descriptors = load_descriptors(weights, select_device())
     for seed in test_seeds:
         sc = scenes(work / "diagnose", size, seed, "test")[0]
         opt = raster_info(sc["optical"])

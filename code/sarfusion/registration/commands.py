@@ -25,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sar", required=True, help="SAR image (1 band, linear or dB)")
     p.add_argument("--out", required=True, help="output offset GeoTIFF (written atomically)")
     p.add_argument("--mode", choices=("dense", "baseline", "none"), default="dense",
-                   help="dense: training-free coarse-to-fine local matching; baseline: keypoint U-Nets + "
-                        "RANSAC affine (needs --weights); none: zero offsets")
+                   help="dense: coarse-to-fine local matching (training-free, or with the learned "
+                        "descriptors of --weights); baseline: keypoint U-Nets + RANSAC affine (needs "
+                        "--weights); none: zero offsets")
     p.add_argument("--weights", default=None,
                    help="folder from register-train: keypoints.pt (needed by the baseline mode) and "
                         "descriptors.pt (the dense mode then uses the learned descriptors; without "

@@ -1,4 +1,4 @@
-"""Dense, training-free registration: coarse-to-fine local matching of oriented-gradient features.
+"""Dense registration: coarse-to-fine local matching of oriented-gradient (or learned) features.
 
 For each pyramid level (a ``factor``-downsampled registration grid) a lattice of nodes covers the
 optical footprint. Each node's optical feature template is matched by FFT NCC inside a SAR search
@@ -55,7 +55,7 @@ class DenseLevel:
 
 @dataclass
 class DenseConfig:
-    """Settings of the dense mode (no training, no presets needed: one recipe).
+    """Settings of the dense mode (no presets: one recipe, with or without learned descriptors).
 
     Defaults suit SN9-like pairs (registration grid ~0.45 m, offsets up to ~70 m, smooth over
     ~40-50 m). Small images get a global translation first (:func:`global_shift`), then use
