@@ -16,7 +16,7 @@ from sarfusion.io.raster import raster_info, read_raster
 from sarfusion.metrics.tiepoints import read_tiepoints, reference_offsets
 from sarfusion.registration.align import scene_grid
 from sarfusion.registration.descriptors import (DescriptorConfig, DescriptorCrops, DescriptorModels,
-                                                label_field, train_descriptors)
+                                                label_field, smoothed_prior, train_descriptors)
 from sarfusion.synth.sn9 import generate_sn9, ground_offsets
 
 SIZE = 1536  # the smallest SN9 scene the dense mode treats as a scene, not a small patch
@@ -71,6 +71,30 @@ def test_label_field_is_the_ground_field_or_a_smooth_fit_through_the_tiepoints(s
           f"field between them median {np.median(between):.2f} px, the best affine {np.median(affine):.2f} px")
     assert np.median(at_ties) < 2.0
     assert np.median(between) < 0.75 * np.median(affine)
+
+
+def test_smoothed_prior_residual_points_at_the_ground_match(sn9):
+    """After resampling the SAR through a smoothed label field B, the ground match of level pixel p
+    sits at q = p + residual(p): there q + B(q) / f must equal p + T(p) / f (T the label field)."""
+    _, train, _ = sn9
+    scene = train[0]
+    grid = scene_grid(scene["optical"], scene["sar"])
+    labels = label_field(grid, scene["optical"], scene["tiepoints"])
+    f, box = 4, (40, 40, 300, 300)  # row0, col0, height, width in level px
+    smooth, residual = smoothed_prior(labels, 24.0 * f, f, *box)
+    same, no_residual = smoothed_prior(labels, 0.0, f, *box)
+    assert same is labels and no_residual is None
+    rows, cols = np.mgrid[0:box[2]:7, 0:box[3]:7]
+    e = residual[:, rows, cols].astype(np.float64)
+    p = np.stack([rows + box[0] + 0.5, cols + box[1] + 0.5])  # level px, pixel centres
+    q = p + e
+    lhs = q + smooth.sample(q[0] * f, q[1] * f) / f
+    rhs = p + labels.sample(p[0] * f, p[1] * f) / f
+    miss = np.hypot(*(lhs - rhs)).mean()
+    print(f"smoothed prior (sigma 96 grid px): residual {np.hypot(*e).mean():.2f} level px, "
+          f"fixed-point miss {miss:.3f} level px")
+    assert np.hypot(*e).mean() > 1.0  # a real strain to learn, not a no-op
+    assert miss < 0.1 * np.hypot(*e).mean()
 
 
 def _heldout_matching(models: DescriptorModels, test_dir, cfg: DescriptorConfig) -> tuple[float, float]:
