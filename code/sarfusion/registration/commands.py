@@ -46,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "dense mode's learned descriptors from every <aoi>_optical_<split>.tif / <aoi>_sar_<split>.tif "
             "/ <aoi>_tiepoints_<split>.csv triple under --data. The descriptors learn to match the "
             "ground: their label is <aoi>_groundfield_<split>.tif where present (synthetic scenes), else "
-            "a smooth field through the tie points. Writes <weights>/keypoints.pt, descriptors.pt, "
+            "a smooth field through the tie points, and they also train on SAR resampled through smoothed "
+            "copies of it, the local strain the dense mode's coarse levels leave. Writes "
+            "<weights>/keypoints.pt, descriptors.pt, "
             "their *_config.json and resumable run folders <weights>/keypoints_run, descriptors_run."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
