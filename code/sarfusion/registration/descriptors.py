@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -235,7 +236,6 @@ def smoothed_prior(labels: NodeField, sigma: float, f: int, row0: int, col0: int
     ``sigma`` 0 returns the labels themselves and None."""
     if sigma <= 0:
         return labels, None
-    import cv2
     s = sigma / labels.step
     smooth = NodeField(labels.row0, labels.col0, labels.step,
                        np.stack([cv2.GaussianBlur(v, (0, 0), s, borderType=cv2.BORDER_REFLECT)
@@ -343,7 +343,8 @@ class DescriptorCrops(Dataset):
                 k = rng.integers(0, 2 * r + 1, size=2)  # the target cell of the NCC map
                 oy, ox = cy - t // 2 - c, cx - t // 2 - c
                 # the window's offset that puts the match there, kept inside the image
-                d = np.clip(np.rint(r + e - k), [r - oy, r - ox], [h - ss - oy + r, w - ss - ox + r]).astype(np.int64)
+                d = np.clip(np.rint(r + e - k), [r - oy, r - ox],
+                            [h - ss - oy + r, w - ss - ox + r]).astype(np.int64)
                 k = np.clip(np.rint(r - d + e), 0, 2 * r).astype(np.int64)
                 sy, sx = oy - r + d[0], ox - r + d[1]
                 if (np.abs(r - d + e - k) <= 0.5 + 1e-6).all() and \
