@@ -88,8 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="network input: sar4 (4 pols), span (SPAN dB), fused (HSV RGB+SPAN, needs PS-RGB), "
                          "colorized (Pix2Pix RGB from SAR; trains the colorizer first) (default: sar4)")
     tr.add_argument("--preset", choices=("demo", "full"), default="demo",
-                    help="demo: efficientnet-b0, 256 px crops, 800 steps (~13 CPU minutes); full: the SN6 winner "
-                         "recipe, efficientnet-b5, 512 px crops (default: demo)")
+                    help="demo: efficientnet-b0 on tiles resized to 1 m pixels, 128 px crops, 650 steps (~5 CPU "
+                         "minutes); full: the SN6 winner recipe, efficientnet-b5, 512 px crops at 0.5 m "
+                         "(default: demo)")
     tr.add_argument("--folds", type=int, default=1,
                     help="easting-band folds; K > 1 trains K models, each without its band and the neighbours "
                          "(default: 1 = one model on every tile)")
