@@ -389,7 +389,7 @@ def list_inputs(input_path: str | Path, kind: str, cfg: dict) -> list[Translatio
 
 
 def write_output(out_dir: Path, item: TranslationInput, image: np.ndarray, kind: str, suffix: str = "") -> Path:
-    """Write one generated ``(3, H, W)`` [-1, 1] image: PNG (SEN1-2) or RGB uint8 GeoTIFF."""
+    """Write one generated ``(3, H, W)`` [-1, 1] image: PNG (SEN1-2) or RGB uint8 Cloud-Optimized GeoTIFF."""
     rgb = unit_to_u8(image)
     if kind == "sen12":
         from sarfusion.datasets.sen12 import write_png
@@ -397,7 +397,7 @@ def write_output(out_dir: Path, item: TranslationInput, image: np.ndarray, kind:
         return write_png(out_dir / f"{item.name}{suffix}.png", rgb)
     from sarfusion.io.raster import write_raster
 
-    return write_raster(out_dir / f"{item.name}{suffix}.tiff", rgb, item.geotransform, item.crs)
+    return write_raster(out_dir / f"{item.name}{suffix}.tiff", rgb, item.geotransform, item.crs, cog=True)
 
 
 def _preview_truth(item: TranslationInput, kind: str, cfg: dict) -> np.ndarray | None:
