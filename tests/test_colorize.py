@@ -20,15 +20,6 @@ def sn6(tmp_path_factory):
     return generate_sn6(tmp_path_factory.mktemp("sn6"), tiles=8, size=256, seed=0)
 
 
-@pytest.fixture
-def one_thread():
-    """The test machine's 2 cores are shared; one intra-op thread avoids oversubscription stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_chroma_round_trip_and_hue_wrap():
     rng = np.random.default_rng(0)
     rgb = rng.integers(1, 256, (3, 30, 30), dtype=np.uint8)

@@ -17,7 +17,9 @@ from sarfusion.postproc import merge_footprints
 
 def max_pairwise_overlap(polygons) -> float:
     """Largest intersection area between two different polygons (m^2 for UTM)."""
-    polygons = list(polygons)
+    polygons = np.asarray(list(polygons), dtype=object)
+    if len(polygons) < 2:
+        return 0.0
     tree = shapely.STRtree(polygons)
     worst = 0.0
     for i, j in zip(*tree.query(polygons, predicate="intersects")):

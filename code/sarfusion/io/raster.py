@@ -370,6 +370,34 @@ class RasterWriter:
                     leftover.unlink()
 
 
+def read_mosaic(paths: Sequence[str | Path], band: int = 1, max_side: int = 1024,
+                nodata: float | None = 0.0) -> tuple[np.ndarray, tuple[float, ...], str | None]:
+    """One band of several georeferenced rasters in one CRS, mosaicked in map space (GDAL VRT,
+    later files on top) and area-averaged so its longer side is at most ``max_side``.
+
+    Returns ``(array (rows, cols) float32, geotransform, crs_wkt)``; ``nodata`` (0 by default)
+    where no raster has data. Overlapping tiles (SN6 strips) are read once per output pixel.
+    """
+    if not paths:
+        raise ValueError("read_mosaic needs at least one raster")
+    for p in paths:
+        _open(p)  # a missing or unreadable tile is an InputError naming it
+    vrt_path = f"/vsimem/mosaic_{os.getpid()}_{id(paths)}.vrt"
+    opts = gdal.BuildVRTOptions(bandList=[band], srcNodata=nodata, VRTNodata=nodata)
+    vrt = gdal.BuildVRT(vrt_path, [str(p) for p in paths], options=opts)
+    try:
+        scale = min(1.0, max_side / max(vrt.RasterXSize, vrt.RasterYSize))
+        w, h = max(1, round(vrt.RasterXSize * scale)), max(1, round(vrt.RasterYSize * scale))
+        arr = vrt.ReadAsArray(buf_xsize=w, buf_ysize=h, resample_alg=gdal.GRIORA_Average).astype(np.float32)
+        gt = vrt.GetGeoTransform()
+        gt = (gt[0], gt[1] * vrt.RasterXSize / w, gt[2], gt[3], gt[4], gt[5] * vrt.RasterYSize / h)
+        srs = vrt.GetSpatialRef()
+        return arr, gt, srs.ExportToWkt() if srs is not None else None
+    finally:
+        vrt = None
+        gdal.Unlink(vrt_path)
+
+
 def iter_windows(width: int, height: int, size: int, overlap: int = 0) -> Iterator[Window]:
     """Cover a ``width`` x ``height`` raster with windows of at most ``size`` px, ``overlap`` px shared."""
     if size <= overlap:

@@ -513,6 +513,48 @@ def write_building_preview(path: Path, tile: SN6Tile, polygons: Sequence, prob: 
     return write_png(path, np.concatenate([left, right], axis=1), max_side=10_000)
 
 
+def footprints_summary(submission_csv: str | Path, footprints_path: str | Path) -> dict[str, Any]:
+    """What the map layer made of the submission: ``{"footprints", "crs_epsg", "tile_polygons",
+    "buildings", "merged"}`` (``merged``: buildings seen by more than one tile)."""
+    from sarfusion.io.raster import crs_epsg
+    from sarfusion.io.vector import SUBMISSION_COLUMNS, read_csv_checked, read_features
+
+    sub = read_csv_checked(submission_csv, SUBMISSION_COLUMNS, allow_empty=True)
+    geoms, props, crs = read_features(footprints_path)
+    return {"footprints": str(footprints_path), "crs_epsg": crs_epsg(crs),
+            "tile_polygons": int(sum(1 for w in sub["PolygonWKT_Pix"] if w != "POLYGON EMPTY")),
+            "buildings": len(geoms), "merged": int(sum(p["n_tiles"] > 1 for p in props))}
+
+
+def write_footprint_map(tiles: Sequence[SN6Tile], footprints_path: str | Path, path: str | Path,
+                        max_side: int = 1400) -> Path:
+    """PNG: the tiles' SAR (VV) mosaicked in map space under the map-coordinate footprints of
+    :func:`write_map_footprints`: green where one tile saw the building, orange where overlapping
+    tiles saw it and their copies were merged into one polygon."""
+    import cv2
+
+    from sarfusion.io.raster import map_to_pixel, read_mosaic
+    from sarfusion.io.vector import read_features
+    from sarfusion.preview import draw_polygons, stretch_u8, to_bgr, write_png
+
+    vv, gt, _ = read_mosaic([t.sar_path for t in tiles], band=4, max_side=max_side)
+    geoms, props, _ = read_features(footprints_path)
+
+    def to_pixels(xy: np.ndarray) -> np.ndarray:
+        rows, cols = map_to_pixel(gt, xy[:, 0], xy[:, 1])
+        return np.column_stack([cols, rows])
+
+    img = to_bgr(stretch_u8(vv))
+    pixel_geoms = shapely.transform(geoms, to_pixels) if len(geoms) else geoms
+    merged = np.array([p["n_tiles"] > 1 for p in props], bool)
+    img = draw_polygons(img, list(pixel_geoms[~merged]), color=(0, 255, 0))
+    img = draw_polygons(img, list(pixel_geoms[merged]), color=(0, 165, 255))
+    if img.shape[1] >= 600:  # room for the legend
+        cv2.putText(img, f"{len(geoms)} buildings; orange: {int(merged.sum())} seen by overlapping tiles, merged",
+                    (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return write_png(path, img, max_side=max_side)
+
+
 def _truth_frame(polygons: dict, image_ids: Sequence[str]) -> pd.DataFrame:
     rows = []
     for image_id in image_ids:
