@@ -131,6 +131,8 @@ def test_tiny_train_and_translate_multiearth_georef(tmp_path, capsys):
     info, ref = raster_info(gen), raster_info(vv)
     assert info.count == 3 and info.dtype == np.uint8
     assert info.geotransform == ref.geotransform and info.epsg == 4326
+    from sarfusion.io.raster import cog_errors
+    assert cog_errors(gen) == []
 
 
 def test_translate_with_wrong_model_kind(tmp_path, real_samples):

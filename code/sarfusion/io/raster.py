@@ -234,14 +234,16 @@ COG_CACHE_BYTES = 256 * 2**20  # GDAL's block cache while converting (its defaul
 def write_cog(src: "gdal.Dataset | str | Path", path: str | Path, resampling: str = "AVERAGE") -> Path:
     """Copy a raster into a Cloud-Optimized GeoTIFF at ``path``, atomically.
 
-    GDAL's COG driver: 512 px tiles, DEFLATE with the predictor suited to the data type (2 for
-    integers, 3 for floats), overviews halving down to one tile (``resampling``; ``AVERAGE``
+    GDAL's COG driver: 512 px tiles, DEFLATE (level 1) with the predictor suited to the data type
+    (2 for integers, 3 for floats), overviews halving down to one tile (``resampling``; ``AVERAGE``
     skips nodata), the IFDs and overviews laid out before the full-resolution tiles so a client
     streams any zoom level by HTTP range requests. The source is read tile by tile (GDAL's block
     cache is held at ``COG_CACHE_BYTES``), so a 13,000 px raster converts in bounded memory.
     """
     src_ds = src if isinstance(src, gdal.Dataset) else gdal.Open(str(src), gdal.GA_ReadOnly)
-    opts = ["COMPRESS=DEFLATE", "PREDICTOR=YES", f"BLOCKSIZE={COG_BLOCK}", "OVERVIEWS=AUTO",
+    # DEFLATE (every reader has it) at level 1: half the time of the default level 6, and on
+    # speckled SAR the same size (a 4096 px float32 aligned SAR: 67 vs 66 MB; 2.4 vs 5.3 s)
+    opts = ["COMPRESS=DEFLATE", "LEVEL=1", "PREDICTOR=YES", f"BLOCKSIZE={COG_BLOCK}", "OVERVIEWS=AUTO",
             f"RESAMPLING={resampling}", "BIGTIFF=IF_SAFER"]
     cache = gdal.GetCacheMax()
     gdal.SetCacheMax(min(cache, COG_CACHE_BYTES))
@@ -283,7 +285,8 @@ class RasterWriter:
     ...     w.write(block, col_off=0, row_off=0)   # block: (bands, rows, cols)
 
     ``cog=True``: the windows go to a hidden tiled staging GeoTIFF beside ``path``, which
-    :func:`write_cog` turns into the Cloud-Optimized GeoTIFF on exit (then deletes).
+    :func:`write_cog` turns into the Cloud-Optimized GeoTIFF on exit (then deletes); GDAL's block
+    cache is held at ``COG_CACHE_BYTES`` meanwhile, so a 13,000 px output costs little memory.
     """
 
     def __init__(
@@ -315,16 +318,20 @@ class RasterWriter:
         if self.cog:  # staged beside the target, converted on exit: the target appears only then
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._ctx = None
+            self._cache = gdal.GetCacheMax()  # written blocks leave GDAL's cache at this bound
+            gdal.SetCacheMax(min(self._cache, COG_CACHE_BYTES))
             tmp = self._staging = self.path.with_name(f".{self.path.stem}.stage{os.getpid()}{self.path.suffix}")
         else:
             self._ctx = atomic_path(self.path)
             tmp = self._ctx.__enter__()
         count, height, width = self.shape
         opts = ["BIGTIFF=IF_SAFER"]
+        if self.cog:  # staging only, read back once by GDAL itself: fast beats small
+            has_zstd = "ZSTD" in (gdal.GetDriverByName("GTiff").GetMetadataItem("DMD_CREATIONOPTIONLIST") or "")
+            compress = "ZSTD" if has_zstd else "DEFLATE"
+            opts += ["ZSTD_LEVEL=1" if has_zstd else "ZLEVEL=1"]
         if compress:
             opts += [f"COMPRESS={compress}"]
-            if self.cog and compress.upper() == "DEFLATE":
-                opts += ["ZLEVEL=1"]  # staging only: fast beats small
             if self.dtype.kind == "f":
                 opts += ["PREDICTOR=3"]
         block = COG_BLOCK if self.cog else 256
@@ -365,6 +372,7 @@ class RasterWriter:
             if ok:
                 write_cog(self._staging, self.path)
         finally:
+            gdal.SetCacheMax(self._cache)
             for leftover in (self._staging, Path(str(self._staging) + ".aux.xml")):
                 if leftover.exists():
                     leftover.unlink()
