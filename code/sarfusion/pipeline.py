@@ -81,6 +81,9 @@ def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: s
     return done
 
 
+MAX_PREVIEWS = 64  # per capability and folder: a real test set has thousands of tiles
+
+
 def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview: bool = True,
              timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Run every trained capability on ``data``; scores what has truth. Returns outputs and scores.
@@ -129,7 +132,7 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
             t = _stage(f"SN6 colorization of {aoi}")
             sar_paths = sorted((aoi / "SAR-Intensity").glob("*.tif"))
             colorize_tiles(sar_paths, weights / "colorize", Path(f"{base}_colorized"),
-                           preview_dir=(previews / "colorize") if previews else None)
+                           preview_dir=(previews / "colorize") if previews else None, max_previews=MAX_PREVIEWS)
             outputs.append({"capability": "colorize", "input": str(aoi), "output": f"{base}_colorized"})
             timings["test: SN6 colorization"] = time.time() - t
     test_scenes = [s for s in inv.sn9 if s.split != "train"] or inv.sn9
@@ -158,24 +161,24 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
             t = _stage(f"SAR->optical translation of {root}")
             out_dir = Path(f"{base}_translated") / root.name
             translate(root, out_dir, weights / "translate",
-                      preview_dir=(previews / "translate" / root.name) if previews else None)
+                      preview_dir=(previews / "translate" / root.name) if previews else None, max_previews=MAX_PREVIEWS)
             outputs.append({"capability": "translate", "input": str(root), "output": str(out_dir)})
             # scored wherever the layout holds optical truth (tasks.translate.TRUTH_FINDERS)
             translation = score_translated(root, out_dir, weights / "translate")
             if translation is not None:
                 scores.setdefault("translation", {})[root.name] = translation
             timings[f"test: translation {root.name}"] = time.time() - t
-    if not inv.sn6_test:
-        _write_manifest(out_csv, outputs)
     if scores:
         with atomic_path(Path(f"{base}_scores.json")) as tmp:
             tmp.write_text(json.dumps(scores, indent=2, default=float))
         outputs.append({"capability": "scores", "input": str(data), "output": f"{base}_scores.json"})
+    report = Path(f"{base}_report.html")
+    outputs.append({"capability": "report", "input": str(data), "output": str(report)})
+    if not inv.sn6_test:
+        _write_manifest(out_csv, outputs)
     timings["test: total"] = time.time() - t_start
     # earlier stages (demo data, training) + this whole test run
     timings["total"] = sum(v for k, v in timings.items() if not k.startswith("test: ")) + timings["test: total"]
-    report = Path(f"{base}_report.html")
-    outputs.append({"capability": "report", "input": str(data), "output": str(report)})
     write_report(report, result, settings, timings, previews)
     log.info("report: %s", report)
     result["timings"] = timings

@@ -477,8 +477,9 @@ def colorized_name(sar_path: Path) -> str:
 
 def colorize_tiles(sar_paths: Sequence[str | Path], weights_dir: str | Path, out_dir: str | Path,
                    batch_size: int = 8, num_workers: int = 2, preview_dir: str | Path | None = None,
-                   device: str | None = None) -> list[Path]:
+                   device: str | None = None, max_previews: int | None = None) -> list[Path]:
     """Colorize SAR-Intensity tiles: georeferenced 3-band uint8 RGB Cloud-Optimized GeoTIFFs in ``out_dir``.
+    ``max_previews``: panels for the first tiles only (default: every tile).
 
     Batched inference, tiles read and prepared by ``num_workers`` loader processes. Output names
     replace ``SAR-Intensity`` by ``Colorized``; nodata 0; same geotransform and CRS as the input.
@@ -496,7 +497,7 @@ def colorize_tiles(sar_paths: Sequence[str | Path], weights_dir: str | Path, out
         info = raster_info(paths[i])
         written[i] = write_raster(out_dir / colorized_name(paths[i]), rgb, info.geotransform, info.crs_wkt, 0,
                                   cog=True)
-        if preview_dir is not None:
+        if preview_dir is not None and (max_previews is None or i < max_previews):
             write_panel(Path(preview_dir) / f"colorized_{paths[i].stem}.png", [u8, rgb], ["SPAN input", "colorized"])
     return written
 

@@ -516,12 +516,14 @@ def score_translated(input_path: str | Path, out_dir: str | Path, weights_dir: s
 
 
 def translate(input_path: str | Path, out_dir: str | Path, weights_dir: str | Path, samples: int = 1,
-              preview_dir: str | Path | None = None, device: Any = None) -> list[Path]:
+              preview_dir: str | Path | None = None, device: Any = None,
+              max_previews: int | None = None) -> list[Path]:
     """Translate every SAR input under ``input_path`` into ``out_dir``; returns the written files.
 
     One image per input, named as the input (``<name>_s<k>`` for ``samples > 1``): PNG for
     SEN1-2, a 3-band uint8 RGB GeoTIFF with the input's georeferencing for MultiEarth tiffs.
-    With ``preview_dir``: side-by-side PNG panels (SAR, truth when found, generated).
+    With ``preview_dir``: side-by-side PNG panels (SAR, truth when found, generated), for the
+    first ``max_previews`` inputs (default: all).
     """
     from tqdm import tqdm
 
@@ -532,13 +534,13 @@ def translate(input_path: str | Path, out_dir: str | Path, weights_dir: str | Pa
     out_dir = Path(out_dir)
     written = []
     truth_sets = None
-    for item in tqdm(inputs, desc="translate", unit="image", disable=None):
+    for i, item in enumerate(tqdm(inputs, desc="translate", unit="image", disable=None)):
         if item.sar.shape[0] != state["in_channels"]:
             raise InputError(f"has {item.sar.shape[0]} SAR channel(s), the model takes {state['in_channels']}", item.path)
         outs = generate(gen, item.sar, samples, seed=cfg["engine"]["seed"])
         for k, img in enumerate(outs):
             written.append(write_output(out_dir, item, img, kind, f"_s{k}" if samples > 1 else ""))
-        if preview_dir is not None:
+        if preview_dir is not None and (max_previews is None or i < max_previews):
             from sarfusion.preview import write_panel
 
             if truth_sets is None:
