@@ -146,13 +146,16 @@ def _field_types(properties: Sequence[dict]) -> dict[str, type]:
 
 
 def write_features(path: str | Path, geoms: Sequence[shapely.Geometry | None], properties: Sequence[dict],
-                   crs: str | int | None = None, layer: str | None = None) -> Path:
+                   crs: str | int | None = None, layer: str | None = None,
+                   geometry_type: str | None = None, fields: dict[str, type] | None = None) -> Path:
     """Write features through OGR, atomically: a GeoPackage (``.gpkg``) or GeoJSON (``.geojson``).
 
     ``properties``: one dict per geometry (field types from the values: int, float, str, bool);
     ``crs``: WKT, ``"EPSG:n"`` or an int (``None``: coordinates without a CRS, e.g. pixels).
     GeoJSON in a projected CRS keeps GDAL's legacy ``crs`` member, as the SpaceNet files do.
-    ``layer`` defaults to the file stem.
+    ``layer`` defaults to the file stem; ``geometry_type`` (e.g. ``"Polygon"``) to the one type
+    all geometries share (Unknown when they differ or there are none); ``fields`` (name -> int,
+    float, str or bool) fixes the schema, so an empty layer still has its columns.
     """
     from osgeo import ogr, osr
 
@@ -171,9 +174,9 @@ def write_features(path: str | Path, geoms: Sequence[shapely.Geometry | None], p
         srs = osr.SpatialReference()
         srs.ImportFromWkt(wkt)
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    kinds = {g.geom_type for g in geoms if g is not None and not g.is_empty}
+    kinds = {g.geom_type for g in geoms if g is not None and not g.is_empty} if geometry_type is None else {geometry_type}
     geom_type = getattr(ogr, f"wkb{kinds.pop()}", ogr.wkbUnknown) if len(kinds) == 1 else ogr.wkbUnknown
-    types = _field_types(properties)
+    types = {**(fields or {}), **_field_types(properties)}
     with atomic_path(path) as tmp:
         ds = ogr.GetDriverByName(driver_name).CreateDataSource(str(tmp))
         lyr = ds.CreateLayer(layer or path.stem, srs, geom_type)

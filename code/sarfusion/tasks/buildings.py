@@ -595,6 +595,9 @@ def predict_buildings(aoi_dir: str | Path, weights_dir: str | Path, out_csv: str
     return out
 
 
+FOOTPRINT_FIELDS = {"confidence": float, "image_id": str, "tiles": str, "n_tiles": int, "area_m2": float}
+
+
 def write_map_footprints(rows: pd.DataFrame, tiles: Sequence[SN6Tile], geo_path: str | Path,
                          min_area_px: float = 80.0) -> dict[str, Any]:
     """The tiles' pixel-space footprints as one GIS layer in map coordinates (GeoPackage or GeoJSON).
@@ -633,7 +636,8 @@ def write_map_footprints(rows: pd.DataFrame, tiles: Sequence[SN6Tile], geo_path:
     cut = rows["Cut"].to_numpy(bool) if "Cut" in rows.columns else np.zeros(len(rows), bool)
     merged = merge_footprints(mapped, rows["Confidence"].to_numpy(np.float64), ids, cut,
                               min_area=min_area_px * px_area)
-    path = write_features(geo_path, [m.pop("geometry") for m in merged], merged, crs, layer="buildings")
+    path = write_features(geo_path, [m.pop("geometry") for m in merged], merged, crs, layer="buildings",
+                          geometry_type="Polygon", fields=FOOTPRINT_FIELDS)
     epsg = next(iter(infos.values())).epsg if infos else None
     log.info("wrote %d buildings (from %d tile polygons) in EPSG:%s to %s", len(merged), len(rows), epsg, path)
     return {"footprints": str(path), "crs_epsg": epsg, "tile_polygons": int(len(rows)), "buildings": len(merged)}
