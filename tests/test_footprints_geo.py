@@ -41,7 +41,10 @@ def test_merge_keeps_one_polygon_per_building_and_no_overlaps():
             is_cut = tile == "B" and k % 3 == 0
             if is_cut:  # tile B ends across this building: a partial copy, flagged, more confident
                 g = g.intersection(shapely.box(-1e3, -1e3, b.bounds[0] + 5, 1e3))
-            polys.append(g), conf.append(0.99 if is_cut else rng.uniform(0.6, 0.9)), src.append(tile), cut.append(is_cut)
+            polys.append(g)
+            conf.append(0.99 if is_cut else rng.uniform(0.6, 0.9))
+            src.append(tile)
+            cut.append(is_cut)
     # two distinct neighbours 2 m apart whose predictions (tile A only) overlap by 1 m
     polys += [shapely.box(200, 0, 210, 10), shapely.box(209, 0, 219, 10)]
     conf += [0.8, 0.7]

@@ -91,8 +91,8 @@ def test_report_is_one_self_contained_page(run):
     held = result["scores"]["translation"]["ROIs1158_spring"]["held_out_inputs"]
     assert len(held) == 1 and page.index(f"generated: {held[0]}") < page.index("generated: ROIs1158_spring_s1_100_p0")
     assert "http://" not in page and "https://" not in page and "src=\"data:image/jpeg;base64," in page
-    for text in ("SN6 buildings", "SN9 synth_aoi_0_test", "held out (not trained on)", "Timings", "buildings_config.json",
-                 "out_buildings.gpkg"):
+    for text in ("SN6 buildings", "SN9 synth_aoi_0_test", "held out (ground never trained on)", "Timings",
+                 "buildings_config.json", "out_buildings.gpkg"):
         assert text in page, text
 
 

@@ -57,6 +57,25 @@ def test_samples_the_sar_where_the_offsets_point(tmp_path):
     assert cog_errors(res["aligned_sar"]) == []
 
 
+def test_windows_split_where_offsets_spread_and_garbage_offsets_fail(tmp_path, monkeypatch):
+    """A window whose counterparts spread over more SAR pixels than MAX_BOX is split (same result);
+    when even a 64 px window spreads that far the offsets are not a field: an InputError."""
+    from sarfusion.registration import aligned
+
+    opt, sar = _linear_pair(tmp_path)
+    r, c = np.mgrid[0:600, 0:600].astype(np.float64)
+    off = _offsets(tmp_path, 3 + 0.02 * r, -2 + 0.01 * c)
+    whole = read_raster(write_aligned_sar(opt, sar, off, tmp_path / "a.tif")["aligned_sar"])
+    monkeypatch.setattr(aligned, "MAX_BOX", 120)  # a 1024 px window needs ~400 SAR px: split to <= 128 px
+    split = read_raster(write_aligned_sar(opt, sar, off, tmp_path / "split.tif")["aligned_sar"])
+    np.testing.assert_array_equal(split, whole)
+    monkeypatch.setattr(aligned, "MAX_BOX", 20)  # even 64 px windows need ~45 SAR px
+    with pytest.raises(InputError, match="off.tif.*not a smooth offset field"):
+        write_aligned_sar(opt, sar, off, tmp_path / "never.tif")
+    assert not (tmp_path / "never.tif").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging file left
+
+
 def test_sar_in_another_utm_zone_lands_in_the_same_place(tmp_path):
     """The SAR reprojected to the next UTM zone (its own geotransform there): the aligned product
     through the same offsets matches the one from the original SAR."""

@@ -148,9 +148,9 @@ def test_translate_with_wrong_model_kind(tmp_path, real_samples):
 # ----------------------------------------------------------------------------- scores where truth is present
 
 def test_score_translated_sen12_pairs_each_output_with_its_truth(tmp_path, one_thread):
-    """Scores split by what the model trained on; a perfect output (its own truth copied) scores
-    PSNR inf / SSIM 1 / MultiEarth 0, so each output is compared with its own partner; cloudy
-    partners (the cloud filter's verdict) are left out."""
+    """Scores split by what the model trained on (held out: no patch of the scene trained on); a
+    perfect output (its own truth copied) scores PSNR inf / SSIM 1 / MultiEarth 0, so each output
+    is compared with its own partner; cloudy partners (the cloud filter's verdict) are left out."""
     from sarfusion.clouds import assess_clouds
     from sarfusion.datasets.sen12 import find_pairs
     from sarfusion.synth.landscape import write_sen12
@@ -160,14 +160,16 @@ def test_score_translated_sen12_pairs_each_output_with_its_truth(tmp_path, one_t
     tr.translate(tmp_path / "data", tmp_path / "out", tmp_path / "w")
     pairs = find_pairs(tmp_path / "data")
     clear = {Path(r["path"]) for r in assess_clouds([p.optical for p in pairs], TINY.max_cloud) if r["keep"]}
-    held = set(torch_state(tmp_path / "w")["holdout_keys"])
+    trained = set(torch_state(tmp_path / "w")["train_keys"])
     s = tr.score_translated(tmp_path / "data", tmp_path / "out", tmp_path / "w")
     n_clear = sum(p.optical in clear for p in pairs)
     assert 0 < n_clear < 6  # the seed gives both kinds
     assert s["kind"] == "sen12" and s["all"]["n_images"] == n_clear and s["cloudy_truths_dropped"] == 6 - n_clear
-    n_held = sum(p.optical in clear and p.key in held for p in pairs)
-    assert s["trained_on"] == n_clear - n_held
-    assert (s["held_out"] or {"n_images": 0})["n_images"] == n_held
+    assert s["trained_on"] == sum(p.optical in clear and p.key in trained for p in pairs) == n_clear - 2
+    seen_scenes = {p.scene for p in pairs if p.key in trained}
+    held = [p.sar.stem for p in pairs if p.optical in clear and p.scene not in seen_scenes]
+    assert held and s["held_out_inputs"] == held and s["held_out"]["n_images"] == len(held)
+    assert len(held) < 2  # one of the two held-out patches shares its scene with trained ones
     assert np.isfinite(s["all"]["psnr"]) and 0 < s["all"]["ssim"] < 1
     perfect = tmp_path / "perfect"
     perfect.mkdir()

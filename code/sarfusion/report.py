@@ -151,7 +151,7 @@ def _summary_cards(scores: dict) -> str:
         cards.append((f"{r['mean_px']:.2f} px", f"SN9 {name}: mean tie-point error ({r['mean_m']:.2f} m)"))
     for name, t in scores.get("translation", {}).items():
         part = t["held_out"] or t["all"]
-        which = "held out" if t["held_out"] else "all inputs (every one trained on)"
+        which = "held out" if t["held_out"] else "all inputs (their ground was trained on)"
         cards.append((f"{part['psnr']:.2f} dB", f"{t['kind']} {name}: PSNR, SSIM {part['ssim']:.3f} ({which})"))
     return '<div class="cards">' + "".join(f"<div class=card><b>{_e(v)}</b><span>{_e(k)}</span></div>"
                                             for v, k in cards) + "</div>" if cards else ""
@@ -176,13 +176,14 @@ def _scores_section(scores: dict) -> str:
         out.append("<h3>SAR &rarr; optical translation (against the optical truth; MultiEarth: lower is better)</h3>")
         rows = []
         for name, t in scores["translation"].items():
-            for part, label in (("held_out", "held out (not trained on)"), ("all", "all inputs")):
+            for part, label in (("held_out", "held out (ground never trained on)"), ("all", "all inputs")):
                 s = t.get(part)
                 if s:
                     rows.append([name, t["kind"], label, s["psnr"], s["ssim"], s["multiearth"], s["n_images"]])
         out.append(_table(["folder", "layout", "inputs", "PSNR dB", "SSIM", "MultiEarth", "n"], rows))
-        notes = [f"{name}: {t['trained_on']} of the scored inputs were in the model's training set; "
-                 f"{t['cloudy_truths_dropped']} cloudy truth image(s) left out" for name, t in scores["translation"].items()]
+        notes = [f"{name}: {t['trained_on']} of the scored inputs were in the model's training set; held out = no "
+                 f"input of the same SEN1-2 scene / MultiEarth site was; {t['cloudy_truths_dropped']} cloudy truth "
+                 f"image(s) left out" for name, t in scores["translation"].items()]
         out.append("<p class=note>" + "<br>".join(_e(n) for n in notes) + "</p>")
     return "".join(out)
 

@@ -174,7 +174,7 @@ def write_features(path: str | Path, geoms: Sequence[shapely.Geometry | None], p
         srs = osr.SpatialReference()
         srs.ImportFromWkt(wkt)
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    kinds = {g.geom_type for g in geoms if g is not None and not g.is_empty} if geometry_type is None else {geometry_type}
+    kinds = {geometry_type} if geometry_type else {g.geom_type for g in geoms if g is not None and not g.is_empty}
     geom_type = getattr(ogr, f"wkb{kinds.pop()}", ogr.wkbUnknown) if len(kinds) == 1 else ogr.wkbUnknown
     types = {**(fields or {}), **_field_types(properties)}
     with atomic_path(path) as tmp:

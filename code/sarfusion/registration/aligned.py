@@ -88,7 +88,8 @@ class _Resampler:
         if max(c1 - c0, r1 - r0) > MAX_BOX:
             if max(w, h) > MIN_WINDOW:  # offsets spread widely here: smaller windows need smaller boxes
                 hw, hh = max(w // 2, 1), max(h // 2, 1)
-                for cc, rr, ww, wh in ((0, 0, hw, hh), (hw, 0, w - hw, hh), (0, hh, hw, h - hh), (hw, hh, w - hw, h - hh)):
+                for cc, rr in ((0, 0), (hw, 0), (0, hh), (hw, hh)):
+                    ww, wh = (hw if cc == 0 else w - hw), (hh if rr == 0 else h - hh)
                     if ww > 0 and wh > 0:
                         out[:, rr:rr + wh, cc:cc + ww] = self.block(col + cc, row + rr, ww, wh)
                 return out
@@ -147,7 +148,8 @@ def write_aligned_sar(optical_path: str | Path, sar_path: str | Path, offsets_pa
             if not np.isnan(nodata):
                 hit = (block == nodata) & ~invalid[None]
                 if hit.any():
-                    block[hit] = nodata + 1 if dtype.kind in "iu" else np.nextafter(np.float32(nodata), np.float32(np.inf))
+                    step = nodata + 1 if dtype.kind in "iu" else np.nextafter(np.float32(nodata), np.float32(np.inf))
+                    block[hit] = step
             block[:, invalid] = nodata
             n_valid += int((~invalid).sum())
             writer.write(block.astype(dtype, copy=False), col, row)

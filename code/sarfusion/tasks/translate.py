@@ -415,6 +415,7 @@ class TruthSet:
 
     name: str                 # the input's name = its output's stem
     key: str                  # its training key (``train_keys`` of the weights, before any ``|``)
+    group: str                # the ground it shares with other inputs (SEN1-2 scene, MultiEarth site)
     truths: list[np.ndarray]  # cloud-free truth images, uint8 RGB (3, H, W); several valid dates
     cloudy: int = 0           # truth images left out as cloudy
 
@@ -434,7 +435,8 @@ def sen12_truths(input_path: str | Path, cfg: dict) -> list[TruthSet]:
     for sar, opt in partners.items():
         m = S1_NAME.match(sar.name)
         clear = opt.is_file() and keep.get(opt, False)
-        out.append(TruthSet(sar.stem, f"{m.group('season')}_{m.group('scene')}_p{m.group('patch')}",
+        scene = f"{m.group('season')}_{m.group('scene')}"
+        out.append(TruthSet(sar.stem, f"{scene}_p{m.group('patch')}", scene,
                             [read_png(opt, 3)] if clear else [], int(opt.is_file() and not clear)))
     return out
 
@@ -462,7 +464,7 @@ def multiearth_truths(input_path: str | Path, cfg: dict) -> list[TruthSet]:
                 truths.append(unit_to_u8(multiearth_target(opt, tc)))
             else:
                 cloudy += 1
-        out.append(TruthSet(scene.name, scene.name, truths, cloudy))
+        out.append(TruthSet(scene.name, scene.name, scene.site, truths, cloudy))
     return out
 
 
@@ -475,9 +477,11 @@ def score_translated(input_path: str | Path, out_dir: str | Path, weights_dir: s
     truth its layout holds (:data:`TRUTH_FINDERS`); ``None`` where there is none.
 
     Returns ``{"kind", "all": {psnr, ssim, multiearth, n_images}, "held_out": the same over the
-    inputs the model did not train on (None when every input was trained on), "trained_on": count,
-    "held_out_inputs": their names, "cloudy_truths_dropped": count, "without_output": count}``. PSNR / SSIM / MultiEarth as
-    :func:`sarfusion.metrics.image_quality.score_translation` (images scaled to [0, 1]).
+    inputs whose ground the model never trained on (no input of their SEN1-2 scene / MultiEarth
+    site was in its training set; None when there are none), "held_out_inputs": their names,
+    "trained_on": inputs in the training set, "cloudy_truths_dropped", "without_output": counts}``.
+    PSNR / SSIM / MultiEarth as :func:`sarfusion.metrics.image_quality.score_translation` (images
+    scaled to [0, 1]).
     """
     from sarfusion.metrics.image_quality import read_image_unit, score_image_sets
 
@@ -488,8 +492,10 @@ def score_translated(input_path: str | Path, out_dir: str | Path, weights_dir: s
     state = translator_state(weights_dir, kind)
     trained = {k.split("|")[0] for k in state.get("train_keys", [])}
     out_dir = Path(out_dir)
-    sets, held, held_names, missing, cloudy = [], [], [], 0, 0
-    for t in finder(input_path, state["config"]):
+    found = finder(input_path, state["config"])
+    seen_ground = {t.group for t in found if t.key in trained}  # patches of one scene overlap
+    sets, held, held_names, n_trained, missing, cloudy = [], [], [], 0, 0, 0
+    for t in found:
         cloudy += t.cloudy
         if not t.truths:
             continue
@@ -500,16 +506,17 @@ def score_translated(input_path: str | Path, out_dir: str | Path, weights_dir: s
             continue
         pair = ([read_image_unit(p) for p in outputs], [truth.astype(np.float64) / 255.0 for truth in t.truths])
         sets.append(pair)
-        if t.key not in trained:
+        n_trained += t.key in trained
+        if t.group not in seen_ground:
             held.append(pair)
             held_names.append(t.name)
     if not sets:
         return None
     result = {"kind": kind, "all": score_image_sets(sets), "held_out": score_image_sets(held) if held else None,
-              "trained_on": len(sets) - len(held), "held_out_inputs": held_names, "cloudy_truths_dropped": cloudy,
+              "held_out_inputs": held_names, "trained_on": n_trained, "cloudy_truths_dropped": cloudy,
               "without_output": missing}
     log.info("translation %s (%s): PSNR %.2f dB, SSIM %.3f over %d inputs (%d trained on)%s", input_path, kind,
-             result["all"]["psnr"], result["all"]["ssim"], len(sets), result["trained_on"],
+             result["all"]["psnr"], result["all"]["ssim"], len(sets), n_trained,
              f"; held out: PSNR {result['held_out']['psnr']:.2f} dB, SSIM {result['held_out']['ssim']:.3f}"
              if held else "")
     return result
