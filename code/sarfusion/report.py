@@ -133,7 +133,7 @@ def run_settings(data: str | Path, out_csv: str | Path, weights: str | Path) -> 
         "models": {},
     }
     for cfg in sorted(Path(weights).glob("*/**/*config*.json")):
-        if "runs" in cfg.relative_to(weights).parts:
+        if any(part == "runs" or part.endswith("_run") for part in cfg.relative_to(weights).parts[:-1]):
             continue  # resumable run folders repeat the saved config
         try:
             settings["models"][str(cfg.relative_to(weights))] = json.loads(cfg.read_text())
