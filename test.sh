@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh /data OUT.csv : run the models in weights/ (no retraining) on /data.
-# Writes OUT.csv (SN6 submission), OUT_offsets/ (SN9 offset maps), OUT_translated/,
-# OUT_colorized/ and OUT_scores.json where truth is present.
+# Writes OUT.csv (SN6 submission), OUT_buildings.gpkg (map footprints), OUT_offsets/ and
+# OUT_aligned/ (SN9 offset maps, SAR on the optical grid), OUT_colorized/, OUT_translated/,
+# OUT_scores.json where truth is present, OUT_previews/ and OUT_report.html.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 [ $# -eq 2 ] || { echo "usage: test.sh /data OUT.csv" >&2; exit 2; }

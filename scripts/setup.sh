@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian machine (root, Python 3.11, no GPU needed):
-# system GDAL, a venv at .venv, the pinned requirements, GDAL's Python bindings, the package.
+# system GDAL (+ Chromium for the report test), a venv at .venv, the pinned requirements, GDAL's
+# Python bindings, the package.
 # Fast when already done: a stamp records the hash of what was installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,11 +14,17 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" -c "
   exit 0
 fi
 
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 if ! command -v gdal-config >/dev/null 2>&1; then
   echo "[setup] installing system GDAL (libgdal-dev gdal-bin)"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libgdal-dev gdal-bin >/dev/null
+fi
+# Headless Chromium renders the run report in the test suite; without it that one test skips.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "[setup] installing chromium (the report's browser test)"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null; } \
+    || echo "[setup] chromium not installed: the report's browser test will skip"
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

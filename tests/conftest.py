@@ -19,3 +19,14 @@ def real_samples() -> Path:
     if not REAL_SAMPLES.is_dir():
         pytest.skip(f"real samples not found at {REAL_SAMPLES} (they sit at ../shared beside the repo in CI)")
     return REAL_SAMPLES
+
+
+@pytest.fixture
+def one_thread():
+    """The test machine's 2 cores are shared; one intra-op thread avoids oversubscription stalls."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

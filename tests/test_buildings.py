@@ -203,9 +203,15 @@ def test_train_predict_end_to_end(scene, tmp_path):
     sd1, sd2 = (torch.load(w / "buildings_fold0.pt", weights_only=False)["state_dict"] for w in (weights, again))
     assert all(torch.equal(sd1[k], sd2[k]) for k in sd1)
     out = tmp_path / "sub.csv"
-    B.predict_buildings(scene["test_aoi"], weights, out, preview_dir=tmp_path / "prev", tta=True)
+    B.predict_buildings(scene["test_aoi"], weights, out, preview_dir=tmp_path / "prev", tta=True,
+                        geo_path=tmp_path / "b.gpkg")
     sub = pd.read_csv(out)
     assert list(sub.columns) == ["ImageId", "PolygonWKT_Pix", "Confidence"]
+    from sarfusion.io.vector import read_features
+    geoms, props, crs = read_features(tmp_path / "b.gpkg")  # the map layer: every detection, once
+    assert raster_info(next((scene["test_aoi"] / "SAR-Intensity").glob("*.tif"))).crs_wkt == crs
+    n_detections = int((sub.PolygonWKT_Pix != "POLYGON EMPTY").sum())
+    assert len(geoms) <= n_detections and sum(p["n_tiles"] for p in props) <= n_detections
     test_ids = {t.image_id for t in find_tiles(scene["test_aoi"])}
     assert set(sub["ImageId"]) == test_ids
     assert len(list((tmp_path / "prev").glob("buildings_*.png"))) == len(test_ids)

@@ -10,7 +10,7 @@ from sarfusion.cli import main
 from sarfusion.datasets.sn6 import find_tiles, read_rgb, read_sar
 from sarfusion.errors import InputError
 from sarfusion.fusion import fuse_tile
-from sarfusion.io.raster import raster_info, read_raster, write_raster
+from sarfusion.io.raster import cog_errors, raster_info, read_raster, write_raster
 from sarfusion.synth.sn6 import generate_sn6
 from sarfusion.tasks import colorize as C
 
@@ -18,15 +18,6 @@ from sarfusion.tasks import colorize as C
 @pytest.fixture(scope="module")
 def sn6(tmp_path_factory):
     return generate_sn6(tmp_path_factory.mktemp("sn6"), tiles=8, size=256, seed=0)
-
-
-@pytest.fixture
-def one_thread():
-    """The test machine's 2 cores are shared; one intra-op thread avoids oversubscription stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_chroma_round_trip_and_hue_wrap():
@@ -56,6 +47,7 @@ def test_build_fused_tiles_writes_georeferenced_tiles(sn6, tmp_path):
         fi, si, sar_info = raster_info(fused_path), raster_info(span_path), raster_info(tile.sar_path)
         assert fi.shape == (3, 256, 256) and si.shape == (1, 256, 256) and fi.dtype == np.uint8
         assert fi.geotransform == sar_info.geotransform and fi.epsg == 32631 == si.epsg
+        assert cog_errors(fused_path) == [] and cog_errors(span_path) == []
         fused, span_u8 = read_raster(fused_path), read_raster(span_path)[0]
         sar, rgb = read_sar(tile.sar_path), read_rgb(tile.rgb_path)
         expect, _, valid = fuse_tile(sar, rgb)
@@ -115,7 +107,7 @@ def test_train_evaluate_and_colorize(sn6, tmp_path, one_thread):
     for src, dst in zip(test_paths, written):
         si, di = raster_info(src), raster_info(dst)
         assert di.shape == (3, si.height, si.width) and di.dtype == np.uint8
-        assert di.geotransform == si.geotransform and di.epsg == si.epsg
+        assert di.geotransform == si.geotransform and di.epsg == si.epsg and cog_errors(dst) == []
         sar, rgb = read_sar(src), read_raster(dst)
         sar_valid = (sar != 0).any(axis=0)
         assert rgb.any(axis=0)[sar_valid].all() and not rgb[:, ~sar_valid].any()

@@ -120,3 +120,36 @@ def test_real_sn6_ps_rgb_tile_reads(real_samples):
     assert info.pixel_size == pytest.approx((0.5, -0.5), abs=1e-3)
     rgb = read_raster(path, window=(0, 0, 900, 900))
     assert rgb.dtype == np.uint8 and rgb.max() > 100
+
+
+def test_cog_writer_layout_overviews_and_atomicity(tmp_path):
+    """cog=True: GDAL's COG layout (its validator passes, gdalinfo's LAYOUT=COG), 512 px tiles,
+    DEFLATE, averaged overviews down to one tile; windows written by the RasterWriter survive
+    exactly; a crash leaves the earlier file and no staging file behind."""
+    rng = np.random.default_rng(2)
+    full = rng.random((2, 1500, 1100)).astype(np.float32)
+    path = tmp_path / "off.tif"
+    with RasterWriter(path, 1100, 1500, 2, np.float32, GT, 32631, cog=True) as w:
+        for col, row, ww, hh in iter_windows(1100, 1500, 400):
+            w.write(full[:, row:row + hh, col:col + ww], col, row)
+    from sarfusion.io.raster import cog_errors
+    assert cog_errors(path) == []
+    ds = gdal.Open(str(path))
+    meta = ds.GetMetadata("IMAGE_STRUCTURE")
+    assert meta["LAYOUT"] == "COG" and meta["COMPRESSION"] == "DEFLATE"
+    band = ds.GetRasterBand(1)
+    assert band.GetBlockSize() == [512, 512]
+    assert [(band.GetOverview(i).XSize, band.GetOverview(i).YSize) for i in range(band.GetOverviewCount())] == \
+        [(550, 750), (275, 375)]
+    np.testing.assert_allclose(band.GetOverview(1).ReadAsArray()[0, 0], full[0, :4, :4].mean(), rtol=1e-5)
+    np.testing.assert_array_equal(read_raster(path), full)
+    assert read_raster(path, out_shape=(375, 275)).shape == (2, 375, 275)
+    ds = None
+    assert cog_errors(write_raster(tmp_path / "plain.tif", full, GT, 32631))  # a plain tiled GeoTIFF is not one
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError):
+        with RasterWriter(path, 1100, 1500, 2, np.float32, GT, 32631, cog=True) as w:
+            w.write(np.zeros((2, 100, 100), np.float32))
+            raise RuntimeError("crash mid-write")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["off.tif", "plain.tif"]

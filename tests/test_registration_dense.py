@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sarfusion.io.raster import raster_info, read_raster
+from sarfusion.io.raster import cog_errors, raster_info, read_raster
 from sarfusion.metrics.tiepoints import score_tiepoints
 from sarfusion.registration.api import register_scene
 from sarfusion.registration.features import oriented_gradients
@@ -53,10 +53,21 @@ def _oracle_affine_error(p: dict) -> float:
     return float(np.hypot(np.rint(a @ cx) - dx, np.rint(a @ cy) - dy).mean())
 
 
-def test_dense_beats_zero_and_best_affine_on_synthetic_pair(tmp_path):
+@pytest.fixture(scope="module")
+def registered_pair(tmp_path_factory) -> tuple[Path, dict, dict, dict]:
+    """A 1024 px synthetic pair registered twice: zero offsets (``none``, with the aligned SAR) and
+    dense (with the aligned SAR and previews). Returns (folder, pair paths, zero result, dense result)."""
+    tmp_path = tmp_path_factory.mktemp("dense_pair")
     p = make_test_pair(tmp_path, size=1024, seed=5, amplitude_px=30.0, corr_px=120.0)
-    zero = register_scene(p["optical"], p["sar"], tmp_path / "zero.tif", "none")
-    dense = register_scene(p["optical"], p["sar"], tmp_path / "dense.tif", "dense", preview_dir=tmp_path / "pv")
+    zero = register_scene(p["optical"], p["sar"], tmp_path / "zero.tif", "none",
+                          aligned_sar_path=tmp_path / "zero_aligned.tif")
+    dense = register_scene(p["optical"], p["sar"], tmp_path / "dense.tif", "dense", preview_dir=tmp_path / "pv",
+                           aligned_sar_path=tmp_path / "dense_aligned.tif")
+    return tmp_path, p, zero, dense
+
+
+def test_dense_beats_zero_and_best_affine_on_synthetic_pair(registered_pair):
+    tmp_path, p, zero, dense = registered_pair
     zero_err = score_tiepoints(p["optical"], p["sar"], p["tiepoints"], zero["offsets"])["mean_px"]
     dense_err = score_tiepoints(p["optical"], p["sar"], p["tiepoints"], dense["offsets"])["mean_px"]
     affine_err = _oracle_affine_error(p)
@@ -68,7 +79,41 @@ def test_dense_beats_zero_and_best_affine_on_synthetic_pair(tmp_path):
     assert out.geotransform == opt.geotransform and out.epsg == opt.epsg
     assert np.isfinite(read_raster(dense["offsets"])).all()
     assert sorted(x.name for x in (tmp_path / "pv").iterdir()) == \
-        ["test_optical_5_checker.png", "test_optical_5_offsets.png"]
+        ["test_optical_5_aligned.png", "test_optical_5_checker.png", "test_optical_5_offsets.png"]
+    assert cog_errors(dense["offsets"]) == []  # and the scorer above read it
+
+
+def _speckle_free_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """NCC of log intensities after a Gaussian of 1.5 px (speckle averaged out) over ``mask``."""
+    a, b = (cv2.GaussianBlur(np.log1p(x.astype(np.float32)), (0, 0), 1.5)[mask].astype(np.float64) for x in (a, b))
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_aligned_sar_matches_the_sar_simulated_without_misalignment(registered_pair):
+    """The aligned SAR (through the dense offsets) against the same SAR simulated on the optical
+    grid WITHOUT the warp: far closer than the SAR laid on the grid by georeferencing alone
+    (zero offsets). Measured NCC 0.361 before, 0.930 after (0.986 through the true offsets)."""
+    from sarfusion.registration.aligned import write_aligned_sar
+    from sarfusion.registration.testpair import sar_like, urban_optical
+
+    tmp_path, p, zero, dense = registered_pair
+    unwarped = sar_like(urban_optical(1024, 5).mean(0), 5 + 2)  # make_test_pair's SAR before its warp
+    truth = write_aligned_sar(p["optical"], p["sar"], p["offsets"], tmp_path / "true_aligned.tif")
+    before, after, ideal = (read_raster(x)[0] for x in (zero["aligned_sar"], dense["aligned_sar"],
+                                                        truth["aligned_sar"]))
+    mask = np.zeros(unwarped.shape, bool)
+    mask[48:-48, 48:-48] = True
+    mask &= (before > 0) & (after > 0) & (ideal > 0)
+    ncc_before, ncc_after, ncc_ideal = (_speckle_free_ncc(x, unwarped, mask) for x in (before, after, ideal))
+    print(f"NCC with the unwarped SAR: before {ncc_before:.3f}, after {ncc_after:.3f}, true offsets {ncc_ideal:.3f}")
+    assert ncc_ideal > 0.97 and ncc_after > 0.9 and ncc_before < 0.5, (ncc_before, ncc_after, ncc_ideal)
+    assert ncc_after - ncc_before > 0.4
+    # the product: the optical's grid, the SAR's dtype, nodata declared, a valid COG
+    out, opt = raster_info(dense["aligned_sar"]), raster_info(p["optical"])
+    assert (out.width, out.height, out.geotransform, out.epsg) == (opt.width, opt.height, opt.geotransform, opt.epsg)
+    assert out.count == 1 and out.dtype == np.float32 and out.nodata == (0.0,)
+    assert cog_errors(dense["aligned_sar"]) == []
 
 
 @pytest.fixture(scope="module")

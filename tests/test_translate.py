@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -130,6 +131,8 @@ def test_tiny_train_and_translate_multiearth_georef(tmp_path, capsys):
     info, ref = raster_info(gen), raster_info(vv)
     assert info.count == 3 and info.dtype == np.uint8
     assert info.geotransform == ref.geotransform and info.epsg == 4326
+    from sarfusion.io.raster import cog_errors
+    assert cog_errors(gen) == []
 
 
 def test_translate_with_wrong_model_kind(tmp_path, real_samples):
@@ -140,3 +143,61 @@ def test_translate_with_wrong_model_kind(tmp_path, real_samples):
     with pytest.raises(InputError, match="multiearth/generator.pt"):
         tr.translate(real_samples / "multiearth" / "sent1", tmp_path / "out", tmp_path / "w")
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- scores where truth is present
+
+def test_score_translated_sen12_pairs_each_output_with_its_truth(tmp_path, one_thread):
+    """Scores split by what the model trained on (held out: no patch of the scene trained on); a
+    perfect output (its own truth copied) scores PSNR inf / SSIM 1 / MultiEarth 0, so each output
+    is compared with its own partner; cloudy partners (the cloud filter's verdict) are left out."""
+    from sarfusion.clouds import assess_clouds
+    from sarfusion.datasets.sen12 import find_pairs
+    from sarfusion.synth.landscape import write_sen12
+
+    write_sen12(tmp_path / "data", pairs=6, seed=0, size=64, cloudy_share=0.4)
+    tr.train_translation(tmp_path / "data", tmp_path / "w", work_dir=tmp_path / "runs", holdout=2, config=TINY)
+    tr.translate(tmp_path / "data", tmp_path / "out", tmp_path / "w")
+    pairs = find_pairs(tmp_path / "data")
+    clear = {Path(r["path"]) for r in assess_clouds([p.optical for p in pairs], TINY.max_cloud) if r["keep"]}
+    trained = set(torch_state(tmp_path / "w")["train_keys"])
+    s = tr.score_translated(tmp_path / "data", tmp_path / "out", tmp_path / "w")
+    n_clear = sum(p.optical in clear for p in pairs)
+    assert 0 < n_clear < 6  # the seed gives both kinds
+    assert s["kind"] == "sen12" and s["all"]["n_images"] == n_clear and s["cloudy_truths_dropped"] == 6 - n_clear
+    assert s["trained_on"] == sum(p.optical in clear and p.key in trained for p in pairs) == n_clear - 2
+    seen_scenes = {p.scene for p in pairs if p.key in trained}
+    held = [p.sar.stem for p in pairs if p.optical in clear and p.scene not in seen_scenes]
+    assert held and s["held_out_inputs"] == held and s["held_out"]["n_images"] == len(held)
+    assert len(held) < 2  # one of the two held-out patches shares its scene with trained ones
+    assert np.isfinite(s["all"]["psnr"]) and 0 < s["all"]["ssim"] < 1
+    perfect = tmp_path / "perfect"
+    perfect.mkdir()
+    for p in pairs:
+        shutil.copy(p.optical, perfect / f"{p.sar.stem}.png")
+    s = tr.score_translated(tmp_path / "data", perfect, tmp_path / "w")
+    assert s["all"]["psnr"] == np.inf and s["all"]["ssim"] == pytest.approx(1.0) and s["all"]["multiearth"] == 0.0
+
+
+def test_score_translated_multiearth_against_every_clear_date(tmp_path, one_thread):
+    """Each SAR scene against every cloud-free date of its site: outputs equal to the first clear
+    date's target score sum_j min_i ||f_i - y_j|| = the RMS distance to the other clear dates."""
+    from sarfusion.metrics.image_quality import rms_distance
+    from sarfusion.synth.landscape import write_multiearth
+
+    write_multiearth(tmp_path / "data", seed=1, sites=1, sar_dates=2, optical_dates=4, size=64)
+    tr.train_translation(tmp_path / "data", tmp_path / "w", work_dir=tmp_path / "runs", config=TINY)
+    truths = tr.multiearth_truths(tmp_path / "data", torch_state(tmp_path / "w", "multiearth")["config"])
+    assert len(truths) == 2 and all(t.truths for t in truths)
+    assert all(len(t.truths) + t.cloudy == 4 for t in truths) and truths[0].cloudy > 0
+    out = tmp_path / "out"
+    for t in truths:
+        write_raster(out / f"{t.name}.tiff", t.truths[0])
+    s = tr.score_translated(tmp_path / "data", out, tmp_path / "w")
+    expect = np.mean([sum(rms_distance(t.truths[0] / 255.0, y / 255.0) for y in t.truths) for t in truths])
+    assert s["kind"] == "multiearth" and s["all"]["n_images"] == 2 and s["trained_on"] == 2 and s["held_out"] is None
+    assert s["all"]["multiearth"] == pytest.approx(expect)
+
+
+def torch_state(weights, kind: str = "sen12") -> dict:
+    return tr.translator_state(weights, kind)

@@ -1,8 +1,10 @@
 """What ``train.sh``, ``test.sh`` and ``make demo`` run: detect the data, call each capability.
 
 ``sarfusion train DATA``  -> weights/{colorize,buildings,registration,translate}/
-``sarfusion test DATA OUT.csv`` -> OUT.csv (SN6 submission), OUT_offsets/<scene>_offsets.tif (SN9),
-    OUT_translated/ (SAR->optical), OUT_scores.json (every score where truth was present)
+``sarfusion test DATA OUT.csv`` -> OUT.csv (SN6 submission), OUT_buildings.gpkg (map footprints),
+    OUT_offsets/<scene>_offsets.tif and OUT_aligned/<scene>_sar_aligned.tif (SN9), OUT_colorized/,
+    OUT_translated/ (SAR->optical), OUT_scores.json (every score where truth was present),
+    OUT_previews/ and OUT_report.html
 ``sarfusion demo`` -> synthetic data, then train + test on it, printing where everything is.
 """
 from __future__ import annotations
@@ -27,11 +29,18 @@ def _stage(name: str) -> float:
     return time.time()
 
 
-def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: str = "demo") -> dict[str, Any]:
-    """Train every capability the data supports; weights go to ``weights/<capability>/``."""
+def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: str = "demo",
+              translation_holdout: int = 0, timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Train every capability the data supports; weights go to ``weights/<capability>/``.
+
+    ``translation_holdout``: the last N translation inputs are kept out of training (their scores
+    in :func:`test_all` are then on inputs the model never saw). ``timings``: filled with the
+    seconds each stage took.
+    """
     inv = detect_data(data)
     log.info("data: %s", inv.summary())
     weights, work = Path(weights), Path(work)
+    timings = timings if timings is not None else {}
     done: dict[str, Any] = {}
     if inv.sn6_train:
         from sarfusion.tasks.buildings import train_buildings
@@ -39,11 +48,13 @@ def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: s
         aoi = inv.sn6_train[0]
         t = _stage(f"SN6 colorization GAN on {aoi}")
         done["colorize"] = str(train_colorizer(aoi, weights / "colorize", preset=preset, work_dir=work / "colorize"))
-        log.info("colorization trained in %.0f s", time.time() - t)
+        timings["train: colorization"] = time.time() - t
+        log.info("colorization trained in %.0f s", timings["train: colorization"])
         t = _stage(f"SN6 building segmentation on {aoi}")
         done["buildings"] = str(train_buildings(aoi, weights / "buildings", preset=preset, input_mode="sar4",
                                                 work_dir=work / "buildings"))
-        log.info("buildings trained in %.0f s", time.time() - t)
+        timings["train: buildings"] = time.time() - t
+        log.info("buildings trained in %.0f s", timings["train: buildings"])
     train_scenes = [s for s in inv.sn9 if s.split == "train" and s.tiepoints is not None]
     if train_scenes:
         from sarfusion.registration import train_keypoints
@@ -51,38 +62,66 @@ def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: s
         t = _stage(f"SN9 keypoint networks on {len(train_scenes)} scene(s)")
         done["registration"] = str(train_keypoints(train_scenes[0].optical.parent, weights / "registration",
                                                    preset=preset))
-        log.info("keypoints trained in %.0f s", time.time() - t)
+        timings["train: SN9 keypoints"] = time.time() - t
+        log.info("keypoints trained in %.0f s", timings["train: SN9 keypoints"])
         t = _stage(f"SN9 dense descriptors on {len(train_scenes)} scene(s)")
         done["descriptors"] = str(train_descriptors(train_scenes[0].optical.parent, weights / "registration",
                                                     preset=preset))
-        log.info("descriptors trained in %.0f s", time.time() - t)
+        timings["train: SN9 descriptors"] = time.time() - t
+        log.info("descriptors trained in %.0f s", timings["train: SN9 descriptors"])
     translation_roots = inv.sen12 + inv.multiearth
     if translation_roots:
         from sarfusion.tasks.translate import train_translation
         t = _stage(f"SAR->optical translation on {', '.join(map(str, translation_roots))}")
         # one translator per layout (SEN1-2, MultiEarth), each trained on every folder of its kind
         done["translate"] = str(train_translation(inv.root, weights / "translate", preset=preset,
-                                                  work_dir=work / "translate"))
-        log.info("translation trained in %.0f s", time.time() - t)
+                                                  work_dir=work / "translate", holdout=translation_holdout))
+        timings["train: translation"] = time.time() - t
+        log.info("translation trained in %.0f s", timings["train: translation"])
     return done
 
 
-def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview: bool = False) -> dict[str, Any]:
-    """Run every trained capability on ``data``; scores what has truth. Returns the scores."""
+MAX_PREVIEWS = 64  # per capability and folder: a real test set has thousands of tiles
+
+
+def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview: bool = True,
+             timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Run every trained capability on ``data``; scores what has truth. Returns outputs and scores.
+
+    Writes beside ``out_csv`` (``OUT`` = its path without ``.csv``): the SN6 submission ``OUT.csv``
+    and ``OUT_buildings.gpkg`` (map footprints), ``OUT_offsets/`` and ``OUT_aligned/`` (SN9),
+    ``OUT_colorized/``, ``OUT_translated/``, ``OUT_scores.json`` where truth is present,
+    ``OUT_previews/`` (with ``preview``) and ``OUT_report.html``. ``timings``: earlier stages
+    (e.g. the demo's training) to show in the report.
+    """
+    from sarfusion.report import run_settings, write_report
+
+    t_start = time.time()
     inv = detect_data(data)
     log.info("data: %s", inv.summary())
     weights, out_csv = Path(weights), Path(out_csv)
     base = out_csv.with_suffix("")
+    previews = Path(f"{base}_previews") if preview else None
+    settings = run_settings(data, out_csv, weights)
+    timings = dict(timings or {})
     scores: dict[str, Any] = {}
     outputs: list[dict[str, str]] = []
+    result: dict[str, Any] = {"outputs": outputs, "scores": scores}
     _require_weights(inv, weights)
     if inv.sn6_test:
-        from sarfusion.tasks.buildings import predict_buildings
+        from sarfusion.datasets.sn6 import find_tiles
+        from sarfusion.tasks.buildings import footprints_summary, predict_buildings, write_footprint_map
         aoi = inv.sn6_test[0]
-        _stage(f"SN6 buildings on {aoi}")
+        t = _stage(f"SN6 buildings on {aoi}")
+        geo = Path(f"{base}_buildings.gpkg")
         predict_buildings(aoi, weights / "buildings", out_csv,
-                          preview_dir=(Path(f"{base}_previews") / "buildings") if preview else None)
+                          preview_dir=(previews / "buildings") if previews else None, geo_path=geo)
         outputs.append({"capability": "buildings", "input": str(aoi), "output": str(out_csv)})
+        outputs.append({"capability": "buildings (map)", "input": str(aoi), "output": str(geo)})
+        result["footprints"] = footprints_summary(out_csv, geo)
+        if previews:
+            write_footprint_map(find_tiles(aoi), geo, previews / "buildings" / "footprints_map.png")
+        timings["test: SN6 buildings"] = time.time() - t
         if inv.sn6_test_truth is not None:
             from sarfusion.metrics.buildings import score_buildings
             scores["buildings"] = score_buildings(inv.sn6_test_truth, out_csv)
@@ -90,21 +129,26 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
                      scores["buildings"]["precision"], scores["buildings"]["recall"], inv.sn6_test_truth)
         if (weights / "colorize").is_dir():
             from sarfusion.tasks.colorize import colorize_tiles
+            t = _stage(f"SN6 colorization of {aoi}")
             sar_paths = sorted((aoi / "SAR-Intensity").glob("*.tif"))
             colorize_tiles(sar_paths, weights / "colorize", Path(f"{base}_colorized"),
-                           preview_dir=(Path(f"{base}_previews") / "colorize") if preview else None)
+                           preview_dir=(previews / "colorize") if previews else None, max_previews=MAX_PREVIEWS)
             outputs.append({"capability": "colorize", "input": str(aoi), "output": f"{base}_colorized"})
+            timings["test: SN6 colorization"] = time.time() - t
     test_scenes = [s for s in inv.sn9 if s.split != "train"] or inv.sn9
     if test_scenes:
-        from sarfusion.registration import register_pair
+        from sarfusion.registration.api import register_scene
         reg_weights = weights / "registration"
         for scene in test_scenes:
-            _stage(f"SN9 registration of {scene.name}")
+            t = _stage(f"SN9 registration of {scene.name}")
             out = Path(f"{base}_offsets") / f"{scene.name}_offsets.tif"
-            register_pair(scene.optical, scene.sar, out, mode="dense",
-                          weights_dir=reg_weights if reg_weights.is_dir() else None,
-                          preview_dir=(Path(f"{base}_previews") / "registration") if preview else None)
+            aligned = Path(f"{base}_aligned") / f"{scene.name}_sar_aligned.tif"
+            register_scene(scene.optical, scene.sar, out, mode="dense",
+                           weights_dir=reg_weights if reg_weights.is_dir() else None,
+                           preview_dir=(previews / "registration") if previews else None, aligned_sar_path=aligned)
             outputs.append({"capability": "registration", "input": str(scene.optical), "output": str(out)})
+            outputs.append({"capability": "aligned SAR", "input": str(scene.sar), "output": str(aligned)})
+            timings[f"test: SN9 {scene.name}"] = time.time() - t
             if scene.tiepoints is not None:
                 from sarfusion.metrics.tiepoints import score_tiepoints
                 s = score_tiepoints(scene.optical, scene.sar, scene.tiepoints, out)
@@ -112,18 +156,33 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
                 log.info("SN9 %s: mean %.2f px (%.2f m), score %.2f", scene.name, s["mean_px"], s["mean_m"], s["score"])
     translation_roots = inv.sen12 + inv.multiearth
     if translation_roots and (weights / "translate").is_dir():
-        from sarfusion.tasks.translate import translate
+        from sarfusion.tasks.translate import score_translated, translate
         for root in translation_roots:
-            _stage(f"SAR->optical translation of {root}")
+            t = _stage(f"SAR->optical translation of {root}")
             out_dir = Path(f"{base}_translated") / root.name
-            translate(root, out_dir, weights / "translate")
+            translate(root, out_dir, weights / "translate",
+                      preview_dir=(previews / "translate" / root.name) if previews else None, max_previews=MAX_PREVIEWS)
             outputs.append({"capability": "translate", "input": str(root), "output": str(out_dir)})
-    if not inv.sn6_test:
-        _write_manifest(out_csv, outputs)
+            # scored wherever the layout holds optical truth (tasks.translate.TRUTH_FINDERS)
+            translation = score_translated(root, out_dir, weights / "translate")
+            if translation is not None:
+                scores.setdefault("translation", {})[root.name] = translation
+            timings[f"test: translation {root.name}"] = time.time() - t
     if scores:
         with atomic_path(Path(f"{base}_scores.json")) as tmp:
             tmp.write_text(json.dumps(scores, indent=2, default=float))
-    return {"outputs": outputs, "scores": scores}
+        outputs.append({"capability": "scores", "input": str(data), "output": f"{base}_scores.json"})
+    report = Path(f"{base}_report.html")
+    outputs.append({"capability": "report", "input": str(data), "output": str(report)})
+    if not inv.sn6_test:
+        _write_manifest(out_csv, outputs)
+    timings["test: total"] = time.time() - t_start
+    # earlier stages (demo data, training) + this whole test run
+    timings["total"] = sum(v for k, v in timings.items() if not k.startswith("test: ")) + timings["test: total"]
+    write_report(report, result, settings, timings, previews)
+    log.info("report: %s", report)
+    result["timings"] = timings
+    return result
 
 
 def _require_weights(inv: DataInventory, weights: Path) -> None:
@@ -139,6 +198,9 @@ def _write_manifest(out_csv: Path, outputs: list[dict[str, str]]) -> None:
     import pandas as pd
     from sarfusion.io.vector import write_csv_atomic
     write_csv_atomic(out_csv, pd.DataFrame(outputs, columns=["capability", "input", "output"]))
+
+
+DEMO_TRANSLATION_HOLDOUT = 4  # the demo's last 4 SEN1-2 pairs (one synthetic scene) are not trained on
 
 
 def run_demo(out: str | Path, weights: str | Path, preset: str = "demo", sn6_tiles: int = 40,
@@ -157,10 +219,12 @@ def run_demo(out: str | Path, weights: str | Path, preset: str = "demo", sn6_til
     if not (data / "sen12").is_dir():
         from sarfusion.synth.landscape import write_sen12
         write_sen12(data / "sen12", pairs=24, seed=seed)
+    timings = {"demo data": time.time() - t_all}
     t = time.time()
-    trained = train_all(data, weights, out / "work", preset=preset)
+    trained = train_all(data, weights, out / "work", preset=preset, translation_holdout=DEMO_TRANSLATION_HOLDOUT,
+                        timings=timings)
     t_train = time.time() - t
-    result = test_all(data, out / "results" / "out.csv", weights, preview=True)
+    result = test_all(data, out / "results" / "out.csv", weights, preview=True, timings=timings)
     result.update(trained=trained, train_seconds=round(t_train, 1), total_seconds=round(time.time() - t_all, 1))
     return result
 
@@ -181,13 +245,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("test", help="run trained models on DATA and write OUT.csv (what test.sh runs)",
                        description="Detect what DATA holds, run the trained models from --weights (no retraining) and "
                                    "write: OUT.csv (SN6 submission, or a manifest when DATA has no SN6 tiles), "
-                                   "OUT_offsets/<scene>_offsets.tif (SN9), OUT_translated/ (SAR->optical), "
-                                   "OUT_colorized/ (SN6 test tiles), OUT_scores.json where truth is present. "
+                                   "OUT_buildings.gpkg (SN6 footprints in map coordinates, one polygon per "
+                                   "building), OUT_offsets/<scene>_offsets.tif and OUT_aligned/<scene>_sar_aligned.tif "
+                                   "(SN9 offset maps and the SAR resampled onto the optical grid), "
+                                   "OUT_translated/ (SAR->optical), OUT_colorized/ (SN6 test tiles), "
+                                   "OUT_scores.json where truth is present (SN6 truth CSV, SN9 tie points, the "
+                                   "optical of SEN1-2 / MultiEarth), OUT_previews/ and OUT_report.html (one page: "
+                                   "scores, previews, settings, timings). Rasters are Cloud-Optimized GeoTIFFs. "
                                    + _layout_help())
     p.add_argument("data", type=Path)
     p.add_argument("out_csv", type=Path)
     p.add_argument("--weights", type=Path, default=Path("weights"), help="trained models (default: weights)")
-    p.add_argument("--preview", action="store_true", help="also write PNG previews to OUT_previews/")
+    p.add_argument("--preview", action=argparse.BooleanOptionalAction, default=True,
+                   help="write PNG previews to OUT_previews/ (the report shows them; --no-preview skips both)")
     add_json_flag(p)
     p.set_defaults(func=_cmd_test)
 
@@ -236,10 +306,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for o in result["outputs"]:
         print(f"  {o['capability']:<13} {o['output']}")
     print(f"  scores:   {args.out / 'results' / 'out_scores.json'}")
+    print(f"  report:   {args.out / 'results' / 'out_report.html'}")
     s = result["scores"]
     if "buildings" in s:
         b = s["buildings"]
         print(f"  SN6 buildings F1 {b['f1']:.3f} (P {b['precision']:.3f}, R {b['recall']:.3f}) on the synthetic test part")
     for name, r in s.get("registration", {}).items():
         print(f"  SN9 {name}: {r['mean_px']:.1f} px mean tie-point error ({r['mean_m']:.2f} m)")
+    for name, r in s.get("translation", {}).items():
+        part, which = (r["held_out"], "held-out") if r["held_out"] else (r["all"], "trained-on")
+        print(f"  translation {name}: PSNR {part['psnr']:.2f} dB, SSIM {part['ssim']:.3f} on {part['n_images']} "
+              f"{which} inputs")
     return 0

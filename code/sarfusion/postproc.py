@@ -66,11 +66,13 @@ def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None)
 
 
 def _largest_polygon(geom: shapely.Geometry) -> Polygon | None:
+    """The largest Polygon in ``geom`` (itself, or a part of a (nested) collection); None if none."""
     if geom is None or geom.is_empty:
         return None
     if geom.geom_type == "Polygon":
         return geom
     polys = [g for g in getattr(geom, "geoms", []) if g.geom_type == "Polygon" and not g.is_empty]
+    polys += [p for g in getattr(geom, "geoms", []) if g.geom_type == "MultiPolygon" for p in g.geoms]
     return max(polys, key=lambda g: g.area) if polys else None
 
 
@@ -125,3 +127,81 @@ def probabilities_to_polygons(prob: np.ndarray, params: WatershedParams | None =
     """``(3, H, W)`` probabilities -> building polygons and confidences (watershed + polygonize)."""
     labels = watershed_instances(prob, params)
     return polygonize_instances(labels, prob[0], params)
+
+
+def distance_to_nodata(valid: np.ndarray) -> np.ndarray:
+    """``(H, W)`` float32 distance (px) from each pixel to the nearest invalid pixel or the tile's
+    border (pixels outside the tile count as invalid), for a ``(H, W)`` bool validity mask."""
+    padded = np.pad(valid.astype(np.uint8), 1)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+
+
+def touches_nodata(polygons: list[Polygon], distance: np.ndarray, margin_px: float = 2.0) -> list[bool]:
+    """Whether each pixel-space polygon comes within ``margin_px`` of its tile's border or nodata
+    (``distance`` from :func:`distance_to_nodata`): such a building may be cut, and the same
+    building seen whole in an overlapping tile is the better copy."""
+    h, w = distance.shape
+    out = []
+    for poly in polygons:
+        xy = np.asarray(poly.exterior.coords)
+        cols = np.clip(np.floor(xy[:, 0]).astype(int), 0, w - 1)
+        rows = np.clip(np.floor(xy[:, 1]).astype(int), 0, h - 1)
+        out.append(bool(distance[rows, cols].min() < margin_px))
+    return out
+
+
+def merge_footprints(polygons: np.ndarray, confidence: np.ndarray, sources: np.ndarray, cut: np.ndarray,
+                     duplicate_share: float = 0.5, min_area: float = 0.0) -> list[dict]:
+    """One polygon per building from the footprints of overlapping tiles, in map coordinates.
+
+    Polygons are taken in priority order: whole before ``cut`` (near their tile's border or
+    nodata), then by confidence, then by area. One that overlaps an already kept polygon by at
+    least ``duplicate_share`` of the smaller one's area is the same building seen again: it only
+    adds its tile to the kept one's ``tiles``. Otherwise the kept polygons are cut out of it (its
+    largest remaining part is kept when at least ``min_area``), so no two outputs overlap.
+
+    Args:
+        polygons: ``(n,)`` shapely Polygons in map units (metres for UTM).
+        confidence, sources, cut: ``(n,)`` float scores, str source tile ids, bool flags.
+    Returns:
+        one dict per building: ``geometry``, ``confidence`` (the kept copy's), ``image_id`` (its
+        tile), ``tiles`` (every tile that saw it, comma-separated), ``n_tiles``, ``area_m2``.
+    """
+    polygons = np.asarray(polygons, dtype=object)
+    n = len(polygons)
+    if n == 0:
+        return []
+    fixed = np.empty(n, dtype=object)
+    fixed[:] = [None if g is None or g.is_empty else _largest_polygon(g if g.is_valid else shapely.make_valid(g))
+                for g in polygons]
+    present = np.array([g is not None for g in fixed])
+    areas = np.where(present, shapely.area(np.where(present, fixed, shapely.Polygon())), 0.0)
+    order = np.lexsort((-areas, -np.asarray(confidence, np.float64), np.asarray(cut, bool)))
+    tree = shapely.STRtree(np.where(present, fixed, shapely.Polygon()))
+    kept: dict[int, Polygon] = {}
+    seen_by: dict[int, list[str]] = {}
+    for i in order:
+        geom = fixed[i]
+        if geom is None:
+            continue
+        neighbours = [j for j in tree.query(geom) if j in kept]
+        overlaps = [(float(geom.intersection(kept[j]).area), j) for j in neighbours]
+        overlaps = [(a, j) for a, j in overlaps if a > 0]
+        shares = [(a / max(min(geom.area, kept[j].area), 1e-12), j) for a, j in overlaps]
+        best = max(shares) if shares else None
+        if best is not None and best[0] >= duplicate_share:
+            seen_by[best[1]].append(str(sources[i]))
+            continue
+        for _, j in overlaps:
+            geom = geom.difference(kept[j])
+        geom = _largest_polygon(geom)
+        if geom is None or geom.area < min_area or geom.area <= 0:
+            continue
+        kept[i] = geom
+        seen_by[i] = [str(sources[i])]
+    out = []
+    for i, geom in kept.items():
+        tiles = sorted(set(seen_by[i]))
+        out.append({"geometry": geom, "confidence": float(confidence[i]), "image_id": str(sources[i]),
+                    "tiles": ",".join(tiles), "n_tiles": len(tiles), "area_m2": round(float(geom.area), 2)})
+    return out

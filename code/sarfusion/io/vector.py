@@ -123,15 +123,103 @@ def read_geojson(path: str | Path) -> tuple[np.ndarray, list[dict]]:
 def write_geojson(path: str | Path, geoms: Sequence[shapely.Geometry], properties: Sequence[dict],
                   crs_epsg: int | None = None) -> Path:
     """Write a FeatureCollection (atomic). ``crs_epsg`` adds the legacy named-CRS member."""
-    feats = [
-        {"type": "Feature", "properties": props,
-         "geometry": None if g is None else json.loads(shapely.to_geojson(g))}
-        for g, props in zip(geoms, properties)
-    ]
-    doc: dict = {"type": "FeatureCollection"}
-    if crs_epsg is not None:
-        doc["crs"] = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{crs_epsg}"}}
-    doc["features"] = feats
+    return write_features(path, geoms, properties, crs_epsg)
+
+
+OGR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
+_OGR_FIELD_TYPES = {bool: "OFTInteger", int: "OFTInteger64", float: "OFTReal", str: "OFTString"}
+
+
+def _field_types(properties: Sequence[dict]) -> dict[str, type]:
+    """Field name -> Python type over every feature (first appearance order); ints mixed with
+    floats are floats, anything else mixed is text."""
+    types: dict[str, type] = {}
+    for props in properties:
+        for key, value in props.items():
+            if value is None:
+                continue
+            t = type(value.item()) if isinstance(value, np.generic) else type(value)
+            t = t if t in _OGR_FIELD_TYPES else str
+            old = types.get(key)
+            types[key] = t if old in (None, t) else (float if {old, t} <= {int, float} else str)
+    return types
+
+
+def write_features(path: str | Path, geoms: Sequence[shapely.Geometry | None], properties: Sequence[dict],
+                   crs: str | int | None = None, layer: str | None = None,
+                   geometry_type: str | None = None, fields: dict[str, type] | None = None) -> Path:
+    """Write features through OGR, atomically: a GeoPackage (``.gpkg``) or GeoJSON (``.geojson``).
+
+    ``properties``: one dict per geometry (field types from the values: int, float, str, bool);
+    ``crs``: WKT, ``"EPSG:n"`` or an int (``None``: coordinates without a CRS, e.g. pixels).
+    GeoJSON in a projected CRS keeps GDAL's legacy ``crs`` member, as the SpaceNet files do.
+    ``layer`` defaults to the file stem; ``geometry_type`` (e.g. ``"Polygon"``) to the one type
+    all geometries share (Unknown when they differ or there are none); ``fields`` (name -> int,
+    float, str or bool) fixes the schema, so an empty layer still has its columns.
+    """
+    from osgeo import ogr, osr
+
+    from sarfusion.io.raster import crs_to_wkt
+
+    ogr.UseExceptions()
+    path = Path(path)
+    driver_name = OGR_DRIVERS.get(path.suffix.lower())
+    if driver_name is None:
+        raise InputError(f"unknown vector format; use one of {', '.join(sorted(OGR_DRIVERS))}", path)
+    if len(geoms) != len(properties):
+        raise ValueError(f"{len(geoms)} geometries but {len(properties)} property dicts")
+    srs = None
+    wkt = crs_to_wkt(crs)
+    if wkt:
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(wkt)
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    kinds = {geometry_type} if geometry_type else {g.geom_type for g in geoms if g is not None and not g.is_empty}
+    geom_type = getattr(ogr, f"wkb{kinds.pop()}", ogr.wkbUnknown) if len(kinds) == 1 else ogr.wkbUnknown
+    types = {**(fields or {}), **_field_types(properties)}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc))
-    return Path(path)
+        ds = ogr.GetDriverByName(driver_name).CreateDataSource(str(tmp))
+        lyr = ds.CreateLayer(layer or path.stem, srs, geom_type)
+        for name, t in types.items():
+            field = ogr.FieldDefn(name, getattr(ogr, _OGR_FIELD_TYPES[t]))
+            if t is bool:
+                field.SetSubType(ogr.OFSTBoolean)
+            lyr.CreateField(field)
+        defn = lyr.GetLayerDefn()
+        lyr.StartTransaction()
+        for g, props in zip(geoms, properties):
+            feat = ogr.Feature(defn)
+            for key, value in props.items():
+                if value is not None:
+                    value = value.item() if isinstance(value, np.generic) else value
+                    feat.SetField(key, value if types[key] is not str else str(value))
+            if g is not None:
+                feat.SetGeometry(ogr.CreateGeometryFromWkb(shapely.to_wkb(g)))
+            lyr.CreateFeature(feat)
+        lyr.CommitTransaction()
+        ds = None  # closes (and for GPKG finalises) the file before the rename
+    return path
+
+
+def read_features(path: str | Path) -> tuple[np.ndarray, list[dict], str | None]:
+    """Geometries (shapely array), property dicts and CRS WKT of the first layer of any OGR vector file."""
+    from osgeo import ogr
+
+    ogr.UseExceptions()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        ds = ogr.Open(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"not a readable vector file ({str(exc).strip().splitlines()[0]})", path) from None
+    lyr = ds.GetLayer(0)
+    srs = lyr.GetSpatialRef()
+    geoms, props = [], []
+    for feat in lyr:
+        g = feat.GetGeometryRef()
+        geoms.append(None if g is None else shapely.from_wkb(bytes(g.ExportToWkb())))
+        props.append(feat.items())
+    out = np.empty(len(geoms), dtype=object)
+    out[:] = geoms
+    return out, props, srs.ExportToWkt() if srs is not None else None

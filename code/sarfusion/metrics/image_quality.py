@@ -197,7 +197,7 @@ def score_translation(pred_dir: str | Path, truth_dir: str | Path) -> dict:
     """
     from tqdm import tqdm
 
-    psnrs, ssims, errors = [], [], []
+    sets = []
     for key, (out_paths, truth_paths) in tqdm(sorted(pair_translation_files(pred_dir, truth_dir).items()),
                                               desc="translation", unit="input", disable=None):
         outs = [read_image_unit(p) for p in out_paths]
@@ -210,8 +210,20 @@ def score_translation(pred_dir: str | Path, truth_dir: str | Path) -> dict:
                 raise InputError(f"shape {t.shape} differs from {truth_paths[0]}'s {truths[0].shape}", p)
         if min(truths[0].shape[1:]) < SSIM_WINDOW:
             raise InputError(f"is smaller than the {SSIM_WINDOW} px SSIM window", truth_paths[0])
-        psnrs.append(np.mean([psnr(o, t, 1.0) for o in outs for t in truths]))
-        ssims.append(np.mean([ssim(o, t, 1.0) for o in outs for t in truths]))
-        errors.append(multiearth_score(outs, truths))
+        sets.append((outs, truths))
+    return score_image_sets(sets)
+
+
+def score_image_sets(sets: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray]]]) -> dict:
+    """The scores of :func:`score_translation` for ``(outputs, truths)`` per input, each image a
+    float ``(C, H, W)`` array scaled to [0, 1], all of one input the same shape.
+
+    Returns ``{psnr, ssim, multiearth, n_images}`` (``n_images``: the number of inputs).
+    """
+    if not sets:
+        raise ValueError("score_image_sets needs at least one (outputs, truths) pair")
+    psnrs = [np.mean([psnr(o, t, 1.0) for o in outs for t in truths]) for outs, truths in sets]
+    ssims = [np.mean([ssim(o, t, 1.0) for o in outs for t in truths]) for outs, truths in sets]
+    errors = [multiearth_score(outs, truths) for outs, truths in sets]
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
             "multiearth": float(np.mean(errors)), "n_images": len(errors)}

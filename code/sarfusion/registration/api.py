@@ -15,14 +15,17 @@ MODES = ("dense", "baseline", "none")
 
 def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str | Path,
                    mode: str = "dense", weights_dir: str | Path | None = None,
-                   preview_dir: str | Path | None = None, config=None) -> dict:
+                   preview_dir: str | Path | None = None, config=None,
+                   aligned_sar_path: str | Path | None = None) -> dict:
     """Register one optical / SAR pair and write the SPEC offset map to ``out_path``.
 
     ``mode``: ``dense`` (local matching, the default; training-free, or with the learned
     descriptors when ``weights_dir`` holds ``descriptors.pt``), ``baseline`` (keypoint U-Nets
     + RANSAC affine; needs ``weights_dir``) or ``none`` (zero offsets). ``config``: a
     :class:`~sarfusion.registration.dense.DenseConfig` for the dense mode.
-    Returns ``{"offsets": path, "mode", "seconds", "stats"}``.
+    ``aligned_sar_path``: also write the SAR resampled through the offsets onto the optical grid
+    (:func:`~sarfusion.registration.aligned.write_aligned_sar`).
+    Returns ``{"offsets": path, "mode", "seconds", "stats"}`` (+ ``"aligned_sar"``).
     """
     if mode not in MODES:
         raise InputError(f"unknown registration mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -45,14 +48,20 @@ def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str
         device = select_device(config.device if config is not None else None)
         field, stats = dense_field(grid, config, descriptors=load_descriptors(weights_dir, device))
     out = write_offsets(grid, field, out_path)
+    result = {"offsets": str(out), "mode": mode, "stats": stats}
+    if aligned_sar_path is not None:
+        from sarfusion.registration.aligned import write_aligned_sar
+        result["aligned_sar"] = write_aligned_sar(optical_path, sar_path, out, aligned_sar_path)["aligned_sar"]
     if preview_dir is not None:
-        from sarfusion.registration.previews import write_previews
+        from sarfusion.registration.previews import write_aligned_preview, write_previews
         write_previews(grid, out, preview_dir, Path(optical_path).stem)
-    return {"offsets": str(out), "mode": mode, "seconds": round(time.time() - t0, 2), "stats": stats}
+        if aligned_sar_path is not None:
+            write_aligned_preview(optical_path, aligned_sar_path, preview_dir, Path(optical_path).stem)
+    return {**result, "seconds": round(time.time() - t0, 2)}
 
 
 def register_pair(optical_path: str | Path, sar_path: str | Path, out_path: str | Path,
                   mode: str = "dense", weights_dir: str | Path | None = None,
                   preview_dir: str | Path | None = None) -> Path:
-    """:func:`register_scene` returning only the offset map path (the pipeline's call)."""
+    """:func:`register_scene` returning only the offset map path."""
     return Path(register_scene(optical_path, sar_path, out_path, mode, weights_dir, preview_dir)["offsets"])

@@ -14,8 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "register",
         help="optical -> SAR registration: write a dense offset map (SpaceNet 9)",
         description=(
-            "Register a SAR scene to an optical scene and write the SpaceNet 9 offset map: a GeoTIFF "
-            "with 2 float32 bands (dx, dy in optical pixels; the SAR counterpart of optical pixel "
+            "Register a SAR scene to an optical scene and write the SpaceNet 9 offset map: a Cloud-Optimized "
+            "GeoTIFF with 2 float32 bands (dx, dy in optical pixels; the SAR counterpart of optical pixel "
             "(row, col) sits at optical-grid column col+dx, row row+dy), same size, geotransform and "
             "CRS as the optical. Any GDAL-readable pair works; non-georeferenced images are taken to "
             "share one pixel grid; a SAR scene in another CRS (UTM zone) is reprojected."),
@@ -34,7 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "it the dense mode is training-free)")
     p.add_argument("--tiepoints", default=None,
                    help="tie-point CSV (sar_row,sar_col,optical_row,optical_col): also score the result")
-    p.add_argument("--preview", default=None, help="folder for PNG previews (offset vectors, checkerboards)")
+    p.add_argument("--aligned-sar", default=None, metavar="OUT.tif",
+                   help="also write the SAR resampled through the offsets onto the optical grid (same size, "
+                        "geotransform and CRS as the optical; the SAR's bands and dtype; nodata where the SAR has "
+                        "none): a Cloud-Optimized GeoTIFF to compare with the optical pixel by pixel")
+    p.add_argument("--preview", default=None,
+                   help="folder for PNG previews (offset vectors, checkerboards; the aligned SAR with --aligned-sar)")
     add_json_flag(p)
     p.set_defaults(func=_register)
 
@@ -67,7 +72,8 @@ def _register(args: argparse.Namespace) -> int:
     if args.tiepoints:  # a malformed CSV fails before any work is done
         from sarfusion.metrics.tiepoints import read_tiepoints
         read_tiepoints(args.tiepoints)
-    result = register_scene(args.optical, args.sar, args.out, args.mode, args.weights, args.preview)
+    result = register_scene(args.optical, args.sar, args.out, args.mode, args.weights, args.preview,
+                            aligned_sar_path=args.aligned_sar)
     if args.tiepoints:
         from sarfusion.metrics.tiepoints import score_tiepoints
         result.update(score_tiepoints(args.optical, args.sar, args.tiepoints, args.out))
@@ -75,6 +81,8 @@ def _register(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         line = f"wrote {result['offsets']} ({result['mode']}, {result['seconds']} s)"
+        if args.aligned_sar:
+            line += f" and {result['aligned_sar']}"
         if args.tiepoints:
             line += f"; mean error {result['mean_px']:.2f} px = {result['mean_m']:.2f} m, score {result['score']:.2f}"
         print(line)

@@ -233,14 +233,15 @@ def write_offsets(grid: SceneGrid, field: OffsetField, out_path: str | Path, win
     """Sample ``field`` at every optical pixel centre and write the SPEC offset GeoTIFF.
 
     Band 1 dx, band 2 dy, float32, in optical pixels, same size / geotransform / CRS as the
-    optical scene (none for a non-georeferenced one); written by windows, tiled and compressed.
+    optical scene (none for a non-georeferenced one); written by windows into a Cloud-Optimized
+    GeoTIFF (512 px tiles, DEFLATE, averaged overviews).
     """
     opt = grid.optical
     sy, sx = grid.optical_scale[1], grid.optical_scale[0]
     gt = opt.geotransform if opt.georeferenced else None
     crs = opt.crs_wkt if opt.georeferenced else None
     windows = list(iter_windows(opt.width, opt.height, window))
-    with RasterWriter(out_path, opt.width, opt.height, 2, np.float32, gt, crs) as writer:
+    with RasterWriter(out_path, opt.width, opt.height, 2, np.float32, gt, crs, cog=True) as writer:
         for col, row, w, h in tqdm(windows, desc="write offsets", disable=len(windows) < 4, leave=False):
             rr = np.arange(row, row + h, dtype=np.float64)[:, None] + 0.5
             cc = np.arange(col, col + w, dtype=np.float64)[None, :] + 0.5

@@ -31,7 +31,7 @@ def write_previews(grid: SceneGrid, offsets_path: str | Path, preview_dir: str |
     rows = np.clip(((np.arange(ph) + 0.5) * factor + box[1] * factor - row0) * info.height / h, 0, info.height - 1)
     cols = np.clip(((np.arange(pw) + 0.5) * factor + box[0] * factor - col0) * info.width / w, 0, info.width - 1)
     step_r, step_c = max(1, int(info.height // ph)), max(1, int(info.width // pw))
-    off = read_raster(offsets_path)[:, ::step_r, ::step_c]
+    off = read_raster(offsets_path, out_shape=(-(-info.height // step_r), -(-info.width // step_c)))
     ri = np.clip((rows / step_r).astype(int), 0, off.shape[1] - 1)
     ci = np.clip((cols / step_c).astype(int), 0, off.shape[2] - 1)
     dx = off[0][np.ix_(ri, ci)] / grid.optical_scale[0] / factor
@@ -54,3 +54,23 @@ def write_previews(grid: SceneGrid, offsets_path: str | Path, preview_dir: str |
                 cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
     vec_png = write_png(preview_dir / f"{name}_offsets.png", vec, max_side=10_000)
     return [vec_png, checker_png]
+
+
+def write_aligned_preview(optical_path: str | Path, aligned_path: str | Path, preview_dir: str | Path,
+                          name: str) -> Path:
+    """``<name>_aligned.png``: the optical, the aligned SAR product and their checkerboard, read at
+    preview size from the files themselves (the COG's overviews), so it shows what was written."""
+    from sarfusion.io.raster import raster_info
+    from sarfusion.preview import write_panel
+
+    info = raster_info(optical_path)
+    scale = min(1.0, PREVIEW_SIDE / max(info.width, info.height))
+    shape = (max(1, round(info.height * scale)), max(1, round(info.width * scale)))
+    opt_i = to_intensity(read_raster(optical_path, out_shape=shape, dtype=np.float32), "optical")
+    sar_i = to_intensity(read_raster(aligned_path, out_shape=shape, dtype=np.float32), "sar")
+    opt, sar = stretch_u8(opt_i, opt_i != 0), stretch_u8(sar_i, sar_i != 0)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    cell = max(16, min(shape) // 8)
+    checker = np.where(((yy // cell + xx // cell) % 2).astype(bool), opt, sar).astype(np.uint8)
+    return write_panel(Path(preview_dir) / f"{name}_aligned.png", [opt, sar, checker],
+                       ["optical", "aligned SAR (product)", "checkerboard"], max_side=PREVIEW_SIDE // 2)

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import shapely
 
 from sarfusion.config import choose_preset, describe
 from sarfusion.datasets.sn6 import SN6Tile, find_label_csv, find_orientations, find_tiles, read_sar
@@ -35,7 +36,8 @@ from sarfusion.errors import InputError
 from sarfusion.io.raster import raster_info, write_raster
 from sarfusion.io.vector import geometries_to_wkt, write_submission_csv
 from sarfusion.models.segmentation import INPUT_CHANNELS
-from sarfusion.postproc import WatershedParams, probabilities_to_polygons
+from sarfusion.postproc import (WatershedParams, distance_to_nodata, merge_footprints, probabilities_to_polygons,
+                                touches_nodata)
 
 log = logging.getLogger(__name__)
 
@@ -474,18 +476,21 @@ def _predict_rows(models: Sequence[LoadedModel], tiles: Sequence[SN6Tile], prepa
                   cfg: BuildingsConfig, tta: bool = False, preview_dir: Path | None = None) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
+    """Submission rows ``ImageId, PolygonWKT_Pix, Confidence`` plus ``Cut`` (the polygon comes
+    within 2 px of its tile's border or nodata: :func:`~sarfusion.postproc.touches_nodata`)."""
     scales = cfg.tta_scales if tta else (1.0,)
     flip = tta or cfg.tta_flip
-    rows: list[tuple[str, str, float]] = []
+    rows: list[tuple[str, str, float, bool]] = []
     for i, tile in enumerate(tqdm(tiles, desc="predict buildings", mininterval=1.0)):
         raw, valid = read_model_input(tile, models[0].input_mode, prepared.get(tile.image_id))
         prob = predict_probabilities(models, raw, valid, tile.orientation, scales, flip)
         polys, conf = probabilities_to_polygons(prob, cfg.watershed)
-        for wkt, c in zip(geometries_to_wkt(polys), conf):
-            rows.append((tile.image_id, wkt, round(c, 4)))
+        cut = touches_nodata(polys, distance_to_nodata(valid))
+        for wkt, c, k in zip(geometries_to_wkt(polys), conf, cut):
+            rows.append((tile.image_id, wkt, round(c, 4), k))
         if preview_dir is not None and i < cfg.max_previews:
             write_building_preview(Path(preview_dir) / f"buildings_{tile.image_id}.png", tile, polys, prob)
-    return pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"])
+    return pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence", "Cut"])
 
 
 def _with_empty_rows(rows: pd.DataFrame, image_ids: Sequence[str]) -> pd.DataFrame:
@@ -508,6 +513,48 @@ def write_building_preview(path: Path, tile: SN6Tile, polygons: Sequence, prob: 
     return write_png(path, np.concatenate([left, right], axis=1), max_side=10_000)
 
 
+def footprints_summary(submission_csv: str | Path, footprints_path: str | Path) -> dict[str, Any]:
+    """What the map layer made of the submission: ``{"footprints", "crs_epsg", "tile_polygons",
+    "buildings", "merged"}`` (``merged``: buildings seen by more than one tile)."""
+    from sarfusion.io.raster import crs_epsg
+    from sarfusion.io.vector import SUBMISSION_COLUMNS, read_csv_checked, read_features
+
+    sub = read_csv_checked(submission_csv, SUBMISSION_COLUMNS, allow_empty=True)
+    geoms, props, crs = read_features(footprints_path)
+    return {"footprints": str(footprints_path), "crs_epsg": crs_epsg(crs),
+            "tile_polygons": int(sum(1 for w in sub["PolygonWKT_Pix"] if w != "POLYGON EMPTY")),
+            "buildings": len(geoms), "merged": int(sum(p["n_tiles"] > 1 for p in props))}
+
+
+def write_footprint_map(tiles: Sequence[SN6Tile], footprints_path: str | Path, path: str | Path,
+                        max_side: int = 1400) -> Path:
+    """PNG: the tiles' SAR (VV) mosaicked in map space under the map-coordinate footprints of
+    :func:`write_map_footprints`: green where one tile saw the building, orange where overlapping
+    tiles saw it and their copies were merged into one polygon."""
+    import cv2
+
+    from sarfusion.io.raster import map_to_pixel, read_mosaic
+    from sarfusion.io.vector import read_features
+    from sarfusion.preview import draw_polygons, stretch_u8, to_bgr, write_png
+
+    vv, gt, _ = read_mosaic([t.sar_path for t in tiles], band=4, max_side=max_side)
+    geoms, props, _ = read_features(footprints_path)
+
+    def to_pixels(xy: np.ndarray) -> np.ndarray:
+        rows, cols = map_to_pixel(gt, xy[:, 0], xy[:, 1])
+        return np.column_stack([cols, rows])
+
+    img = to_bgr(stretch_u8(vv))
+    pixel_geoms = shapely.transform(geoms, to_pixels) if len(geoms) else geoms
+    merged = np.array([p["n_tiles"] > 1 for p in props], bool)
+    img = draw_polygons(img, list(pixel_geoms[~merged]), color=(0, 255, 0))
+    img = draw_polygons(img, list(pixel_geoms[merged]), color=(0, 165, 255))
+    if img.shape[1] >= 600:  # room for the legend
+        cv2.putText(img, f"{len(geoms)} buildings; orange: {int(merged.sum())} seen by overlapping tiles, merged",
+                    (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return write_png(path, img, max_side=max_side)
+
+
 def _truth_frame(polygons: dict, image_ids: Sequence[str]) -> pd.DataFrame:
     rows = []
     for image_id in image_ids:
@@ -518,13 +565,15 @@ def _truth_frame(polygons: dict, image_ids: Sequence[str]) -> pd.DataFrame:
 
 def predict_buildings(aoi_dir: str | Path, weights_dir: str | Path, out_csv: str | Path,
                       preview_dir: str | Path | None = None, tta: bool = False,
-                      orientations: str | Path | None = None, work_dir: str | Path | None = None) -> Path:
+                      orientations: str | Path | None = None, work_dir: str | Path | None = None,
+                      geo_path: str | Path | None = None) -> Path:
     """Predict building footprints for every SAR tile of an AOI and write the submission CSV.
 
     ``ImageId,PolygonWKT_Pix,Confidence``; a tile without detections gets a ``POLYGON EMPTY`` row.
     The test AOI has no ``SAR_orientations.txt``: pass the training AOI's file as ``orientations``
     (default: the AOI's own, else a sibling ``train/AOI_*/SummaryData`` file, else the copy saved
-    in ``weights_dir`` at training time).
+    in ``weights_dir`` at training time). ``geo_path`` (``.gpkg`` or ``.geojson``): also the
+    footprints in map coordinates, one polygon per building (:func:`write_map_footprints`).
     Written atomically: a failure leaves any earlier ``out_csv`` untouched.
     """
     aoi_dir = Path(aoi_dir)
@@ -541,7 +590,57 @@ def predict_buildings(aoi_dir: str | Path, weights_dir: str | Path, out_csv: str
                          preview_dir=Path(preview_dir) if preview_dir else None)
     out = write_submission_csv(out_csv, rows, all_image_ids=[t.image_id for t in tiles])
     log.info("wrote %d polygons for %d tiles to %s", len(rows), len(tiles), out)
+    if geo_path is not None:
+        write_map_footprints(rows, tiles, geo_path, min_area_px=cfg.watershed.min_area)
     return out
+
+
+FOOTPRINT_FIELDS = {"confidence": float, "image_id": str, "tiles": str, "n_tiles": int, "area_m2": float}
+
+
+def write_map_footprints(rows: pd.DataFrame, tiles: Sequence[SN6Tile], geo_path: str | Path,
+                         min_area_px: float = 80.0) -> dict[str, Any]:
+    """The tiles' pixel-space footprints as one GIS layer in map coordinates (GeoPackage or GeoJSON).
+
+    Each polygon goes through its tile's geotransform (and into the first tile's CRS where a tile
+    has another); duplicates where tiles overlap are merged, so one building is one polygon and
+    none overlap (:func:`~sarfusion.postproc.merge_footprints`; ``min_area_px`` in tile pixels).
+    ``rows``: ``ImageId, PolygonWKT_Pix, Confidence`` (+ ``Cut``, else taken as False). Fields:
+    ``confidence``, ``image_id`` (the source tile), ``tiles``, ``n_tiles``, ``area_m2``.
+    Returns ``{"footprints", "crs_epsg", "tile_polygons", "buildings"}``.
+    """
+    from sarfusion.io.raster import pixel_to_map, reproject_points
+    from sarfusion.io.vector import parse_wkt, write_features
+
+    infos = {t.image_id: raster_info(t.sar_path) for t in tiles}
+    crs = next(iter(infos.values())).crs_wkt if infos else None
+    if any(not i.georeferenced or not i.crs_wkt for i in infos.values()):
+        bad = next(i for i in infos.values() if not i.georeferenced or not i.crs_wkt)
+        raise InputError("has no georeferencing: footprints cannot be placed on a map", bad.path)
+    rows = rows[rows["ImageId"].isin(infos.keys())]
+    geoms = parse_wkt(rows["PolygonWKT_Pix"])
+    keep = np.array([g is not None and not g.is_empty for g in geoms], bool)
+    rows, geoms = rows[keep], geoms[keep]
+    mapped = np.empty(len(geoms), dtype=object)
+    ids = rows["ImageId"].to_numpy()
+    for image_id in np.unique(ids):
+        info = infos[image_id]
+        sel = np.nonzero(ids == image_id)[0]
+
+        def to_map(xy: np.ndarray, info=info) -> np.ndarray:
+            x, y = pixel_to_map(info.geotransform, xy[:, 1], xy[:, 0])  # WKT x = col, y = row
+            return np.column_stack(reproject_points(x, y, info.crs_wkt, crs))
+
+        mapped[sel] = shapely.transform(geoms[sel], to_map)
+    px_area = min(abs(i.geotransform[1] * i.geotransform[5]) for i in infos.values()) if infos else 1.0
+    cut = rows["Cut"].to_numpy(bool) if "Cut" in rows.columns else np.zeros(len(rows), bool)
+    merged = merge_footprints(mapped, rows["Confidence"].to_numpy(np.float64), ids, cut,
+                              min_area=min_area_px * px_area)
+    path = write_features(geo_path, [m.pop("geometry") for m in merged], merged, crs, layer="buildings",
+                          geometry_type="Polygon", fields=FOOTPRINT_FIELDS)
+    epsg = next(iter(infos.values())).epsg if infos else None
+    log.info("wrote %d buildings (from %d tile polygons) in EPSG:%s to %s", len(merged), len(rows), epsg, path)
+    return {"footprints": str(path), "crs_epsg": epsg, "tile_polygons": int(len(rows)), "buildings": len(merged)}
 
 
 def _guess_orientations(aoi_dir: Path, weights_dir: Path) -> Path | None:

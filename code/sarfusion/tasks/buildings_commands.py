@@ -34,8 +34,10 @@ def _predict(args: argparse.Namespace) -> int:
     from sarfusion.tasks.buildings import predict_buildings
 
     out = predict_buildings(args.aoi, args.weights, args.out, preview_dir=args.preview, tta=args.tta,
-                            orientations=args.orientations, work_dir=args.work_dir)
+                            orientations=args.orientations, work_dir=args.work_dir, geo_path=args.geo)
     result: dict = {"submission": str(out)}
+    if args.geo:
+        result["footprints"] = str(args.geo)
     if args.truth:
         from sarfusion.metrics.buildings import score_buildings
 
@@ -107,6 +109,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--aoi", required=True, help="SN6 AOI with SAR-Intensity/ (e.g. …/test_public/AOI_11_Rotterdam)")
     pr.add_argument("--weights", required=True, help="weights folder written by 'buildings train'")
     pr.add_argument("--out", required=True, help="output submission CSV")
+    pr.add_argument("--geo", default=None, metavar="OUT.gpkg",
+                    help="also write the footprints in map coordinates for GIS (QGIS, web maps): a GeoPackage "
+                         "(.gpkg) or GeoJSON (.geojson) in the tiles' CRS, duplicates where tiles overlap merged "
+                         "(one polygon per building, none overlapping), fields confidence, image_id (source tile), "
+                         "tiles, n_tiles, area_m2. The CSV stays the competition's pixel-coordinate submission")
     pr.add_argument("--preview", default=None, help="folder for PNG previews (footprints over the SAR)")
     pr.add_argument("--truth", default=None, help="truth CSV (SN6 label format): print F1, precision, recall")
     pr.add_argument("--tta", action="store_true", help="left-right flip and scale test-time augmentation")

@@ -209,8 +209,10 @@ def build_fused_tiles(aoi_dir: str | Path, out_dir: str | Path, mode: str = "tex
         fused, span_u8, valid = fuse_tile(sar, rgb, mode)
         info = raster_info(tile.sar_path)
         name = tile.sar_path.name
-        write_raster(fused_dir / name.replace("SAR-Intensity", FUSED_DIR), fused, info.geotransform, info.crs_wkt, 0)
-        write_raster(span_dir / name.replace("SAR-Intensity", SPAN_DIR), span_u8, info.geotransform, info.crs_wkt, 0)
+        write_raster(fused_dir / name.replace("SAR-Intensity", FUSED_DIR), fused, info.geotransform, info.crs_wkt, 0,
+                     cog=True)
+        write_raster(span_dir / name.replace("SAR-Intensity", SPAN_DIR), span_u8, info.geotransform, info.crs_wkt, 0,
+                     cog=True)
         valid_px += int(valid.sum())
         total_px += valid.size
         if preview_dir is not None:
@@ -475,8 +477,9 @@ def colorized_name(sar_path: Path) -> str:
 
 def colorize_tiles(sar_paths: Sequence[str | Path], weights_dir: str | Path, out_dir: str | Path,
                    batch_size: int = 8, num_workers: int = 2, preview_dir: str | Path | None = None,
-                   device: str | None = None) -> list[Path]:
-    """Colorize SAR-Intensity tiles: georeferenced 3-band uint8 RGB GeoTIFFs in ``out_dir``.
+                   device: str | None = None, max_previews: int | None = None) -> list[Path]:
+    """Colorize SAR-Intensity tiles: georeferenced 3-band uint8 RGB Cloud-Optimized GeoTIFFs in ``out_dir``.
+    ``max_previews``: panels for the first tiles only (default: every tile).
 
     Batched inference, tiles read and prepared by ``num_workers`` loader processes. Output names
     replace ``SAR-Intensity`` by ``Colorized``; nodata 0; same geotransform and CRS as the input.
@@ -492,8 +495,9 @@ def colorize_tiles(sar_paths: Sequence[str | Path], weights_dir: str | Path, out
                               desc="colorize", mininterval=1.0):
         rgb = chroma_to_rgb(chroma, u8)
         info = raster_info(paths[i])
-        written[i] = write_raster(out_dir / colorized_name(paths[i]), rgb, info.geotransform, info.crs_wkt, 0)
-        if preview_dir is not None:
+        written[i] = write_raster(out_dir / colorized_name(paths[i]), rgb, info.geotransform, info.crs_wkt, 0,
+                                  cog=True)
+        if preview_dir is not None and (max_previews is None or i < max_previews):
             write_panel(Path(preview_dir) / f"colorized_{paths[i].stem}.png", [u8, rgb], ["SPAN input", "colorized"])
     return written
 

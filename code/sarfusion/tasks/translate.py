@@ -17,8 +17,10 @@ the MultiEarth min-over-outputs score.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -302,13 +304,10 @@ def train_translation(data_dir: str | Path, weights_dir: str | Path, preset: str
 
 # ----------------------------------------------------------------------------- inference
 
-def load_translator(weights_dir: str | Path, kind: str, device: Any = None):
-    """``(generator, state)`` for layout ``kind`` from ``<weights_dir>/<kind>/generator.pt``
-    (``weights_dir`` may also be that folder itself)."""
+def translator_state(weights_dir: str | Path, kind: str) -> dict:
+    """The saved state of layout ``kind``'s translator (config, ``train_keys``, generator weights)
+    from ``<weights_dir>/<kind>/generator.pt`` (``weights_dir`` may also be that folder itself)."""
     import torch
-
-    from sarfusion.engine import select_device
-    from sarfusion.models.pix2pix import UNetGenerator
 
     weights_dir = Path(weights_dir)
     path = next((p for p in (weights_dir / kind / WEIGHTS_NAME, weights_dir / WEIGHTS_NAME) if p.is_file()), None)
@@ -317,6 +316,16 @@ def load_translator(weights_dir: str | Path, kind: str, device: Any = None):
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("kind") != kind:
         raise InputError(f"holds a {state.get('kind')} translator, the input is {kind}", path)
+    return state
+
+
+def load_translator(weights_dir: str | Path, kind: str, device: Any = None):
+    """``(generator, state)`` for layout ``kind`` from ``<weights_dir>/<kind>/generator.pt``
+    (``weights_dir`` may also be that folder itself)."""
+    from sarfusion.engine import select_device
+    from sarfusion.models.pix2pix import UNetGenerator
+
+    state = translator_state(weights_dir, kind)
     net = state["config"]["net"]
     gen = UNetGenerator(state["in_channels"], state["out_channels"], net["num_downs"], net["ngf"], net["dropout"])
     gen.load_state_dict(state["generator"])
@@ -389,7 +398,7 @@ def list_inputs(input_path: str | Path, kind: str, cfg: dict) -> list[Translatio
 
 
 def write_output(out_dir: Path, item: TranslationInput, image: np.ndarray, kind: str, suffix: str = "") -> Path:
-    """Write one generated ``(3, H, W)`` [-1, 1] image: PNG (SEN1-2) or RGB uint8 GeoTIFF."""
+    """Write one generated ``(3, H, W)`` [-1, 1] image: PNG (SEN1-2) or RGB uint8 Cloud-Optimized GeoTIFF."""
     rgb = unit_to_u8(image)
     if kind == "sen12":
         from sarfusion.datasets.sen12 import write_png
@@ -397,37 +406,131 @@ def write_output(out_dir: Path, item: TranslationInput, image: np.ndarray, kind:
         return write_png(out_dir / f"{item.name}{suffix}.png", rgb)
     from sarfusion.io.raster import write_raster
 
-    return write_raster(out_dir / f"{item.name}{suffix}.tiff", rgb, item.geotransform, item.crs)
+    return write_raster(out_dir / f"{item.name}{suffix}.tiff", rgb, item.geotransform, item.crs, cog=True)
 
 
-def _preview_truth(item: TranslationInput, kind: str, cfg: dict) -> np.ndarray | None:
-    """The optical partner as uint8 RGB, when one sits where the layout puts it (else None)."""
-    try:
-        if kind == "sen12":
-            from sarfusion.datasets.sen12 import optical_partner, read_png
+@dataclass
+class TruthSet:
+    """The optical truth of one SAR input, where its layout puts one."""
 
-            opt = optical_partner(item.path)
-            return read_png(opt, 3) if opt.is_file() else None
-        from sarfusion.datasets.multiearth import find_pairs
+    name: str                 # the input's name = its output's stem
+    key: str                  # its training key (``train_keys`` of the weights, before any ``|``)
+    group: str                # the ground it shares with other inputs (SEN1-2 scene, MultiEarth site)
+    truths: list[np.ndarray]  # cloud-free truth images, uint8 RGB (3, H, W); several valid dates
+    cloudy: int = 0           # truth images left out as cloudy
 
-        from sarfusion.clouds import assess_clouds
 
-        root = item.path.parent.parent
-        scene = next(s for s in find_pairs(root) if s.name == item.name)
-        tc = TranslateConfig(count_cut=tuple(cfg["count_cut"]))
-        clear = next((o for o in scene.optical if assess_clouds([o.bands["B2"]], cfg["max_cloud"])[0]["keep"]), None)
-        return None if clear is None else unit_to_u8(multiearth_target(clear, tc))
-    except (InputError, StopIteration):
+def sen12_truths(input_path: str | Path, cfg: dict) -> list[TruthSet]:
+    """SEN1-2: each SAR patch's ``s2`` partner, unless the cloud filter drops it."""
+    from sarfusion.clouds import assess_clouds
+    from sarfusion.datasets.sen12 import S1_NAME, optical_partner, read_png
+
+    input_path = Path(input_path)
+    sars = [input_path] if input_path.is_file() else sorted(
+        p for p in input_path.rglob("*.png") if S1_NAME.match(p.name) and p.parent.name.lower().startswith("s1_"))
+    partners = {sar: optical_partner(sar) for sar in sars}
+    present = [o for o in partners.values() if o.is_file()]
+    keep = {Path(r["path"]): r["keep"] for r in assess_clouds(present, cfg["max_cloud"])} if present else {}
+    out = []
+    for sar, opt in partners.items():
+        m = S1_NAME.match(sar.name)
+        clear = opt.is_file() and keep.get(opt, False)
+        scene = f"{m.group('season')}_{m.group('scene')}"
+        out.append(TruthSet(sar.stem, f"{scene}_p{m.group('patch')}", scene,
+                            [read_png(opt, 3)] if clear else [], int(opt.is_file() and not clear)))
+    return out
+
+
+def multiearth_truths(input_path: str | Path, cfg: dict) -> list[TruthSet]:
+    """MultiEarth: every cloud-free Sentinel-2 date of each SAR scene's site (``sent2/`` beside its
+    ``sent1/``), B4, B3, B2 count-cut as the model's targets."""
+    from sarfusion.clouds import assess_clouds
+    from sarfusion.datasets.multiearth import find_pairs, sar_scenes
+
+    tc = TranslateConfig(count_cut=tuple(cfg["count_cut"]))
+    sites: dict[Path, dict] = {}
+    out = []
+    for scene in sar_scenes(input_path):
+        root = scene.vv.parent.parent
+        if root not in sites:
+            try:
+                sites[root] = {s.name: s for s in find_pairs(root)}
+            except InputError:  # no Sentinel-2 beside this Sentinel-1: nothing to score against
+                sites[root] = {}
+        paired = sites[root].get(scene.name)
+        truths, cloudy = [], 0
+        for opt in (paired.optical if paired is not None else ()):
+            if assess_clouds([opt.bands["B2"]], cfg["max_cloud"])[0]["keep"]:
+                truths.append(unit_to_u8(multiearth_target(opt, tc)))
+            else:
+                cloudy += 1
+        out.append(TruthSet(scene.name, scene.name, scene.site, truths, cloudy))
+    return out
+
+
+# One line per layout: how to find the truth of a layout's inputs (``detect_kind`` names them).
+TRUTH_FINDERS = {"sen12": sen12_truths, "multiearth": multiearth_truths}
+
+
+def score_translated(input_path: str | Path, out_dir: str | Path, weights_dir: str | Path) -> dict | None:
+    """Score what :func:`translate` wrote to ``out_dir`` for ``input_path`` against the optical
+    truth its layout holds (:data:`TRUTH_FINDERS`); ``None`` where there is none.
+
+    Returns ``{"kind", "all": {psnr, ssim, multiearth, n_images}, "held_out": the same over the
+    inputs whose ground the model never trained on (no input of their SEN1-2 scene / MultiEarth
+    site was in its training set; None when there are none), "held_out_inputs": their names,
+    "trained_on": inputs in the training set, "cloudy_truths_dropped", "without_output": counts}``.
+    PSNR / SSIM / MultiEarth as :func:`sarfusion.metrics.image_quality.score_translation` (images
+    scaled to [0, 1]).
+    """
+    from sarfusion.metrics.image_quality import read_image_unit, score_image_sets
+
+    kind = detect_kind(input_path)
+    finder = TRUTH_FINDERS.get(kind)
+    if finder is None:
         return None
+    state = translator_state(weights_dir, kind)
+    trained = {k.split("|")[0] for k in state.get("train_keys", [])}
+    out_dir = Path(out_dir)
+    found = finder(input_path, state["config"])
+    seen_ground = {t.group for t in found if t.key in trained}  # patches of one scene overlap
+    sets, held, held_names, n_trained, missing, cloudy = [], [], [], 0, 0, 0
+    for t in found:
+        cloudy += t.cloudy
+        if not t.truths:
+            continue
+        stem = re.compile(re.escape(t.name) + r"(_s\d+)?")  # one output, or samples _s<k>
+        outputs = sorted(p for p in out_dir.glob(glob.escape(t.name) + "*") if stem.fullmatch(p.stem))
+        if not outputs:
+            missing += 1
+            continue
+        pair = ([read_image_unit(p) for p in outputs], [truth.astype(np.float64) / 255.0 for truth in t.truths])
+        sets.append(pair)
+        n_trained += t.key in trained
+        if t.group not in seen_ground:
+            held.append(pair)
+            held_names.append(t.name)
+    if not sets:
+        return None
+    result = {"kind": kind, "all": score_image_sets(sets), "held_out": score_image_sets(held) if held else None,
+              "held_out_inputs": held_names, "trained_on": n_trained, "cloudy_truths_dropped": cloudy,
+              "without_output": missing}
+    log.info("translation %s (%s): PSNR %.2f dB, SSIM %.3f over %d inputs (%d trained on)%s", input_path, kind,
+             result["all"]["psnr"], result["all"]["ssim"], len(sets), n_trained,
+             f"; held out: PSNR {result['held_out']['psnr']:.2f} dB, SSIM {result['held_out']['ssim']:.3f}"
+             if held else "")
+    return result
 
 
 def translate(input_path: str | Path, out_dir: str | Path, weights_dir: str | Path, samples: int = 1,
-              preview_dir: str | Path | None = None, device: Any = None) -> list[Path]:
+              preview_dir: str | Path | None = None, device: Any = None,
+              max_previews: int | None = None) -> list[Path]:
     """Translate every SAR input under ``input_path`` into ``out_dir``; returns the written files.
 
     One image per input, named as the input (``<name>_s<k>`` for ``samples > 1``): PNG for
     SEN1-2, a 3-band uint8 RGB GeoTIFF with the input's georeferencing for MultiEarth tiffs.
-    With ``preview_dir``: side-by-side PNG panels (SAR, truth when found, generated).
+    With ``preview_dir``: side-by-side PNG panels (SAR, truth when found, generated), for the
+    first ``max_previews`` inputs (default: all).
     """
     from tqdm import tqdm
 
@@ -437,16 +540,20 @@ def translate(input_path: str | Path, out_dir: str | Path, weights_dir: str | Pa
     inputs = list_inputs(input_path, kind, cfg)
     out_dir = Path(out_dir)
     written = []
-    for item in tqdm(inputs, desc="translate", unit="image", disable=None):
+    truth_sets = None
+    for i, item in enumerate(tqdm(inputs, desc="translate", unit="image", disable=None)):
         if item.sar.shape[0] != state["in_channels"]:
             raise InputError(f"has {item.sar.shape[0]} SAR channel(s), the model takes {state['in_channels']}", item.path)
         outs = generate(gen, item.sar, samples, seed=cfg["engine"]["seed"])
         for k, img in enumerate(outs):
             written.append(write_output(out_dir, item, img, kind, f"_s{k}" if samples > 1 else ""))
-        if preview_dir is not None:
+        if preview_dir is not None and (max_previews is None or i < max_previews):
             from sarfusion.preview import write_panel
 
-            truth = _preview_truth(item, kind, cfg)
+            if truth_sets is None:
+                truth_sets = {t.name: t for t in TRUTH_FINDERS[kind](input_path, cfg)}
+            found = truth_sets.get(item.name)
+            truth = found.truths[0] if found is not None and found.truths else None
             sar_u8 = unit_to_u8(item.sar[0])
             imgs = [sar_u8] + ([truth] if truth is not None else []) + [unit_to_u8(outs[0])]
             labels = ["SAR"] + (["truth"] if truth is not None else []) + ["generated"]
