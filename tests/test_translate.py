@@ -135,14 +135,20 @@ def test_tiny_train_and_translate_multiearth_georef(tmp_path, capsys):
     assert cog_errors(gen) == []
 
 
-def test_translate_with_wrong_model_kind(tmp_path, real_samples):
+def test_translate_with_a_model_of_another_layout(tmp_path, real_samples, caplog):
     from sarfusion.synth.landscape import write_sen12
 
     write_sen12(tmp_path / "data", pairs=3, seed=0, size=64, cloudy_share=0.0)
     tr.train_translation(tmp_path / "data", tmp_path / "w", work_dir=tmp_path / "runs", config=TINY)
-    with pytest.raises(InputError, match="multiearth/generator.pt"):
-        tr.translate(real_samples / "multiearth" / "sent1", tmp_path / "out", tmp_path / "w")
-    assert not (tmp_path / "out").exists()
+    # the only model in the folder translates any layout; a 1-channel model takes VV of VV + VH
+    written = tr.translate(real_samples / "multiearth" / "sent1", tmp_path / "out", tmp_path / "w")
+    assert len(written) == 4 and raster_info(written[0]).count == 3
+    assert "the model takes one: using the first" in caplog.text
+    # with several models and none for the input's layout, nothing is written
+    shutil.copytree(tmp_path / "w" / "sen12", tmp_path / "w" / "pairs")
+    with pytest.raises(InputError, match="no multiearth/generator.pt here; it holds pairs/generator.pt, sen12/"):
+        tr.translate(real_samples / "multiearth" / "sent1", tmp_path / "out2", tmp_path / "w")
+    assert not (tmp_path / "out2").exists()
 
 
 # ----------------------------------------------------------------------------- scores where truth is present

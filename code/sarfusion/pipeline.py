@@ -69,11 +69,11 @@ def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: s
                                                     preset=preset))
         timings["train: SN9 descriptors"] = time.time() - t
         log.info("descriptors trained in %.0f s", timings["train: SN9 descriptors"])
-    translation_roots = inv.sen12 + inv.multiearth
+    translation_roots = inv.sen12 + inv.multiearth + inv.pairs
     if translation_roots:
         from sarfusion.tasks.translate import train_translation
         t = _stage(f"SAR->optical translation on {', '.join(map(str, translation_roots))}")
-        # one translator per layout (SEN1-2, MultiEarth), each trained on every folder of its kind
+        # one translator per layout (SEN1-2, MultiEarth, pairs), each trained on every folder of its kind
         done["translate"] = str(train_translation(inv.root, weights / "translate", preset=preset,
                                                   work_dir=work / "translate", holdout=translation_holdout))
         timings["train: translation"] = time.time() - t
@@ -154,7 +154,7 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
                 s = score_tiepoints(scene.optical, scene.sar, scene.tiepoints, out)
                 scores.setdefault("registration", {})[scene.name] = s
                 log.info("SN9 %s: mean %.2f px (%.2f m), score %.2f", scene.name, s["mean_px"], s["mean_m"], s["score"])
-    translation_roots = inv.sen12 + inv.multiearth
+    translation_roots = inv.sen12 + inv.multiearth + inv.pairs
     if translation_roots and (weights / "translate").is_dir():
         from sarfusion.tasks.translate import score_translated, translate
         for root in translation_roots:
@@ -238,8 +238,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="data root (may be read-only)")
     p.add_argument("--weights", type=Path, default=Path("weights"), help="where models are written (default: weights)")
     p.add_argument("--work", type=Path, default=Path("wdata"), help="scratch folder (default: wdata)")
-    p.add_argument("--preset", default="demo", choices=["demo", "full"],
-                   help="demo: tiny models, CPU minutes; full: the competition recipes, GPU (default: demo)")
+    p.add_argument("--preset", default="demo", choices=["demo", "cpu", "full"],
+                   help="demo: tiny models, CPU minutes; cpu: the recipes meant for real data on a CPU (translation "
+                        "on real pairs, <= 15 min per layout on 2 cores; the other capabilities use demo); full: "
+                        "the competition recipes, GPU (default: demo)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("test", help="run trained models on DATA and write OUT.csv (what test.sh runs)",

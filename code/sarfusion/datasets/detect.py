@@ -8,6 +8,8 @@ Accepted layouts (any depth up to 4 below the root):
   ``<aoi>_tiepoints_<split>.csv``. Scenes whose split is ``train`` train the keypoint models.
 - SEN1-2: ``ROIs*/s1_<scene>/*.png`` with ``s2_<scene>`` partners.
 - MultiEarth: a folder holding ``sent1/`` and ``sent2/``.
+- Co-registered pairs: a folder holding ``sar/`` and ``opt/`` (or ``optical/``) with images
+  paired by file name (:mod:`sarfusion.datasets.pairs`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sarfusion.datasets.pairs import is_pair_folder
 from sarfusion.errors import InputError
 
 _SN9_OPTICAL = re.compile(r"^(?P<aoi>.+)_optical_(?P<split>[^_]+)\.tif$")
@@ -24,7 +27,8 @@ EXPECTED = """expected at least one of:
   SpaceNet 6:  <AOI>/SAR-Intensity/*.tif  (+ PS-RGB/, SummaryData/*Buildings.csv to train)
   SpaceNet 9:  <aoi>_optical_<split>.tif + <aoi>_sar_<split>.tif (+ <aoi>_tiepoints_<split>.csv)
   SEN1-2:      ROIs*/s1_<scene>/*.png + ROIs*/s2_<scene>/*.png
-  MultiEarth:  <site>/sent1/Sentinel1_*.tiff + <site>/sent2/Sentinel2_*.tiff"""
+  MultiEarth:  <site>/sent1/Sentinel1_*.tiff + <site>/sent2/Sentinel2_*.tiff
+  SAR/optical pairs: <dir>/sar/NAME + <dir>/opt/NAME (or optical/), PNG or GeoTIFF, paired by name"""
 
 
 @dataclass
@@ -45,15 +49,17 @@ class DataInventory:
     sn9: list[SN9Scene] = field(default_factory=list)
     sen12: list[Path] = field(default_factory=list)  # the ROIs* season folders
     multiearth: list[Path] = field(default_factory=list)  # folders holding sent1/ and sent2/
+    pairs: list[Path] = field(default_factory=list)  # folders holding sar/ and opt/ (or optical/)
 
     @property
     def empty(self) -> bool:
-        return not (self.sn6_train or self.sn6_test or self.sn9 or self.sen12 or self.multiearth)
+        return not (self.sn6_train or self.sn6_test or self.sn9 or self.sen12 or self.multiearth or self.pairs)
 
     def summary(self) -> str:
         parts = [f"SN6 train AOIs {len(self.sn6_train)}", f"SN6 test AOIs {len(self.sn6_test)}",
                  f"SN9 scenes {len(self.sn9)} ({sum(s.split == 'train' for s in self.sn9)} train)",
-                 f"SEN1-2 folders {len(self.sen12)}", f"MultiEarth sites {len(self.multiearth)}"]
+                 f"SEN1-2 folders {len(self.sen12)}", f"MultiEarth sites {len(self.multiearth)}",
+                 f"SAR/optical pair folders {len(self.pairs)}"]
         return ", ".join(parts)
 
 
@@ -79,6 +85,8 @@ def detect_data(root: str | Path) -> DataInventory:
             (inv.sn6_train if has_labels else inv.sn6_test).append(d)
         if (d / "sent1").is_dir() and (d / "sent2").is_dir():
             inv.multiearth.append(d)
+        if is_pair_folder(d):
+            inv.pairs.append(d)
         if d.name.startswith("ROIs") and any(c.is_dir() and c.name.startswith("s1_") for c in d.iterdir()):
             inv.sen12.append(d)
         for opt in sorted(d.glob("*_optical_*.tif")):

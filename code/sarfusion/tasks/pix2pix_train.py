@@ -3,8 +3,9 @@
 Written out plainly, as in the reference ``pix2pix_model.py``: D sees (condition, image) pairs,
 the fake is detached for D, D is frozen while G steps. The reconstruction term is
 ``lambda_l1 * MAE + lambda_mse * MSE`` (colorization: L1 100 as the reference; translation: the
-MultiEarth 2nd-place weighted MSE + MAE), optionally weighted per pixel (nodata excluded), and
-D may be updated only every ``d_every`` steps.
+MultiEarth 2nd-place weighted MSE + MAE), optionally weighted per pixel (nodata excluded), the
+adversarial term weighted by ``lambda_gan`` (1 in the reference), and D may be updated only every
+``d_every`` steps.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Pix2PixNetConfig:
     gan_mode: str = "vanilla"
     lambda_l1: float = 100.0
     lambda_mse: float = 0.0
+    lambda_gan: float = 1.0
     d_every: int = 1
 
 
@@ -83,7 +85,7 @@ def make_pix2pix_step(cfg: Pix2PixNetConfig) -> Callable[[StepContext, Mapping],
         diff = fake.float() - y.float()
         loss_rec = (cfg.lambda_l1 * _weighted_mean(diff.abs(), w)
                     + cfg.lambda_mse * _weighted_mean(diff.square(), w))
-        ctx.backward(loss_gan + loss_rec, "G")
+        ctx.backward(cfg.lambda_gan * loss_gan + loss_rec, "G")
         disc.requires_grad_(True)
         out.update(loss_G_gan=loss_gan.item(), loss_G_rec=loss_rec.item())
         return out

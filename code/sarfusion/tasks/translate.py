@@ -5,12 +5,22 @@ The MultiEarth 2nd-place recipe (SPEC section 5): cloudy targets filtered first
 MSE + MAE, the discriminator updated every other step, inputs and targets in [-1, 1], uint16
 optical stretched with a 2 %-98 % cumulative count cut per band.
 
-Two layouts, one model each (``<weights_dir>/sen12`` and ``<weights_dir>/multiearth``):
+Three layouts, one model each (``<weights_dir>/{sen12,multiearth,pairs}``):
 
-* SEN1-2: input 1 channel (8-bit VV PNG / 127.5 - 1), target RGB PNG / 127.5 - 1; outputs PNG.
-* MultiEarth: input 2 channels (VV, VH dB clipped to ``sar_db_range`` and scaled to [-1, 1]),
-  targets every cloud-free optical date of the site (B4, B3, B2 count-cut); outputs 3-band uint8
-  RGB GeoTIFF (display-stretched) with the SAR file's georeferencing, named as the VV file.
+* SEN1-2: input 1 channel (8-bit VV PNG), target RGB PNG / 127.5 - 1; outputs PNG.
+* MultiEarth: input 2 channels (VV, VH dB), targets every cloud-free optical date of the site
+  (B4, B3, B2 count-cut); outputs 3-band uint8 RGB GeoTIFF (display-stretched) with the SAR
+  file's georeferencing, named as the VV file.
+* Pair folders (:mod:`sarfusion.datasets.pairs`, ``DIR/sar/NAME`` + ``DIR/opt/NAME``): input 1
+  channel in any scale, target RGB (uint8 / 127.5 - 1, other types count-cut); images of any
+  size (random crops in training, whole images at inference); cloudy pixels are left out of the
+  loss; outputs ``NAME.png``, or a GeoTIFF with the input's georeferencing.
+
+SAR normalisation (``sar_norm``): ``fixed`` maps a known scale to [-1, 1] (8-bit / 127.5 - 1, dB
+clipped to ``sar_db_range``); ``per_image`` (:func:`sar_per_image`) maps each image by its own
+pixel ranks, so a model does not depend on how an archive scaled or encoded its SAR (linear,
+amplitude, dB, 8-bit stretches by the 99th percentile...). The mode is saved with the model and
+applied to whatever input it is given.
 
 ``samples > 1`` draws several outputs per input with test-time dropout (``<name>_s<k>``), for
 the MultiEarth min-over-outputs score.
@@ -35,7 +45,8 @@ from sarfusion.tasks.pix2pix_train import Pix2PixNetConfig
 
 log = logging.getLogger(__name__)
 WEIGHTS_NAME = "generator.pt"
-KINDS = ("sen12", "multiearth")
+KINDS = ("sen12", "multiearth", "pairs")
+SAR_NORMS = ("fixed", "per_image")
 
 
 @dataclass
@@ -51,13 +62,26 @@ class TranslateConfig:
     sar_db_range: tuple = (-30.0, 0.0)  # MultiEarth dB clip -> [-1, 1]
     count_cut: tuple = (2.0, 98.0)  # per-band cumulative count cut of uint16 optical, percent
     max_cloud: float = 0.01         # drop optical targets with more cloud + shadow than this
+    max_cloud_pairs: float = 0.5    # pair layout: drop a pair above this; cloudy pixels are masked
     synth_pairs: int = 16           # generated SEN1-2 pairs added to the real ones (0 = none)
     real_repeat: int = 4            # real pairs appear this many times per epoch
     decay_fraction: float = 0.5     # linear learning-rate decay over the last part
+    sar_norm: str = "fixed"         # "fixed" (known scale) or "per_image" (see sar_per_image)
 
 
 PRESETS = {
     "demo": TranslateConfig(),
+    # Real Sentinel pairs on a CPU (<= 15 min on 2 cores), chosen on fold 0 of the shared S1/S2
+    # pairs only (README, "SAR -> optical on real pairs"). The adversarial weight is 0.1: at the
+    # reference's 1 the PatchGAN's texture cost 1.2 dB PSNR and 0.06 SSIM on that fold (0.1 is
+    # level with no GAN). An SSIM loss term, multi-scale context channels, a ResNet-18 U-Net and
+    # half-resolution training were tried there too and gave nothing (docs/translation_notes.md).
+    "cpu": TranslateConfig(
+        preset="cpu",
+        net=Pix2PixNetConfig(num_downs=7, ngf=32, ndf=32, n_layers=3, lambda_l1=50.0, lambda_mse=50.0,
+                             lambda_gan=0.1, d_every=2),
+        engine=EngineConfig(max_steps=1000, batch_size=4, checkpoint_every=100, log_every=20),
+        crop=256, synth_pairs=0, real_repeat=1, sar_norm="per_image"),
     "full": TranslateConfig(
         preset="full",
         net=Pix2PixNetConfig(num_downs=8, ngf=64, ndf=64, n_layers=3, lambda_l1=50.0, lambda_mse=50.0, d_every=2),
@@ -87,6 +111,51 @@ def count_cut(bands: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.nda
     return out
 
 
+def sar_per_image(raw: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` SAR in any monotone scale -> float32 in (-1, 1), each band by its own ranks.
+
+    A pixel's value is its mid-rank quantile in its band (ties share it), mapped linearly to
+    (-1, 1). Any increasing transform of the input (linear power, amplitude, dB, an 8-bit stretch
+    by the 99th percentile, a calibration offset) gives the same output, so a model trained on one
+    archive reads another's encoding the same way; NaN and 0 (nodata) map to -1.
+    """
+    raw = np.asarray(raw)
+    out = np.full(raw.shape, -1.0, np.float32)
+    for i, band in enumerate(raw):
+        valid = np.isfinite(band) & (band != 0)
+        vals = band[valid]
+        if vals.size == 0:
+            continue
+        uniq, inv, counts = np.unique(vals, return_inverse=True, return_counts=True)
+        mid_rank = (np.cumsum(counts) - 0.5 * counts) / vals.size
+        out[i][valid] = (mid_rank[inv.ravel()] * 2 - 1).astype(np.float32)
+    return out
+
+
+def normalize_sar(raw: np.ndarray, sar_norm: str, sar_db_range: Sequence[float]) -> np.ndarray:
+    """Raw SAR ``(C, H, W)`` as read from any layout -> model space (float32 in [-1, 1]).
+
+    ``per_image``: :func:`sar_per_image`. ``fixed``: uint8 -> ``/ 127.5 - 1``; float -> dB clipped
+    to ``sar_db_range`` (MultiEarth); any other type has no known fixed scale (an ``InputError``).
+    """
+    raw = np.asarray(raw)
+    if sar_norm == "per_image":
+        return sar_per_image(raw)
+    if sar_norm != "fixed":
+        raise InputError(f"unknown sar_norm {sar_norm!r}; choose one of {', '.join(SAR_NORMS)}")
+    if raw.dtype == np.uint8:
+        return u8_to_unit(raw)
+    if raw.dtype.kind == "f":
+        return sar_db_to_unit(raw, sar_db_range)
+    raise InputError(f"SAR of type {raw.dtype} has no fixed scale; train with sar_norm 'per_image'")
+
+
+def optical_to_unit(pixels: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
+    """Optical ``(3, H, W)`` -> float32 [-1, 1]: uint8 as is (``/ 127.5 - 1``), any other type by
+    the per-band cumulative count cut :func:`count_cut`."""
+    return u8_to_unit(pixels) if np.asarray(pixels).dtype == np.uint8 else count_cut(pixels, low, high)
+
+
 def u8_to_unit(img: np.ndarray) -> np.ndarray:
     return (np.asarray(img, np.float32) / 127.5 - 1.0).astype(np.float32)
 
@@ -100,33 +169,48 @@ def unit_to_u8(x: np.ndarray) -> np.ndarray:
 @dataclass
 class Example:
     """One training/eval pair in model space: ``sar`` (Cin, H, W) and ``optical`` (3, H, W),
-    float32 in [-1, 1]; ``key`` names the input; ``real`` says it is not generated."""
+    float32 in [-1, 1]; ``key`` names the input; ``real`` says it is not generated; ``weight``
+    (H, W) float32, 1 where the target is usable and 0 under cloud or shadow (None: all usable)."""
 
     key: str
     sar: np.ndarray
     optical: np.ndarray
     real: bool = True
+    weight: np.ndarray | None = None
 
 
 def detect_kind(path: str | Path) -> str:
-    """``sen12`` when ``path`` holds SEN1-2 ``s1_*`` PNGs, ``multiearth`` for Sentinel1_* tiffs."""
+    """The layout of ``path``: ``pairs`` for a pair folder (or its ``sar/`` folder, or a file in
+    it), ``multiearth`` for Sentinel1_* tiffs, ``sen12`` for SEN1-2 ``s1`` PNGs; any other image
+    file or folder of images is read as ``pairs`` (SAR only, for inference)."""
+    from sarfusion.datasets import pairs as pair_layout
+    from sarfusion.datasets.sen12 import S1_NAME
+    from sarfusion.datasets.multiearth import SAR_NAME
+
     path = Path(path)
     if not path.exists():
         raise InputError("not found", path)
+    if pair_layout.pair_root(path) is not None:
+        return "pairs"
     if path.is_file():
-        if path.suffix.lower() == ".png":
+        if S1_NAME.match(path.name):
             return "sen12"
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if SAR_NAME.match(path.name):
             return "multiearth"
-        raise InputError("expected a SEN1-2 PNG or a MultiEarth Sentinel1_*.tiff", path)
+        if path.suffix.lower() in pair_layout.SUFFIXES:
+            return "pairs"
+        raise InputError("expected a SAR image (PNG or GeoTIFF)", path)
     if any(path.rglob("Sentinel1_*.tif*")):
         return "multiearth"
-    if any(path.rglob("*.png")):
+    if any(S1_NAME.match(p.name) for p in path.rglob("*.png")):
         return "sen12"
-    raise InputError("holds neither SEN1-2 PNGs nor MultiEarth Sentinel1_*.tiff files", path)
+    if pair_layout.find_pair_folders(path) or any(p.suffix.lower() in pair_layout.SUFFIXES for p in path.iterdir()):
+        return "pairs"
+    raise InputError("holds no SAR images (SEN1-2 PNGs, MultiEarth Sentinel1_*.tiff, or a sar/ + opt/ pair "
+                     "folder)", path)
 
 
-def load_sen12_examples(root: str | Path, max_cloud: float) -> tuple[list[Example], int]:
+def load_sen12_examples(root: str | Path, cfg: TranslateConfig) -> tuple[list[Example], int]:
     """Cloud-screened SEN1-2 examples under ``root`` and how many pairs were dropped."""
     from sarfusion.clouds import assess_clouds
     from sarfusion.datasets.sen12 import find_pairs, read_png
@@ -134,7 +218,7 @@ def load_sen12_examples(root: str | Path, max_cloud: float) -> tuple[list[Exampl
     pairs = find_pairs(root)
     if not pairs:
         raise InputError("no SEN1-2 pairs (<season>/s1_<scene>/<season>_s1_<scene>_p<n>.png) found", root)
-    verdicts = {Path(r["path"]): r for r in assess_clouds([p.optical for p in pairs], max_cloud)}
+    verdicts = {Path(r["path"]): r for r in assess_clouds([p.optical for p in pairs], cfg.max_cloud)}
     out, dropped = [], 0
     for p in pairs:
         if not verdicts[p.optical]["keep"]:
@@ -144,7 +228,7 @@ def load_sen12_examples(root: str | Path, max_cloud: float) -> tuple[list[Exampl
         sar, opt = read_png(p.sar, 1), read_png(p.optical, 3)
         if sar.shape[1:] != opt.shape[1:]:
             raise InputError(f"size {sar.shape[1:]} differs from its optical partner's {opt.shape[1:]}", p.sar)
-        out.append(Example(p.key, u8_to_unit(sar), u8_to_unit(opt)))
+        out.append(Example(p.key, normalize_sar(sar, cfg.sar_norm, cfg.sar_db_range), u8_to_unit(opt)))
     return out, dropped
 
 
@@ -172,7 +256,7 @@ def load_multiearth_examples(root: str | Path, cfg: TranslateConfig) -> tuple[li
     targets = {k: multiearth_target(o, cfg) for k, o in optical.items() if verdict[k]["keep"]}
     out, dropped = [], 0
     for s in scenes:
-        sar = sar_db_to_unit(read_sar(s), cfg.sar_db_range)
+        sar = normalize_sar(read_sar(s), cfg.sar_norm, cfg.sar_db_range)
         for o in s.optical:
             if o.name not in targets:
                 dropped += 1
@@ -183,23 +267,80 @@ def load_multiearth_examples(root: str | Path, cfg: TranslateConfig) -> tuple[li
     return out, dropped
 
 
+def load_pair_examples(root: str | Path, cfg: TranslateConfig) -> tuple[list[Example], int]:
+    """Examples of every pair folder under ``root`` (keyed by image name; by ``<folder>/<name>``
+    when there are several folders) and how many pairs were dropped as cloudy.
+
+    Large images are kept whole (training crops them). Cloud and shadow pixels of the optical
+    target (:func:`sarfusion.clouds.cloud_shadow_masks`) get weight 0; a pair whose cloud +
+    shadow fraction exceeds ``cfg.max_cloud_pairs`` is dropped.
+    """
+    from sarfusion.clouds import cloud_shadow_masks, read_optical_reflectance
+    from sarfusion.datasets import pairs as pair_layout
+
+    folders = pair_layout.find_pair_folders(root)
+    if not folders:
+        raise InputError("no pair folder (sar/ + opt/ with images paired by name) found", root)
+    out, dropped = [], 0
+    for folder in folders:
+        for p in pair_layout.find_pairs(folder):
+            key = p.name if len(folders) == 1 else f"{folder.name}/{p.name}"
+            sar, opt = pair_layout.read_sar(p.sar).pixels, pair_layout.read_optical(p.optical).pixels
+            if sar.shape[1:] != opt.shape[1:]:
+                raise InputError(f"size {sar.shape[1:]} differs from its optical partner's {opt.shape[1:]}", p.sar)
+            rgb, valid, qa = read_optical_reflectance(p.optical)
+            cloud, shadow = cloud_shadow_masks(rgb, valid, qa)
+            usable = valid & ~cloud & ~shadow
+            cloudy = 1.0 - float(usable.sum()) / max(int(valid.sum()), 1)
+            if cloudy > cfg.max_cloud_pairs:
+                dropped += 1
+                log.info("dropped cloudy pair %s (cloud+shadow %.1f %%)", key, 100 * cloudy)
+                continue
+            out.append(Example(key, normalize_sar(sar, cfg.sar_norm, cfg.sar_db_range), optical_to_unit(opt, *cfg.count_cut),
+                               weight=None if usable.all() else usable.astype(np.float32)))
+    return out, dropped
+
+
 def load_examples(root: str | Path, kind: str, cfg: TranslateConfig) -> tuple[list[Example], int]:
-    return load_sen12_examples(root, cfg.max_cloud) if kind == "sen12" else load_multiearth_examples(root, cfg)
+    loaders = {"sen12": load_sen12_examples, "multiearth": load_multiearth_examples, "pairs": load_pair_examples}
+    return loaders[kind](root, cfg)
 
 
-def split_holdout(examples: Sequence[Example], holdout: int) -> tuple[list[Example], list[Example]]:
-    """The last ``holdout`` distinct real inputs (by sorted key; all their targets) are held out."""
-    inputs = sorted({e.key.split("|")[0] for e in examples if e.real})
-    held = set(inputs[len(inputs) - holdout:]) if holdout > 0 else set()
+def held_out_inputs(inputs: Sequence[str], holdout: int = 0, fold: int | None = None, folds: int = 4) -> set[str]:
+    """Which input names to hold out: the last ``holdout`` of the sorted names, or, with ``fold``,
+    block ``fold`` (0-based) of ``folds`` contiguous blocks of the sorted names. Neighbouring
+    names are often neighbouring areas (tiles cut from one scene), so blocks keep areas apart."""
+    names = sorted(set(inputs))
+    if fold is not None:
+        if not 0 <= fold < folds or folds > len(names):
+            raise InputError(f"fold {fold} of {folds} is impossible with {len(names)} inputs")
+        return set(np.array_split(np.array(names, dtype=object), folds)[fold].tolist())
+    return set(names[len(names) - holdout:]) if holdout > 0 else set()
+
+
+def split_holdout(examples: Sequence[Example], holdout: int = 0, fold: int | None = None, folds: int = 4
+                  ) -> tuple[list[Example], list[Example]]:
+    """``(train, held)``: real inputs chosen by :func:`held_out_inputs` (with all their targets)
+    are held out; generated examples always train."""
+    held = held_out_inputs([e.key.split("|")[0] for e in examples if e.real], holdout, fold, folds)
     return ([e for e in examples if e.key.split("|")[0] not in held],
             [e for e in examples if e.key.split("|")[0] in held])
 
 
 class CropDataset:
-    """Random ``crop`` windows with flips / 90-degree turns; items ``{input, target}`` tensors."""
+    """Random ``crop`` windows with flips / 90-degree turns of SAR and optical together; items
+    ``{input, target, weight}`` tensors (weight ``(1, c, c)``, 0 under cloud).
+
+    An image of N crops' area appears ``max(1, round(N))`` times per epoch (times ``real_repeat``
+    for real pairs), so a 1024 px image is sampled as often as the 256 px patches it holds.
+    """
 
     def __init__(self, examples: Sequence[Example], crop: int, real_repeat: int, seed: int):
-        self.items = [e for e in examples for _ in range(real_repeat if e.real else 1)]
+        def copies(e: Example) -> int:
+            h, w = e.sar.shape[1:]
+            return max(1, round(h * w / crop ** 2)) * (real_repeat if e.real else 1)
+
+        self.items = [e for e in examples for _ in range(copies(e))]
         self.crop, self.seed, self.epoch = crop, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -217,12 +358,15 @@ class CropDataset:
         h, w = e.sar.shape[1:]
         c = min(self.crop, h, w)
         r0, c0 = rng.integers(0, h - c + 1), rng.integers(0, w - c + 1)
-        x, y = e.sar[:, r0:r0 + c, c0:c0 + c], e.optical[:, r0:r0 + c, c0:c0 + c]
-        k = int(rng.integers(4))
-        x, y = np.rot90(x, k, (1, 2)), np.rot90(y, k, (1, 2))
-        if rng.random() < 0.5:
-            x, y = x[:, :, ::-1], y[:, :, ::-1]
-        return {"input": torch.from_numpy(np.ascontiguousarray(x)), "target": torch.from_numpy(np.ascontiguousarray(y))}
+        win = (slice(None), slice(r0, r0 + c), slice(c0, c0 + c))
+        wt = np.ones((1, c, c), np.float32) if e.weight is None else e.weight[None][win]
+        arrays = [e.sar[win], e.optical[win], wt]
+        k, flip = int(rng.integers(4)), rng.random() < 0.5
+        arrays = [np.rot90(a, k, (1, 2)) for a in arrays]
+        if flip:
+            arrays = [a[:, :, ::-1] for a in arrays]
+        x, y, wt = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+        return {"input": x, "target": y, "weight": wt}
 
 
 # ----------------------------------------------------------------------------- training
@@ -233,7 +377,7 @@ def _synth_examples(work_dir: Path, n: int, seed: int, cfg: TranslateConfig) -> 
     root = work_dir / "synth_sen12"
     if not (root / "sen12_truth.json").exists():
         write_sen12(root, n, seed=seed + 1000)
-    examples, dropped = load_sen12_examples(root, cfg.max_cloud)
+    examples, dropped = load_sen12_examples(root, cfg)
     log.info("%d generated SEN1-2 pairs (%d cloudy dropped)", len(examples), dropped)
     return [Example("synth_" + e.key, e.sar, e.optical, real=False) for e in examples]
 
@@ -274,30 +418,47 @@ def train_on_examples(train: Sequence[Example], kind: str, weights_dir: str | Pa
     return save_torch_atomic(state, out_dir / WEIGHTS_NAME)
 
 
+def translation_kinds(data_dir: str | Path) -> list[str]:
+    """The layouts present under ``data_dir``, in :data:`KINDS` order."""
+    from sarfusion.datasets.pairs import find_pair_folders
+
+    data_dir = Path(data_dir)
+    found = {"sen12": any(data_dir.rglob("*_s1_*_p*.png")), "multiearth": any(data_dir.rglob("Sentinel1_*.tif*")),
+             "pairs": bool(find_pair_folders(data_dir))}
+    return [k for k in KINDS if found[k]]
+
+
+def holdout_tag(holdout: int = 0, fold: int | None = None, folds: int = 4) -> str:
+    """A run-folder suffix naming the held-out part, so runs of different splits never resume each other."""
+    return f"_fold{fold}of{folds}" if fold is not None else (f"_holdout{holdout}" if holdout else "")
+
+
 def train_translation(data_dir: str | Path, weights_dir: str | Path, preset: str = "demo",
                       work_dir: str | Path | None = None, holdout: int = 0,
-                      config: TranslateConfig | None = None) -> Path:
-    """Train one translator per layout found in ``data_dir`` (SEN1-2 and/or MultiEarth).
+                      config: TranslateConfig | None = None, fold: int | None = None, folds: int = 4) -> Path:
+    """Train one translator per layout found in ``data_dir`` (SEN1-2, MultiEarth, pair folders).
 
-    Cloudy optical targets are dropped first (count logged). The last ``holdout`` real inputs
-    are kept out of training (see :func:`evaluate_translation`). Checkpoints go to ``work_dir``
-    (default ``<weights_dir>/runs``) and resume. Returns ``weights_dir``; the models are
-    ``<weights_dir>/{sen12,multiearth}/generator.pt``.
+    Cloudy optical targets are dropped first (count logged). Real inputs chosen by
+    :func:`held_out_inputs` (the last ``holdout`` names, or block ``fold`` of ``folds``) are kept
+    out of training (see :func:`evaluate_translation`). Checkpoints go to ``work_dir`` (default
+    ``<weights_dir>/runs``) and resume. Returns ``weights_dir``; the models are
+    ``<weights_dir>/{sen12,multiearth,pairs}/generator.pt``.
     """
     data_dir, weights_dir = Path(data_dir), Path(weights_dir)
     cfg = config if config is not None else choose_preset(PRESETS, preset)
     work = Path(work_dir) if work_dir is not None else weights_dir / "runs"
     log.info("translate config:\n%s", describe(cfg))
-    kinds = [k for k, pat in (("sen12", "*_s1_*_p*.png"), ("multiearth", "Sentinel1_*.tif*")) if any(data_dir.rglob(pat))]
+    kinds = translation_kinds(data_dir)
     if not kinds:
-        raise InputError("holds neither SEN1-2 pairs nor MultiEarth Sentinel1_*.tiff files", data_dir)
+        raise InputError("holds no SEN1-2 pairs, MultiEarth Sentinel1_*.tiff files or sar/ + opt/ pair folders",
+                         data_dir)
     for kind in kinds:
         examples, dropped = load_examples(data_dir, kind, cfg)
-        train, held = split_holdout(examples, holdout)
+        train, held = split_holdout(examples, holdout, fold, folds)
         log.info("%s: %d pairs, %d dropped as cloudy, %d held out", kind, len(examples), dropped, len(held))
         if kind == "sen12" and cfg.synth_pairs > 0:
             train += _synth_examples(work, cfg.synth_pairs, cfg.engine.seed, cfg)
-        train_on_examples(train, kind, weights_dir, cfg, work / f"{kind}_{cfg.preset}",
+        train_on_examples(train, kind, weights_dir, cfg, work / f"{kind}_{cfg.preset}{holdout_tag(holdout, fold, folds)}",
                           extra={"dropped_cloudy": dropped, "holdout_keys": sorted({e.key for e in held})})
     return weights_dir
 
@@ -305,23 +466,28 @@ def train_translation(data_dir: str | Path, weights_dir: str | Path, preset: str
 # ----------------------------------------------------------------------------- inference
 
 def translator_state(weights_dir: str | Path, kind: str) -> dict:
-    """The saved state of layout ``kind``'s translator (config, ``train_keys``, generator weights)
-    from ``<weights_dir>/<kind>/generator.pt`` (``weights_dir`` may also be that folder itself)."""
+    """The saved state (config, ``train_keys``, generator weights) of the translator for layout
+    ``kind``: ``<weights_dir>/<kind>/generator.pt`` or, when the folder holds exactly one model (in
+    ``<weights_dir>/*/`` or ``weights_dir`` itself), that model for any layout (it normalises the
+    input as it was trained to)."""
     import torch
 
     weights_dir = Path(weights_dir)
-    path = next((p for p in (weights_dir / kind / WEIGHTS_NAME, weights_dir / WEIGHTS_NAME) if p.is_file()), None)
-    if path is None:
-        raise InputError(f"no {kind}/{WEIGHTS_NAME} here; run 'sarfusion translate-train' first", weights_dir)
+    path = weights_dir / kind / WEIGHTS_NAME
+    if not path.is_file():
+        models = sorted(p for p in [weights_dir / WEIGHTS_NAME, *weights_dir.glob(f"*/{WEIGHTS_NAME}")] if p.is_file())
+        if len(models) != 1:
+            have = f"; it holds {', '.join(str(m.relative_to(weights_dir)) for m in models)}" if models else ""
+            raise InputError(f"no {kind}/{WEIGHTS_NAME} here{have}; run 'sarfusion translate-train' first", weights_dir)
+        path = models[0]
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("kind") != kind:
-        raise InputError(f"holds a {state.get('kind')} translator, the input is {kind}", path)
+        log.info("%s: the only model here (trained on %s) translates this %s input", path, state.get("kind"), kind)
     return state
 
 
 def load_translator(weights_dir: str | Path, kind: str, device: Any = None):
-    """``(generator, state)`` for layout ``kind`` from ``<weights_dir>/<kind>/generator.pt``
-    (``weights_dir`` may also be that folder itself)."""
+    """``(generator, state)`` for layout ``kind`` (which model: :func:`translator_state`)."""
     from sarfusion.engine import select_device
     from sarfusion.models.pix2pix import UNetGenerator
 
@@ -332,81 +498,149 @@ def load_translator(weights_dir: str | Path, kind: str, device: Any = None):
     return gen.to(select_device(device)).eval(), state
 
 
-def generate(gen, sar: np.ndarray, samples: int = 1, seed: int = 0) -> list[np.ndarray]:
+GENERATE_TILE = 1024
+GENERATE_OVERLAP = 128
+
+
+def _blend_ramp(n: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """1-D tile weight: a linear ramp over ``overlap`` px on the sides that meet another tile."""
+    w = np.ones(n, np.float32)
+    ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+    if not first:
+        w[:overlap] = ramp
+    if not last:
+        w[n - overlap:] = ramp[::-1]
+    return w
+
+
+def generate(gen, sar: np.ndarray, samples: int = 1, seed: int = 0, tile: int = GENERATE_TILE,
+             overlap: int = GENERATE_OVERLAP) -> list[np.ndarray]:
     """``samples`` outputs ``(3, H, W)`` float32 [-1, 1] for one input ``(Cin, H, W)`` [-1, 1].
 
-    One sample: deterministic (dropout off). Several: test-time dropout, seeded. The input is
-    reflect-padded to a multiple of ``2**num_downs`` and the output cropped back.
+    One sample: deterministic (dropout off). Several: test-time dropout, seeded. Images larger
+    than ``tile`` px go through in overlapping tiles blended by linear ramps (bounded memory on
+    any image size); each tile is reflect-padded to a multiple of ``2**num_downs`` and cropped back.
     """
     import torch
 
     from sarfusion.models.pix2pix import enable_dropout_sampling
 
     m = 2 ** gen.num_downs
-    h, w = sar.shape[1:]
-    ph, pw = (-h) % m, (-w) % m
-    x = np.pad(sar, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > max(ph, pw) else "edge")
     dev = next(gen.parameters()).device
-    xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(dev)
+    h, w = sar.shape[1:]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        th, tw = x.shape[1:]
+        ph, pw = (-th) % m, (-tw) % m
+        x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(th, tw) > max(ph, pw) else "edge")
+        return gen(torch.from_numpy(np.ascontiguousarray(x))[None].to(dev))[0, :, :th, :tw].float().cpu().numpy()
+
+    def one() -> np.ndarray:
+        if max(h, w) <= tile:
+            return run(sar)
+        def starts(n: int) -> list[int]:
+            return sorted({min(i, max(n - tile, 0)) for i in range(0, max(n - overlap, 1), tile - overlap)})
+
+        out, norm = None, np.zeros((h, w), np.float32)
+        rows, cols = starts(h), starts(w)
+        for r in rows:
+            for c in cols:
+                th, tw = min(tile, h - r), min(tile, w - c)
+                wt = np.outer(_blend_ramp(th, min(overlap, th), r == rows[0], r == rows[-1]),
+                              _blend_ramp(tw, min(overlap, tw), c == cols[0], c == cols[-1]))
+                y = run(sar[:, r:r + th, c:c + tw])
+                if out is None:
+                    out = np.zeros((y.shape[0], h, w), np.float32)
+                out[:, r:r + th, c:c + tw] += y * wt
+                norm[r:r + th, c:c + tw] += wt
+        return out / norm
+
     outs = []
     with torch.no_grad():
         if samples <= 1:
             gen.eval()
-            outs.append(gen(xt)[0, :, :h, :w].float().cpu().numpy())
+            outs.append(one())
         else:
             enable_dropout_sampling(gen)
             torch.manual_seed(seed)
             for _ in range(samples):
-                outs.append(gen(xt)[0, :, :h, :w].float().cpu().numpy())
+                outs.append(one())
             gen.eval()
     return outs
 
 
 @dataclass
 class TranslationInput:
-    """One SAR input: model-space array, where to write, and georeferencing to copy."""
+    """One SAR input: its name, the file to read, and the georeferencing to copy onto outputs."""
 
     name: str
-    sar: np.ndarray
     path: Path
+    kind: str
     geotransform: tuple | None = None
     crs: str | None = None
+    scene: Any = None  # the MultiEarth SarScene (VV + VH files)
+
+    def read_raw(self) -> np.ndarray:
+        """The SAR as read, ``(C, H, W)``: uint8 (SEN1-2), dB float32 VV + VH (MultiEarth), or the
+        file's own type (pair layout)."""
+        if self.kind == "sen12":
+            from sarfusion.datasets.sen12 import read_png
+
+            return read_png(self.path, 1)
+        if self.kind == "multiearth":
+            from sarfusion.datasets.multiearth import read_sar
+
+            return read_sar(self.scene)
+        from sarfusion.datasets.pairs import read_sar
+
+        return read_sar(self.path).pixels
 
 
-def list_inputs(input_path: str | Path, kind: str, cfg: dict) -> list[TranslationInput]:
-    """SAR inputs of ``kind`` under ``input_path`` (a file or folder), read and normalised."""
+def list_inputs(input_path: str | Path, kind: str) -> list[TranslationInput]:
+    """SAR inputs of ``kind`` under ``input_path`` (a file or folder); pixels are read later."""
+    from sarfusion.io.raster import raster_info
+
     input_path = Path(input_path)
     out = []
     if kind == "sen12":
-        from sarfusion.datasets.sen12 import read_png
-
         files = [input_path] if input_path.is_file() else sorted(
             p for p in input_path.rglob("*.png") if "_s2_" not in p.name and not p.parent.name.startswith("s2_"))
-        for p in files:
-            out.append(TranslationInput(p.stem, u8_to_unit(read_png(p, 1)), p))
-    else:
-        from sarfusion.datasets.multiearth import read_sar, sar_scenes
-        from sarfusion.io.raster import raster_info
+        out = [TranslationInput(p.stem, p, kind) for p in files]
+    elif kind == "multiearth":
+        from sarfusion.datasets.multiearth import sar_scenes
 
         for s in sar_scenes(input_path):
             info = raster_info(s.vv)
-            out.append(TranslationInput(s.name, sar_db_to_unit(read_sar(s), cfg["sar_db_range"]), s.vv,
-                                        info.geotransform if info.georeferenced else None, info.crs_wkt))
+            out.append(TranslationInput(s.name, s.vv, kind, info.geotransform if info.georeferenced else None,
+                                        info.crs_wkt, scene=s))
+    else:
+        from sarfusion.datasets import pairs as pair_layout
+
+        roots = pair_layout.find_pair_folders(input_path) if input_path.is_dir() and \
+            pair_layout.pair_root(input_path) is None else [input_path]
+        for root in roots or [input_path]:
+            for p in pair_layout.find_pairs(root, require_optical=False):
+                geo = p.sar.suffix.lower() != ".png" and raster_info(p.sar).georeferenced
+                info = raster_info(p.sar) if geo else None
+                out.append(TranslationInput(p.name, p.sar, kind, info.geotransform if info else None,
+                                            info.crs_wkt if info else None))
     if not out:
         raise InputError(f"no {kind} SAR inputs found", input_path)
     return out
 
 
-def write_output(out_dir: Path, item: TranslationInput, image: np.ndarray, kind: str, suffix: str = "") -> Path:
-    """Write one generated ``(3, H, W)`` [-1, 1] image: PNG (SEN1-2) or RGB uint8 Cloud-Optimized GeoTIFF."""
+def write_output(out_dir: Path, item: TranslationInput, image: np.ndarray, suffix: str = "") -> Path:
+    """Write one generated ``(3, H, W)`` [-1, 1] image: a 3-band uint8 RGB Cloud-Optimized GeoTIFF
+    with the input's georeferencing for MultiEarth and georeferenced pair inputs, else a PNG."""
     rgb = unit_to_u8(image)
-    if kind == "sen12":
-        from sarfusion.datasets.sen12 import write_png
+    if item.kind == "multiearth" or item.geotransform is not None:
+        from sarfusion.io.raster import write_raster
 
-        return write_png(out_dir / f"{item.name}{suffix}.png", rgb)
-    from sarfusion.io.raster import write_raster
+        ext = item.path.suffix if item.kind == "multiearth" else ".tif"
+        return write_raster(out_dir / f"{item.name}{suffix}{ext}", rgb, item.geotransform, item.crs, cog=True)
+    from sarfusion.datasets.sen12 import write_png
 
-    return write_raster(out_dir / f"{item.name}{suffix}.tiff", rgb, item.geotransform, item.crs, cog=True)
+    return write_png(out_dir / f"{item.name}{suffix}.png", rgb)
 
 
 @dataclass
@@ -468,8 +702,26 @@ def multiearth_truths(input_path: str | Path, cfg: dict) -> list[TruthSet]:
     return out
 
 
+def pairs_truths(input_path: str | Path, cfg: dict) -> list[TruthSet]:
+    """Pair folders: each SAR image's optical partner (as the model's target), unless its cloud +
+    shadow fraction is over ``max_cloud_pairs``. Each pair is its own ground."""
+    from sarfusion.clouds import cloud_fraction, read_optical_reflectance
+    from sarfusion.datasets import pairs as pair_layout
+
+    out = []
+    for item in list_inputs(input_path, "pairs"):
+        root = pair_layout.pair_root(item.path)
+        opt = next((p.optical for p in pair_layout.find_pairs(root, require_optical=False)
+                    if p.name == item.name), None) if root is not None else None
+        clear = opt is not None and cloud_fraction(*read_optical_reflectance(opt))["cloud_fraction"] <= \
+            cfg.get("max_cloud_pairs", TranslateConfig.max_cloud_pairs)
+        truth = [unit_to_u8(optical_to_unit(pair_layout.read_optical(opt).pixels, *cfg["count_cut"]))] if clear else []
+        out.append(TruthSet(item.name, item.name, item.name, truth, int(opt is not None and not clear)))
+    return out
+
+
 # One line per layout: how to find the truth of a layout's inputs (``detect_kind`` names them).
-TRUTH_FINDERS = {"sen12": sen12_truths, "multiearth": multiearth_truths}
+TRUTH_FINDERS = {"sen12": sen12_truths, "multiearth": multiearth_truths, "pairs": pairs_truths}
 
 
 def score_translated(input_path: str | Path, out_dir: str | Path, weights_dir: str | Path) -> dict | None:
@@ -491,6 +743,7 @@ def score_translated(input_path: str | Path, out_dir: str | Path, weights_dir: s
         return None
     state = translator_state(weights_dir, kind)
     trained = {k.split("|")[0] for k in state.get("train_keys", [])}
+    trained |= {k.rsplit("/", 1)[-1] for k in trained}  # pairs from several folders train as <folder>/<name>
     out_dir = Path(out_dir)
     found = finder(input_path, state["config"])
     seen_ground = {t.group for t in found if t.key in trained}  # patches of one scene overlap
@@ -522,43 +775,62 @@ def score_translated(input_path: str | Path, out_dir: str | Path, weights_dir: s
     return result
 
 
+def model_input(raw: np.ndarray, state: dict, path: Path) -> np.ndarray:
+    """Raw SAR -> the model's input: normalised as the model was trained (its ``sar_norm``); a
+    one-channel model given several channels takes the first (logged)."""
+    cfg = state["config"]
+    x = normalize_sar(raw, cfg.get("sar_norm", "fixed"), cfg["sar_db_range"])
+    want = state["in_channels"]
+    if x.shape[0] != want:
+        if want != 1:
+            raise InputError(f"has {x.shape[0]} SAR channel(s), the model takes {want}", path)
+        log.warning("%s: %d SAR channels, the model takes one: using the first", path, x.shape[0])
+        x = x[:1]
+    return x
+
+
 def translate(input_path: str | Path, out_dir: str | Path, weights_dir: str | Path, samples: int = 1,
               preview_dir: str | Path | None = None, device: Any = None,
               max_previews: int | None = None) -> list[Path]:
     """Translate every SAR input under ``input_path`` into ``out_dir``; returns the written files.
 
     One image per input, named as the input (``<name>_s<k>`` for ``samples > 1``): PNG for
-    SEN1-2, a 3-band uint8 RGB GeoTIFF with the input's georeferencing for MultiEarth tiffs.
-    With ``preview_dir``: side-by-side PNG panels (SAR, truth when found, generated), for the
-    first ``max_previews`` inputs (default: all).
+    SEN1-2 and non-georeferenced pair images, a 3-band uint8 RGB COG with the input's
+    georeferencing for MultiEarth tiffs and georeferenced pair images. With ``preview_dir``:
+    side-by-side PNG panels (SAR, generated, truth when found) for the first ``max_previews``
+    inputs (default: all).
     """
     from tqdm import tqdm
 
     kind = detect_kind(input_path)
     gen, state = load_translator(weights_dir, kind, device)
     cfg = state["config"]
-    inputs = list_inputs(input_path, kind, cfg)
+    inputs = list_inputs(input_path, kind)
     out_dir = Path(out_dir)
     written = []
     truth_sets = None
     for i, item in enumerate(tqdm(inputs, desc="translate", unit="image", disable=None)):
-        if item.sar.shape[0] != state["in_channels"]:
-            raise InputError(f"has {item.sar.shape[0]} SAR channel(s), the model takes {state['in_channels']}", item.path)
-        outs = generate(gen, item.sar, samples, seed=cfg["engine"]["seed"])
+        sar = model_input(item.read_raw(), state, item.path)
+        outs = generate(gen, sar, samples, seed=cfg["engine"]["seed"])
         for k, img in enumerate(outs):
-            written.append(write_output(out_dir, item, img, kind, f"_s{k}" if samples > 1 else ""))
+            written.append(write_output(out_dir, item, img, f"_s{k}" if samples > 1 else ""))
         if preview_dir is not None and (max_previews is None or i < max_previews):
-            from sarfusion.preview import write_panel
-
             if truth_sets is None:
                 truth_sets = {t.name: t for t in TRUTH_FINDERS[kind](input_path, cfg)}
             found = truth_sets.get(item.name)
-            truth = found.truths[0] if found is not None and found.truths else None
-            sar_u8 = unit_to_u8(item.sar[0])
-            imgs = [sar_u8] + ([truth] if truth is not None else []) + [unit_to_u8(outs[0])]
-            labels = ["SAR"] + (["truth"] if truth is not None else []) + ["generated"]
-            write_panel(Path(preview_dir) / f"{item.name}.png", imgs, labels)
+            write_translation_panel(Path(preview_dir) / f"{item.name}.png", sar, outs[0],
+                                    found.truths[0] if found is not None and found.truths else None)
     return written
+
+
+def write_translation_panel(path: Path, sar: np.ndarray, generated: np.ndarray, truth_u8: np.ndarray | None,
+                            max_side: int = 512) -> Path:
+    """A PNG panel SAR | generated | truth (when known); ``sar`` and ``generated`` in model space."""
+    from sarfusion.preview import write_panel
+
+    imgs = [unit_to_u8(sar[0]), unit_to_u8(generated)] + ([truth_u8] if truth_u8 is not None else [])
+    labels = ["SAR", "generated"] + (["truth"] if truth_u8 is not None else [])
+    return write_panel(path, imgs, labels, max_side=max_side)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -593,47 +865,57 @@ def baseline_images(train: Sequence[Example], held: Sequence[Example]) -> dict[s
 
 def evaluate_translation(data_dir: str | Path, weights_dir: str | Path, work_dir: str | Path, holdout: int = 3,
                          preset: str = "demo", train: bool = True, samples: int = 1,
-                         config: TranslateConfig | None = None) -> dict:
-    """Hold out the last ``holdout`` real inputs, train (unless ``train=False``), and score the
-    model and the two baselines on them with :func:`sarfusion.metrics.image_quality.score_translation`.
+                         config: TranslateConfig | None = None, fold: int | None = None, folds: int = 4) -> dict:
+    """Hold out real inputs (the last ``holdout`` names, or block ``fold`` of ``folds``; see
+    :func:`held_out_inputs`), train on the rest (unless ``train=False``), and score the model and
+    the two baselines on the held-out inputs, whole images, with
+    :func:`sarfusion.metrics.image_quality.score_translation`. Writes the images scored and a
+    full-size PNG panel per held-out input (SAR | generated | truth) under
+    ``<work_dir>/eval_<kind>/``.
 
-    Returns ``{kind: {"model"|"mean"|"histmatch": {psnr, ssim, multiearth, n_images}, "dropped_cloudy": n}}``.
+    Returns ``{kind: {"model"|"mean"|"histmatch": {psnr, ssim, multiearth, n_images},
+    "dropped_cloudy": n, "held_out": [names], "train_seconds": s}}``.
     """
+    import shutil
+
+    from sarfusion.datasets.sen12 import write_png
     from sarfusion.metrics.image_quality import score_translation
 
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     cfg = config if config is not None else choose_preset(PRESETS, preset)
     if train:
-        train_translation(data_dir, weights_dir, preset, work_dir / "runs", holdout=holdout, config=cfg)
+        train_translation(data_dir, weights_dir, preset, work_dir / "runs", holdout=holdout, config=cfg,
+                          fold=fold, folds=folds)
     results = {}
     for kind in KINDS:
-        wpath = Path(weights_dir) / kind / WEIGHTS_NAME
-        if not wpath.is_file():
+        if not (Path(weights_dir) / kind / WEIGHTS_NAME).is_file() or kind not in translation_kinds(data_dir):
             continue
         gen, state = load_translator(weights_dir, kind)
         examples, dropped = load_examples(data_dir, kind, cfg)
-        tr, held = split_holdout(examples, holdout)
+        tr, held = split_holdout(examples, holdout, fold, folds)
         if not held:
-            raise InputError(f"nothing held out for {kind} (holdout={holdout})", data_dir)
+            raise InputError(f"nothing held out for {kind} (holdout={holdout}, fold={fold})", data_dir)
         base = baseline_images(tr, held)
         root = work_dir / f"eval_{kind}"
-        scores = {}
-        for name in ("model", "mean", "histmatch"):
-            pred_dir, truth_dir = root / name, root / "truth"
-            for e in held:
-                stem, _, date = e.key.partition("|")
-                tpath = truth_dir / stem / f"{date}.png" if kind == "multiearth" else truth_dir / f"{stem}.png"
-                from sarfusion.datasets.sen12 import write_png
-
-                write_png(tpath, unit_to_u8(e.optical))
-                if name == "model":
-                    outs = generate(gen, e.sar, samples, seed=0)
-                    for k, o in enumerate(outs):
-                        write_png(pred_dir / f"{stem}{f'_s{k}' if samples > 1 else ''}.png", unit_to_u8(o))
-                else:
-                    write_png(pred_dir / f"{stem}.png", base[name][e.key])
-            scores[name] = score_translation(pred_dir, truth_dir)
+        shutil.rmtree(root, ignore_errors=True)  # a folder of an earlier split would be scored too
+        truth_dir = root / "truth"
+        generated: dict[str, np.ndarray] = {}
+        for e in held:
+            stem, _, date = e.key.partition("|")
+            write_png(truth_dir / stem / f"{date}.png" if kind == "multiearth" else truth_dir / f"{stem}.png",
+                      unit_to_u8(e.optical))
+            if stem not in generated:
+                outs = generate(gen, e.sar, samples, seed=0)
+                generated[stem] = outs[0]
+                for k, o in enumerate(outs):
+                    write_png(root / "model" / f"{stem}{f'_s{k}' if samples > 1 else ''}.png", unit_to_u8(o))
+                write_translation_panel(root / "panels" / f"{stem}.png", e.sar, outs[0], unit_to_u8(e.optical),
+                                        max_side=max(e.sar.shape[1:]))
+            for name in ("mean", "histmatch"):
+                write_png(root / name / f"{stem}.png", base[name][e.key])
+        scores: dict[str, Any] = {name: score_translation(root / name, truth_dir) for name in ("model", "mean", "histmatch")}
         scores["dropped_cloudy"] = dropped
+        scores["held_out"] = sorted(generated)
         scores["train_seconds"] = state.get("train_seconds")
         results[kind] = scores
     (work_dir / "translation_eval.json").write_text(json.dumps(results, indent=1, default=float))
