@@ -118,8 +118,9 @@ def test_same_seed_same_bytes(tmp_path):
     assert ha != hc
 
 
-def _one_building_city(height_m: float, rows: int = 240, cols: int = 160) -> tuple[C.CityRaster, tuple[int, int, int, int]]:
-    """Grass with one flat, axis-aligned building (rows 100-139, cols 60-99)."""
+def _one_building_city(height_m: float, rows: int = 240, cols: int = 160) -> tuple[C.CityRaster, C.CityPlan, tuple]:
+    """Grass with one flat, axis-aligned gravel-roofed building (rows 100-139, cols 60-99), no
+    trees or objects; the plan holds just that building."""
     r0, r1, c0, c1 = 100, 140, 60, 100
     classes = np.full((rows, cols), C.GRASS, np.uint8)
     height = np.zeros((rows, cols), np.float32)
@@ -127,15 +128,23 @@ def _one_building_city(height_m: float, rows: int = 240, cols: int = 160) -> tup
     classes[r0:r1, c0:c1] = C.ROOF
     height[r0:r1, c0:c1] = height_m
     bid[r0:r1, c0:c1] = 1
-    zeros = np.zeros((rows, cols), np.float32)
-    return C.CityRaster(0.5, 0.0, 0.0, classes, height, bid, zeros, zeros, zeros), (r0, r1, c0, c1)
+    raster = C.CityRaster(0.5, 0.0, 0.0, classes, height, bid, np.zeros((rows, cols), np.float32))
+    poly = shapely.box(c0 * 0.5, r0 * 0.5, c1 * 0.5, r1 * 0.5)
+    one = lambda v, t=np.float32: np.array([v], t)  # noqa: E731
+    buildings = C.Buildings(np.array([poly], dtype=object), one(height_m), one(0.0), one(0.0),
+                            np.array([[40.0, 60.0]]), one(10.0), np.array([[120, 120, 120]], np.uint8),
+                            one(C.APARTMENT, np.uint8), one(C.GRAVEL, np.uint8))
+    plan = C.CityPlan(cols * 0.5, rows * 0.5, 0, [], np.array([], dtype=object), np.zeros(0, np.uint8),
+                      np.zeros(0, np.float32), np.array([], dtype=object), [], None, buildings,
+                      np.zeros((0, 4)), np.zeros((0, 6)), np.zeros((0, 2)))
+    return raster, plan, (r0, r1, c0, c1)
 
 
 @pytest.mark.parametrize("height_m", [8.0, 16.0])
 @pytest.mark.parametrize("look", ["N", "S"])
 def test_layover_double_bounce_and_shadow_geometry(height_m, look):
-    raster, (r0, r1, c0, c1) = _one_building_city(height_m)
-    refl = S.simulate_reflectivity(raster, np.array([0.0], np.float32), look, psf_sigma_px=0)
+    raster, plan, (r0, r1, c0, c1) = _one_building_city(height_m)
+    refl = S.simulate_reflectivity(raster, plan, look, psf_sigma_px=0)
     hh = S.to_db(refl[0])[:, c0 + 5:c1 - 5].mean(axis=1)  # range profile through the building
     lay = S.layover_px(height_m, 0.5)
     shadow_len = height_m * np.tan(np.deg2rad(S.DEFAULT_INCIDENCE_DEG)) / 0.5

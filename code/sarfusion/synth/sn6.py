@@ -45,7 +45,8 @@ PIXEL_M = 0.5
 LABEL_COLUMNS = ["ImageId", "TileBuildingId", "PolygonWKT_Pix", "Mean_Building_Height",
                  "Median_Building_Height", "StdDev_Building_Height"]
 DEFAULT_LOOKS = 5.0
-MARGIN_M = 70.0  # > 40 m / tan(35 deg) layover + shadow reach of the tallest building
+MARGIN_M = 70.0  # plan margin around the strips (the range margin of each render is computed)
+INCIDENCE_RANGE_DEG = (28.0, 42.0)  # per strip, around SPEC's ~35 deg off nadir
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Strip:
     n_tiles: int
     top_cut: tuple[float, float]     # nodata band at the top: depth (m) at x0 and slope
     bottom_cut: tuple[float, float]  # nodata band at the bottom
+    incidence_deg: float = S.DEFAULT_INCIDENCE_DEG
+    noise_floor_db: float = S.NOISE_FLOOR_DB  # at beam centre
 
     def valid_polygon(self, tile_m: float) -> shapely.Polygon:
         """The strip's imaged footprint (plan metres): its rectangle minus the slanted edge bands."""
@@ -99,7 +102,8 @@ def _layout(n_tiles: int, tile_m: float, rng: np.random.Generator, t0: datetime)
         # keep the slanted edge inside the strip
         top = (max(top[0], -top[1] * cols * tile_m, 0.0), top[1]) if top[0] else top
         bottom = (max(bottom[0], bottom[1] * cols * tile_m, 0.0), bottom[1]) if bottom[0] else bottom
-        strips.append(Strip(key, orientation, float(x0), float(y0), rows, cols, n, top, bottom))
+        strips.append(Strip(key, orientation, float(x0), float(y0), rows, cols, n, top, bottom,
+                            float(rng.uniform(*INCIDENCE_RANGE_DEG)), float(rng.uniform(-21.0, -19.0))))
         remaining -= n
         k += 1
     width = max(s.x0 + s.cols * tile_m for s in strips) + MARGIN_M
@@ -139,22 +143,51 @@ def _tile_labels(plan: C.CityPlan, image_id: str, x0: float, y0: float, tile_m: 
     return rows, geoms_map, props
 
 
+def _tallest_near(plan: C.CityPlan, strip: Strip, tile_m: float) -> float:
+    """Height (m) of the tallest building within 250 m of the strip (at least 20 m)."""
+    b = plan.buildings
+    top = 20.0
+    if len(b):
+        bb = b.bounds
+        near = ((bb[:, 2] > strip.x0 - 250) & (bb[:, 0] < strip.x0 + strip.cols * tile_m + 250)
+                & (bb[:, 3] > strip.y0 - 250) & (bb[:, 1] < strip.y0 + strip.rows * tile_m + 250))
+        if near.any():
+            top = max(top, float((b.eave[near] + b.rise[near]).max()))
+    return top
+
+
+OPTICAL_MARGIN_PX = 90  # sun shadows of buildings up to ~45 m cast into the strip
+
+
 def render_strip(plan: C.CityPlan, strip: Strip, size: int, looks: float, rng: np.random.Generator,
                  with_optical: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """SAR (4, H, W) SN6 scale, optical (3, H, W) uint8 or None, and valid mask (H, W) of a strip."""
-    margin = int(np.ceil(MARGIN_M / PIXEL_M))
+    """SAR (4, H, W) SN6 scale, optical (3, H, W) uint8 or None, and valid mask (H, W) of a strip.
+
+    The city is drawn with margins along range (rows: the looks are north or south): on the
+    sensor side as far as the tallest building's radar shadow reaches (h tan(incidence)), on the
+    far side as far as its layover reaches (h / tan(incidence))."""
+    tile_m = size * PIXEL_M
+    tallest = _tallest_near(plan, strip, tile_m)
+    tan = np.tan(np.deg2rad(strip.incidence_deg))
+    near, far = (int(np.ceil((tallest * t + 8.0) / PIXEL_M)) for t in (tan, 1 / tan))
+    look = S.look_from_orientation(strip.orientation)
+    top, bottom = (near, far) if look == "N" else (far, near)
+    side = 8  # columns: azimuth, only the point-spread function and a few metres of context
     h, w = strip.rows * size, strip.cols * size
-    raster = C.rasterize(plan, strip.x0 - margin * PIXEL_M, strip.y0 - margin * PIXEL_M,
-                         w + 2 * margin, h + 2 * margin, PIXEL_M)
-    inner = (slice(margin, margin + h), slice(margin, margin + w))
-    refl = S.simulate_reflectivity(raster, plan.buildings.angle, S.look_from_orientation(strip.orientation))
+    raster = C.rasterize(plan, strip.x0 - side * PIXEL_M, strip.y0 - top * PIXEL_M,
+                         w + 2 * side, h + top + bottom, PIXEL_M)
+    inner = (slice(top, top + h), slice(side, side + w))
+    floor = S.swath_noise_floor_db(h + top + bottom, rng, base_db=strip.noise_floor_db)
+    refl = S.simulate(raster, plan, rng, look, strip.incidence_deg, looks=looks, noise_floor_db=floor)
     refl = np.ascontiguousarray(refl[:, inner[0], inner[1]])
-    sar = S.db_to_sn6_scale(S.to_db(S.apply_speckle(refl, looks, rng)))
+    sar = S.db_to_sn6_scale(S.to_db(refl))
+    del refl
     optical = None
     if with_optical:
-        optical = np.ascontiguousarray(O.render_optical(raster, plan.buildings.roof_rgb)[:, inner[0], inner[1]])
+        m_top, m_bottom = min(top, OPTICAL_MARGIN_PX), min(bottom, OPTICAL_MARGIN_PX)
+        sub = raster.crop(slice(top - m_top, top + h + m_bottom), slice(0, w + 2 * side))
+        optical = np.ascontiguousarray(O.render_optical(sub, plan)[:, m_top:m_top + h, side:side + w])
     # valid footprint: pixel centres between the slanted top and bottom strip edges
-    tile_m = size * PIXEL_M
     xc = (np.arange(w) + 0.5) * PIXEL_M
     yc = (np.arange(h) + 0.5) * PIXEL_M
     top = strip.top_cut[0] + strip.top_cut[1] * xc
