@@ -369,7 +369,7 @@ class _Placer:
     Rectangles are (4, 2) corner arrays. The separating-axis test allows touching (shared walls)
     but no overlap deeper than ``TOUCH_M``; corners and edge midpoints must lie inside the block."""
 
-    TOUCH_M = 0.02
+    TOUCH_M = 0.001
 
     def __init__(self, block: Polygon):
         self.block = block
@@ -462,7 +462,7 @@ def _rows_along_edges(rng, placer: _Placer, kind: int, frontage: tuple, depth: t
     """Rows of buildings along every block edge, frontage on the street and depth inward.
 
     Within a run of ``run`` buildings neighbours share walls (gap 0); runs are separated by a
-    ``gap``. A run keeps one depth and roof style. Shared corners are the same floats in both
+    ``gap``. A run keeps one depth and roof style (apartment heights still differ per building). Shared corners are the same floats in both
     polygons, so the labels touch without overlapping. At a square-ish corner the next edge's row
     starts behind the previous edge's row. Each edge is placed in one vectorised pass."""
     ring = shapely.orient_polygons(placer.block).exterior.simplify(0.8)
@@ -504,7 +504,7 @@ def _rows_along_edges(rng, placer: _Placer, kind: int, frontage: tuple, depth: t
         starts, ends, run_of = np.array(starts), np.array(ends), np.array(run_of)
         n_runs = run_of.max() + 1
         run_depth = rng.uniform(*depth, n_runs)
-        d = run_depth[run_of] * (rng.uniform(0.92, 1.08, len(starts)) if kind != HOUSE else 1.0)
+        d = run_depth[run_of]  # one depth per run: neighbours share the whole wall, corner to corner
         f0 = pa + along * starts[:, None] + inward * sb
         f1 = pa + along * ends[:, None] + inward * sb
         rects = np.stack([f0, f1, f1 + inward * d[:, None], f0 + inward * d[:, None]], axis=1)  # (k, 4, 2)
@@ -718,7 +718,7 @@ def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: 
     if len(polys):
         keep = _non_overlapping(polys)
         raw = [r for r, k in zip(raw, keep) if k]
-        polys = polys[keep]
+        polys = _share_wall_vertices(polys[keep])
         if len(trees_arr):  # no trunk inside a building (crowns may overhang roofs)
             tree_in = shapely.STRtree(polys).query(shapely.points(trees_arr[:, :2]), predicate="within")
             trees_arr = np.delete(trees_arr, np.unique(tree_in[0]), axis=0)
@@ -780,7 +780,7 @@ def _street_area(lines: list) -> shapely.Geometry:
     return shapely.union_all(shapely.buffer(geoms, np.array([w / 2 + SIDEWALK_M for _, w in lines]), quad_segs=4))
 
 
-def _non_overlapping(polys: np.ndarray, tolerance_m2: float = 0.01) -> np.ndarray:
+def _non_overlapping(polys: np.ndarray, tolerance_m2: float = 1e-4) -> np.ndarray:
     """Boolean keep mask: drops the later of any two polygons that overlap by more than ``tolerance_m2``."""
     keep = np.ones(len(polys), bool)
     a, b = shapely.STRtree(polys).query(polys, predicate="intersects")
@@ -792,6 +792,24 @@ def _non_overlapping(polys: np.ndarray, tolerance_m2: float = 0.01) -> np.ndarra
             if keep[i]:
                 keep[j] = False
     return keep
+
+
+def _share_wall_vertices(polys: np.ndarray) -> np.ndarray:
+    """Adjoining polygons get each other's vertices where one ends on the other's wall (a row's
+    end meeting a wall, rows of two block edges at a corner): then a shared wall has the same
+    vertices in both labels, and rounding the pixel coordinates cannot make them overlap."""
+    a, b = shapely.STRtree(polys).query(polys, predicate="dwithin", distance=1e-5)
+    keep = a != b
+    a, b = a[keep], b[keep]
+    if not len(a):
+        return polys
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    owners, starts = np.unique(a, return_index=True)
+    refs = [shapely.multipolygons(polys[nb]) for nb in np.split(b, starts[1:])]
+    out = polys.copy()
+    out[owners] = shapely.snap(polys[owners], np.array(refs, dtype=object), 1e-5)
+    return out
 
 
 def _ground_near(polys: np.ndarray, blocks: list, ground: np.ndarray) -> np.ndarray:

@@ -47,6 +47,7 @@ LABEL_COLUMNS = ["ImageId", "TileBuildingId", "PolygonWKT_Pix", "Mean_Building_H
 DEFAULT_LOOKS = 5.0
 MARGIN_M = 70.0  # plan margin around the strips (the range margin of each render is computed)
 INCIDENCE_RANGE_DEG = (28.0, 42.0)  # per strip, around SPEC's ~35 deg off nadir
+OVERLAP_TOLERANCE_PX2 = 0.01
 
 
 @dataclass
@@ -239,6 +240,27 @@ def _write_part(part: str, out_dir: Path, plan: C.CityPlan, strips: list[Strip],
     return pd.DataFrame(labels, columns=LABEL_COLUMNS), tile_no
 
 
+def overlapping_labels(labels: pd.DataFrame, tolerance_px2: float = OVERLAP_TOLERANCE_PX2) -> list[tuple]:
+    """Pairs ``(ImageId, TileBuildingId, TileBuildingId, area px^2)`` of labels of one tile that
+    overlap by more than ``tolerance_px2`` (adjoining buildings share walls: they may touch).
+
+    The tolerance absorbs the 0.01 px rounding of the CSV's coordinates; real SpaceNet labels
+    never overlap."""
+    out = []
+    df = labels[labels.PolygonWKT_Pix != EMPTY_WKT]
+    for image_id, g in df.groupby("ImageId"):
+        polys = shapely.from_wkt(g.PolygonWKT_Pix.to_numpy())
+        a, b = shapely.STRtree(polys).query(polys, predicate="intersects")
+        keep = a < b
+        a, b = a[keep], b[keep]
+        if not len(a):
+            continue
+        area = shapely.area(shapely.intersection(polys[a], polys[b]))
+        ids = g.TileBuildingId.to_numpy()
+        out += [(image_id, int(ids[i]), int(ids[j]), float(x)) for i, j, x in zip(a, b, area) if x > tolerance_px2]
+    return out
+
+
 def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0,
                  preview: bool | str | Path = False, looks: float = DEFAULT_LOOKS) -> dict:
     """Write a synthetic SN6 AOI with ``tiles`` tiles in all: ~3/4 train, ~1/4 test_public.
@@ -291,6 +313,10 @@ def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0
     tmp = orientations.with_name(".SAR_orientations.tmp")
     tmp.write_text(lines)
     tmp.replace(orientations)
+    for part, labels in (("train", train_labels), ("test", test_labels)):
+        pairs = overlapping_labels(labels)
+        if pairs:  # the plan forbids it; a label set that breaks SpaceNet's rule must not be written
+            raise RuntimeError(f"synthetic SN6 {part} labels overlap: {pairs[:5]} (seed {seed})")
     train_csv = write_csv_atomic(summary / f"SN6_Train_{AOI}_Buildings.csv", train_labels)
     truth_csv = write_csv_atomic(out_dir / "test_public_truth" / f"SN6_Test_Public_{AOI}_Buildings.csv", test_labels)
     log.info("synthetic SN6: %d train + %d test tiles of %d px in %s", n_train, n_test, size, out_dir)
