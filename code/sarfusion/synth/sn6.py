@@ -104,7 +104,7 @@ def _layout(n_tiles: int, tile_m: float, rng: np.random.Generator, t0: datetime)
         top = (max(top[0], -top[1] * cols * tile_m, 0.0), top[1]) if top[0] else top
         bottom = (max(bottom[0], bottom[1] * cols * tile_m, 0.0), bottom[1]) if bottom[0] else bottom
         strips.append(Strip(key, orientation, float(x0), float(y0), rows, cols, n, top, bottom,
-                            float(rng.uniform(*INCIDENCE_RANGE_DEG)), float(rng.uniform(-21.0, -19.0))))
+                            float(rng.uniform(*INCIDENCE_RANGE_DEG)), S.draw_noise_floor_db(rng)))
         remaining -= n
         k += 1
     width = max(s.x0 + s.cols * tile_m for s in strips) + MARGIN_M

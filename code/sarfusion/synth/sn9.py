@@ -238,7 +238,7 @@ def _render_sar(plan: C.CityPlan, geo: Geometry, sx: float, sy: float, sar_px: i
     origin = u0 * ex + v0 * ey
     cols, rows = int(np.ceil((u1 - u0) / SAR_M)), int(np.ceil((v1 - v0) / SAR_M))
     raster = C.rasterize(plan, float(origin[0]), float(origin[1]), cols, rows, SAR_M, angle=float(a))
-    floor = S.swath_noise_floor_db(rows, rng, base_db=float(rng.uniform(-21.0, -19.0)))
+    floor = S.swath_noise_floor_db(rows, rng, base_db=S.draw_noise_floor_db(rng))
     refl = S.simulate(raster, plan, rng, "N", geo.incidence_deg, looks=looks, noise_floor_db=floor, bands=("HH",))[0]
     del raster
     mapx = (((qx - origin[0]) * ex[0] + (qy - origin[1]) * ex[1]) / SAR_M - 0.5).astype(np.float32)
