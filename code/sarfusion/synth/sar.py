@@ -190,8 +190,9 @@ class _Scene:
 def _reflectivity_north(scene: _Scene, pixel_size: float, incidence_deg: float,
                         noise_floor_db: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free linear reflectivity with the sensor at row 0: (distributed, coherent), a list of
-    (rows, cols) per band and a (len(bands), rows, cols) array; distributed returns get speckle, coherent ones (double bounce,
-    point targets) do not. ``noise_floor_db``: scalar or (rows,) along range, in the distributed part."""
+    (rows, cols) per band and a (len(bands), rows, cols) array. Distributed returns get speckle,
+    coherent ones (double bounce, point targets) do not. ``noise_floor_db``: scalar or (rows,)
+    along range, added to the distributed part."""
     classes, height = scene.classes, scene.height
     rows, cols = classes.shape
     ps = float(pixel_size)
@@ -281,17 +282,24 @@ def _reflectivity_north(scene: _Scene, pixel_size: float, incidence_deg: float,
         r_top, r_bot, wc_ok = np.maximum(r_top[ok], 0), r_bot[ok], wc[ok]
         tree_wall = classes[wr[ok], wc_ok] == C.TREE
         inside = r_bot < rows
+
+        def runs(sel: np.ndarray) -> np.ndarray:  # unit-strength layover runs of the selected wall pixels
+            edges = np.bincount(r_top[sel] * cols + wc_ok[sel], minlength=rows * cols).astype(np.float32)
+            end = sel & inside
+            edges -= np.bincount(r_bot[end] * cols + wc_ok[end], minlength=rows * cols).astype(np.float32)
+            out = np.cumsum(edges.reshape(rows, cols), axis=0)
+            return np.maximum(out, 0, out=out)
         # windows, balconies: a facade texture, and a few corner reflectors (SAR-only fields)
-        facade = _db(np.clip(scene.fine, -2, 3) * np.float32(1.5)
-                     + np.where(scene.fine > np.float32((0.5 - FACADE_REFLECTOR_P) * np.sqrt(12.0)),
-                                np.float32(FACADE_REFLECTOR_DB), np.float32(0)))
+        facades = runs(~tree_wall)
+        facades *= _db(np.clip(scene.fine, -2, 3) * np.float32(1.5)
+                       + np.where(scene.fine > np.float32((0.5 - FACADE_REFLECTOR_P) * np.sqrt(12.0)),
+                                  np.float32(FACADE_REFLECTOR_DB), np.float32(0)))
+        crowns = runs(tree_wall) if tree_wall.any() else None
         for k, b in enumerate(scene.bands):
-            v = np.where(tree_wall, _db(TREE_WALL_SIGMA_DB[b]), _db(WALL_SIGMA_DB[b])).astype(np.float64)
-            edges = np.bincount(r_top * cols + wc_ok, weights=v, minlength=rows * cols)
-            edges -= np.bincount((r_bot * cols + wc_ok)[inside], weights=v[inside], minlength=rows * cols)
-            walls = np.cumsum(edges.astype(np.float32).reshape(rows, cols), axis=0)
-            np.maximum(walls, 0, out=walls)  # float round-off of the running sum
-            surface[k] += walls * facade
+            surface[k] += facades * _db(WALL_SIGMA_DB[b])
+            if crowns is not None:
+                surface[k] += crowns * _db(TREE_WALL_SIGMA_DB[b])
+        del facades, crowns
 
     # --- coherent returns: double bounce at the foot of building walls whose ground in front is
     # visible, and point targets (cars, poles, roof equipment) lifted by their height

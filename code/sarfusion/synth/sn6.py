@@ -121,23 +121,18 @@ def _tile_labels(plan: C.CityPlan, image_id: str, x0: float, y0: float, tile_m: 
         bb = b.bounds
         sel = np.nonzero((bb[:, 2] > x0) & (bb[:, 0] < x0 + tile_m) & (bb[:, 3] > y0) & (bb[:, 1] < y0 + tile_m))[0]
         window = shapely.box(x0, y0, x0 + tile_m, y0 + tile_m).intersection(valid)
-        for i in sel:
-            piece = b.polygons[i].intersection(window)
-            for part in getattr(piece, "geoms", [piece]):
-                if part.geom_type != "Polygon" or part.is_empty or part.area < 0.25 * PIXEL_M**2:
-                    continue
-                px = shapely.transform(part, lambda xy: (xy - (x0, y0)) / PIXEL_M)
-                tid = len(rows)
-                stats = (round(float(b.mean_height[i]), 3), round(float(b.median_height[i]), 3),
-                         round(float(b.std_height[i]), 3))
-                rows.append({"ImageId": image_id, "TileBuildingId": tid,
-                             "PolygonWKT_Pix": geometries_to_wkt([px])[0],
-                             "Mean_Building_Height": stats[0], "Median_Building_Height": stats[1],
-                             "StdDev_Building_Height": stats[2]})
-                geoms_map.append(shapely.transform(part, lambda xy: np.column_stack(
-                    [easting0 + xy[:, 0], northing0 - xy[:, 1]])))
-                props.append({"TileBuildingId": tid, "Mean_Building_Height": stats[0],
-                              "Median_Building_Height": stats[1], "StdDev_Building_Height": stats[2]})
+        parts, owner = shapely.get_parts(shapely.intersection(b.polygons[sel], window), return_index=True)
+        keep = (shapely.get_type_id(parts) == 3) & (shapely.area(parts) >= 0.25 * PIXEL_M**2)
+        parts, owner = parts[keep], sel[owner[keep]]
+        px = shapely.transform(parts, lambda xy: (xy - (x0, y0)) / PIXEL_M)
+        geoms_map = list(shapely.transform(parts, lambda xy: np.column_stack([easting0 + xy[:, 0], northing0 - xy[:, 1]])))
+        stats = np.round(np.column_stack([b.mean_height[owner], b.median_height[owner], b.std_height[owner]]).astype(np.float64), 3)
+        for tid, (wkt, (mean, median, std)) in enumerate(zip(geometries_to_wkt(px), stats)):
+            rows.append({"ImageId": image_id, "TileBuildingId": tid, "PolygonWKT_Pix": wkt,
+                         "Mean_Building_Height": mean, "Median_Building_Height": median,
+                         "StdDev_Building_Height": std})
+            props.append({"TileBuildingId": tid, "Mean_Building_Height": mean,
+                          "Median_Building_Height": median, "StdDev_Building_Height": std})
     if not rows:
         rows.append({"ImageId": image_id, "TileBuildingId": 0, "PolygonWKT_Pix": EMPTY_WKT,
                      "Mean_Building_Height": 0.0, "Median_Building_Height": 0.0, "StdDev_Building_Height": 0.0})
