@@ -49,16 +49,16 @@ def test_optical_and_sar_share_no_noise_field():
     sar = S.to_db(S.simulate_reflectivity(raster, plan, "N")[0])  # noise-free: texture only, no speckle
     ro, rs = _fine_residual(optical), _fine_residual(sar)
     assert ro.std() > 0.5 and rs.std() > 0.05  # both sensors do have fine texture
-    ncc = R._ncc(ro, rs)
+    ncc = R.ncc(ro, rs)
     print(f"NCC of optical and SAR fine-scale residuals on a uniform lawn: {ncc:+.3f}")
     assert abs(ncc) < 0.05
     # the same ground seen again by the same sensor: the same texture (position-keyed)
     again = O.render_optical(raster, plan).astype(np.float32).mean(axis=0)
-    assert R._ncc(ro, _fine_residual(again)) > 0.99
+    assert R.ncc(ro, _fine_residual(again)) > 0.99
     # the smooth (field-scale) variation is independent too (500 m: ~17 x 17 texture lattice cells)
     blur_o = cv2.GaussianBlur(optical, (0, 0), 8.0)[20:-20, 20:-20]
     blur_s = cv2.GaussianBlur(sar, (0, 0), 8.0)[20:-20, 20:-20]
-    assert abs(R._ncc(blur_o, blur_s)) < 0.3
+    assert abs(R.ncc(blur_o, blur_s)) < 0.3
 
 
 def test_realism_statistics_on_known_inputs():

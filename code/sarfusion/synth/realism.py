@@ -26,7 +26,8 @@ ENL_PERCENTILE = 90
 FEATURE_WINDOW = 64
 
 
-def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+def ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two equally shaped arrays (NaN when one is constant)."""
     a = a.astype(np.float64) - a.mean()
     b = b.astype(np.float64) - b.mean()
     den = np.sqrt((a * a).sum() * (b * b).sum())
@@ -40,7 +41,7 @@ def brightness(optical: np.ndarray) -> np.ndarray:
 
 def cross_ncc(optical: np.ndarray, sar_db: np.ndarray, valid: np.ndarray) -> float:
     """Global NCC of optical brightness ((3, H, W) linear) and SAR (H, W) dB over ``valid`` (H, W)."""
-    return _ncc(brightness(optical)[valid], sar_db[valid])
+    return ncc(brightness(optical)[valid], sar_db[valid])
 
 
 def gradient_feature_ncc(optical: np.ndarray, sar_db: np.ndarray, valid: np.ndarray,
@@ -59,7 +60,7 @@ def gradient_feature_ncc(optical: np.ndarray, sar_db: np.ndarray, valid: np.ndar
             v = valid[win]
             if v.mean() < 0.9:
                 continue
-            scores.append(_ncc(fo[(slice(None),) + win][:, v], fs[(slice(None),) + win][:, v]))
+            scores.append(ncc(fo[(slice(None),) + win][:, v], fs[(slice(None),) + win][:, v]))
     scores = [s for s in scores if np.isfinite(s)]
     return float(np.mean(scores)) if scores else float("nan")
 
