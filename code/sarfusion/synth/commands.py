@@ -62,8 +62,10 @@ def register_sn6(sub: argparse._SubParsersAction) -> None:
             "{SAR-Intensity,PS-RGB,geojson_buildings,SummaryData}, OUT/test_public/AOI_11_Rotterdam/"
             "SAR-Intensity and the test truth OUT/test_public_truth/SN6_Test_Public_AOI_11_Rotterdam_"
             "Buildings.csv. Tiles are 0.5 m, EPSG:32631; SAR is 4-band float32 HH,HV,VH,VV on the SN6 "
-            "offset-dB scale (0 = nodata) simulated with layover, double bounce, radar shadow and Gamma "
-            "speckle; strips of both look directions overlap."),
+            "offset-dB scale (0 = nodata) simulated with layover, double bounce, radar shadow, point "
+            "targets, a noise floor varying across the swath and correlated speckle, 28-42 deg incidence "
+            "per strip; strips of both look directions overlap. No two labels of a tile overlap; "
+            "adjoining buildings are separate polygons."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="output root folder")
     p.add_argument("--tiles", type=int, required=True, help="total tiles; ~1/4 (at least 1) go to test_public")
@@ -84,8 +86,10 @@ def register_sn9(sub: argparse._SubParsersAction) -> None:
             "Write synthetic SpaceNet 9 scenes OUT/<aoi>_{optical,sar,offsets}_<split>.tif and "
             "<aoi>_tiepoints_<split>.csv (aoi = synth_aoi_<k>). Optical: 3-band uint8 at 0.3 m; SAR: "
             "1-band uint8 at 0.41 m with its own extent; offsets: the true 2-band float32 dx,dy map in "
-            "the submission format. The SAR is rendered through a realistic misalignment (global "
-            "shift + affine + smooth local field, plus layover) that --difficulty scales."),
+            "the submission format. A town in hills seen at any look azimuth and 20-50 deg incidence; "
+            "the SAR is rendered through a misalignment made of DEM errors seen through both sensors' "
+            "geometry, a small affine part, a smooth residual and a global shift (scaled by "
+            "--difficulty), plus layover; <aoi>_groundfield_<split>.tif holds the misalignment alone."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--size", type=int, default=4096, help="optical width/height in pixels (0.3 m)")
