@@ -66,10 +66,11 @@ def parse_wkt(wkts: Iterable[str]) -> np.ndarray:
 
 def geometries_to_wkt(geoms: Sequence[shapely.Geometry], precision: int = 2) -> list[str]:
     """Pixel-space WKT, rounded to ``precision`` decimals; empty/None -> ``POLYGON EMPTY``."""
-    return [
-        EMPTY_WKT if g is None or g.is_empty else shapely.to_wkt(g, rounding_precision=precision, trim=True)
-        for g in geoms
-    ]
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = list(geoms)
+    wkt = shapely.to_wkt(arr, rounding_precision=precision, trim=True)  # one call: vectorised
+    empty = shapely.is_missing(arr) | shapely.is_empty(arr)
+    return [EMPTY_WKT if e else w for w, e in zip(wkt, empty)]
 
 
 def write_csv_atomic(path: str | Path, df: pd.DataFrame) -> Path:

@@ -1,13 +1,22 @@
-"""A procedural city: a vector plan in metres, rasterised on demand for any window and pixel size.
+"""A procedural city: a vector plan in metres, rasterised on demand for any window, pixel size and
+orientation.
 
-The plan (:class:`CityPlan`) holds a slightly irregular street grid, blocks with a land use
-(terraced houses, apartment slabs, industrial sheds, parks, bare lots, plazas, ponds), an optional
-river or canal, building footprints with heights and roof shapes, and trees. It is generated once
-per scene; :func:`rasterize` then draws any window of it at any resolution, so overlapping SAR
-strips, the optical image and the labels all see exactly the same ground.
+The plan (:class:`CityPlan`) is a patchwork of districts (Voronoi cells of the plan), each with its
+own street layout and grid angle: straight grids, curved suburban streets with cul-de-sacs,
+organic old towns (irregular lanes), industrial estates and tower clusters. Blocks are what the
+streets leave of a district; each block gets a land use: terraced rows and courtyard blocks whose
+buildings share walls (adjoining buildings stay separate polygons, as in SpaceNet), detached
+houses, apartment slabs, industrial halls, towers, parks, lots, plazas, ponds. Buildings never
+overlap (checked once more over the whole plan). Trees stand in gardens, parks and along streets,
+and their crowns may overhang roofs; cars, street furniture and roof equipment are small
+objects both sensors see. Roof colours can match the ground around them. Optional terrain
+(:attr:`CityPlan.terrain`) lifts everything.
 
 Plan frame: metres, ``x`` to the east, ``y`` to the SOUTH (like image rows), origin at the plan's
-top-left corner. A georeferenced product places the plan with its own geotransform.
+top-left corner. :func:`rasterize` draws a window whose axes may be rotated (a SAR simulated in
+its own range / azimuth frame); textures are NOT part of the raster: each sensor draws its own
+position-keyed fields with :func:`texture` and its own salt, so the sensors share the scene
+(materials, geometry, heights, moisture), never a noise field.
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import shapely
+from scipy import ndimage
 from shapely.geometry import LineString, Polygon
 
 # Material classes of the raster city (0 is unused so that "no class" can never look valid).
@@ -24,15 +34,48 @@ CLASS_NAMES = {GRASS: "grass", TREE: "tree", SOIL: "bare soil", WATER: "water", 
                PAVED: "paved", ROOF: "roof"}
 N_CLASSES = 8
 
-HOUSE, APARTMENT, INDUSTRIAL = 0, 1, 2
-_SIDEWALK_M = 2.5
+HOUSE, APARTMENT, INDUSTRIAL, TOWER = 0, 1, 2, 3
+# Roof materials: what a roof is made of decides both its colour and its radar return.
+TILE, BITUMEN, GRAVEL, METAL, GREEN_ROOF = 0, 1, 2, 3, 4
+N_ROOF_MATERIALS = 5
+# Small objects (CityPlan.objects[:, 4]).
+CAR, POLE, ROOF_UNIT = 0, 1, 2
 
-# Roof colours (RGB) by building kind: Dutch red/brown tiles, dark and light flat roofs.
-_ROOF_PALETTE = {
-    HOUSE: np.array([[150, 78, 60], [120, 64, 52], [92, 86, 84], [165, 98, 70], [70, 70, 74]], np.float32),
-    APARTMENT: np.array([[160, 158, 152], [118, 118, 116], [190, 188, 180], [88, 90, 92]], np.float32),
-    INDUSTRIAL: np.array([[175, 178, 180], [140, 146, 150], [200, 200, 196], [110, 118, 122]], np.float32),
+SIDEWALK_M = 2.5
+TERRAIN_CELL_M = 4.0
+
+_ROOF_RGB = {  # per roof material, several colours each (RGB)
+    TILE: np.array([[150, 78, 60], [120, 64, 52], [165, 98, 70], [92, 86, 84], [70, 70, 74]], np.float32),
+    BITUMEN: np.array([[70, 72, 74], [96, 96, 94], [58, 60, 62], [110, 108, 104]], np.float32),
+    GRAVEL: np.array([[160, 158, 152], [130, 128, 122], [182, 178, 170]], np.float32),
+    METAL: np.array([[175, 178, 180], [140, 146, 150], [200, 200, 196], [110, 118, 122], [120, 60, 50]], np.float32),
+    GREEN_ROOF: np.array([[88, 112, 60], [104, 120, 72]], np.float32),
 }
+# Ground colour a roof may copy (a roof that looks like the street or the lawn next to it).
+GROUND_LIKE_RGB = {ROAD: (84, 86, 88), PAVED: (142, 138, 128), GRASS: (92, 118, 62), SOIL: (138, 118, 92)}
+
+# District styles: street layout, block spacing (u, v in m), street width range, land-use mix.
+STYLES = {
+    "terraced": dict(layout="grid", spacing=((45, 80), (90, 170)), width=(8, 12),
+                     uses={"terraced": 0.74, "courtyard": 0.08, "park": 0.08, "lot": 0.04, "plaza": 0.03, "pond": 0.03}),
+    "courtyard": dict(layout="grid", spacing=((70, 120), (80, 150)), width=(10, 16),
+                      uses={"courtyard": 0.68, "slabs": 0.1, "park": 0.1, "plaza": 0.08, "lot": 0.04}),
+    "suburb": dict(layout="curved", spacing=((55, 80), (160, 320)), width=(7, 10),
+                   uses={"detached": 0.8, "park": 0.1, "pond": 0.04, "lot": 0.06}),
+    "old_town": dict(layout="organic", spacing=((32, 60), (32, 60)), width=(4.5, 8),
+                     uses={"terraced": 0.84, "plaza": 0.1, "park": 0.06}),
+    "industrial": dict(layout="grid", spacing=((120, 260), (140, 300)), width=(12, 20),
+                       uses={"halls": 0.74, "lot": 0.14, "plaza": 0.12}),
+    "towers": dict(layout="grid", spacing=((80, 150), (90, 160)), width=(14, 22),
+                   uses={"towers": 0.45, "slabs": 0.25, "plaza": 0.15, "park": 0.15}),
+    "slabs": dict(layout="grid", spacing=((90, 160), (110, 180)), width=(10, 16),
+                  uses={"slabs": 0.68, "park": 0.2, "plaza": 0.06, "lot": 0.06}),
+}
+STYLE_P = {"terraced": 0.22, "courtyard": 0.14, "suburb": 0.18, "old_town": 0.09, "industrial": 0.14,
+           "towers": 0.07, "slabs": 0.16}
+_GROUND_OF_USE = {"terraced": GRASS, "courtyard": GRASS, "detached": GRASS, "slabs": GRASS, "halls": PAVED,
+                  "towers": PAVED, "park": GRASS, "lot": SOIL, "plaza": PAVED, "pond": WATER}
+MAX_BUILDING_M = 90.0
 
 
 @dataclass
@@ -51,7 +94,8 @@ class Buildings:
     center: np.ndarray        # (n, 2) float64 plan metres (x, y)
     half_depth: np.ndarray    # (n,) float32 metres, ridge to eave distance
     roof_rgb: np.ndarray      # (n, 3) uint8
-    kind: np.ndarray          # (n,) uint8 HOUSE / APARTMENT / INDUSTRIAL
+    kind: np.ndarray          # (n,) uint8 HOUSE / APARTMENT / INDUSTRIAL / TOWER
+    roof_material: np.ndarray  # (n,) uint8 TILE / BITUMEN / GRAVEL / METAL / GREEN_ROOF
 
     def __len__(self) -> int:
         return len(self.polygons)
@@ -83,85 +127,308 @@ class CityPlan:
     width_m: float
     height_m: float
     seed: int
-    road_lines: np.ndarray    # (k, 5): x0, y0, x1, y1, width_m (long centre lines)
-    blocks: list              # [(corners (4, 2) float64, ground class int)]
+    districts: list           # [(Polygon, style name, grid angle rad)]
+    blocks: np.ndarray        # (b,) object array of block Polygons (ground inside the sidewalks)
+    block_ground: np.ndarray  # (b,) uint8 ground class
+    block_wetness: np.ndarray  # (b,) float32 0 (dry) .. 1 (wet): soil moisture / lawn vigour
+    sidewalks: np.ndarray     # (b,) object array: each block grown by the sidewalk
+    bridges: list             # [(coords (k, 2), width_m)] street pieces drawn over the river
     river: Polygon | None     # water polygon (bank drawn 6 m wider as grass)
     buildings: Buildings
     trees: np.ndarray         # (t, 4): x, y, radius_m, height_m
-    crossings: np.ndarray     # (c, 2): x, y of road centre-line crossings
+    objects: np.ndarray       # (o, 6): x, y, height above ground (m), radar cross-section HH (m^2), kind, angle
+    crossings: np.ndarray     # (c, 2): x, y of street crossings
+    terrain: np.ndarray | None = None  # (rows, cols) float32 ground elevation (m) on TERRAIN_CELL_M cells
 
 
 @dataclass
 class CityRaster:
-    """One rasterised window of a plan. All arrays ``(rows, cols)``."""
+    """One rasterised window of a plan. All arrays ``(rows, cols)``.
+
+    Pixel ``(r, c)`` has its centre at plan point ``origin + (c + 0.5) ps * ex + (r + 0.5) ps * ey``
+    with ``ex = (cos angle, sin angle)`` and ``ey = (-sin angle, cos angle)`` (``angle`` 0: the
+    plan's own axes).
+    """
 
     pixel_size: float
     x0: float                 # plan metres of the window's top-left corner
     y0: float
     classes: np.ndarray       # uint8 material class (GRASS..ROOF)
-    height: np.ndarray        # float32 metres above ground (roofs and tree canopy; 0 elsewhere)
+    height: np.ndarray        # float32 metres above the local ground (roofs and tree canopy; 0 elsewhere)
     building_id: np.ndarray   # int32, 0 = none, i + 1 = plan.buildings index i
-    noise_fine: np.ndarray    # float32 ~N(0, 1) per pixel, fixed by ground position
-    noise_mid: np.ndarray     # float32 in ~[-1, 1], value noise with a 3 m lattice
-    noise_large: np.ndarray   # float32 in ~[-1, 1], value noise with a 30 m lattice
+    wetness: np.ndarray       # float32 0..1, the block's moisture (0 on streets)
+    seed: int = 0             # the plan's seed (keys the position-keyed textures)
+    angle: float = 0.0
+    terrain: np.ndarray | None = None  # float32 ground elevation (m), None = flat
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.classes.shape
 
+    def crop(self, rows: slice, cols: slice) -> "CityRaster":
+        """The sub-window ``[rows, cols]`` (unit-step slices with explicit bounds) of an axis-aligned raster."""
+        if self.angle != 0.0:
+            raise ValueError("crop is for axis-aligned rasters")
+        sub = (rows, cols)
+        return CityRaster(self.pixel_size, self.x0 + cols.start * self.pixel_size, self.y0 + rows.start * self.pixel_size,
+                          self.classes[sub], self.height[sub], self.building_id[sub], self.wetness[sub], self.seed,
+                          0.0, None if self.terrain is None else self.terrain[sub])
+
+    def plan_xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """Plan coordinates (m) of the pixel centres: two (rows, cols) float64 arrays, or (cols,) and
+        (rows, 1) broadcastable vectors when the window is axis-aligned."""
+        rows, cols = self.shape
+        u = (np.arange(cols) + 0.5) * self.pixel_size
+        v = (np.arange(rows) + 0.5) * self.pixel_size
+        if self.angle == 0.0:
+            return self.x0 + u[None, :], self.y0 + v[:, None]
+        ca, sa = np.cos(self.angle), np.sin(self.angle)
+        return (self.x0 + u[None, :] * ca - v[:, None] * sa, self.y0 + u[None, :] * sa + v[:, None] * ca)
+
 
 # --------------------------------------------------------------------------------------------
-# plan generation
+# deterministic position-keyed textures (overlapping windows see identical texture)
 
 
-def _intersect(n1: np.ndarray, d1: float, n2: np.ndarray, d2: float) -> np.ndarray:
-    """Point p with n1.p = d1 and n2.p = d2."""
-    return np.linalg.solve(np.array([n1, n2]), np.array([d1, d2]))
+def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
+    """Uniform [0, 1) float32 from integer lattice coordinates (a multiply-xorshift hash)."""
+    h = (ix.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (iy.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+    h ^= np.uint64(seed * 0x165667B19E3779F9 % (1 << 64))
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(29)
+    return ((h >> np.uint64(40)).astype(np.float32)) / np.float32(1 << 24)
 
 
-def _grid_family(rng: np.random.Generator, base_angle: float, center: np.ndarray, half: float,
-                 spacing: tuple[float, float]) -> list[tuple[np.ndarray, float, float]]:
-    """Parallel-ish road lines as (unit normal, offset, width) along ``base_angle``'s normal."""
-    lines = []
-    pos = -half - rng.uniform(0, spacing[1])
-    count = 0
-    while pos < half + spacing[1]:
-        jitter = rng.normal(0, 0.03)  # ~2 deg: streets are not perfectly parallel
-        normal = np.array([np.cos(base_angle + jitter), np.sin(base_angle + jitter)])
-        axis = np.array([np.cos(base_angle), np.sin(base_angle)])
-        point = center + pos * axis
-        major = count % 4 == 0 and rng.random() < 0.8
-        width = rng.uniform(15, 21) if major else rng.uniform(7, 11)
-        lines.append((normal, float(normal @ point), float(width)))
+def _value_noise(x_m: np.ndarray, y_m: np.ndarray, lattice_m: float, seed: int) -> np.ndarray:
+    """Smooth value noise in [-1, 1] at plan points: ``x_m`` (cols,) and ``y_m`` (rows,) of an
+    axis-aligned window, or two broadcastable 2-D arrays."""
+    if x_m.ndim == 1 or (x_m.shape[0] == 1 and y_m.shape[-1] == 1):
+        x1, y1 = np.ravel(x_m), np.ravel(y_m)
+        gx, gy = x1 / lattice_m, y1 / lattice_m
+        ix0, iy0 = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
+        fx, fy = gx - ix0, gy - iy0
+        fx, fy = (fx * fx * (3 - 2 * fx)).astype(np.float32), (fy * fy * (3 - 2 * fy)).astype(np.float32)
+        lx = np.arange(ix0.min(), ix0.max() + 2)
+        ly = np.arange(iy0.min(), iy0.max() + 2)
+        lat = _hash01(lx[None, :] + (1 << 30), ly[:, None] + (1 << 30), seed) * 2 - 1  # (ny, nx)
+        cx0, cy0 = ix0 - lx[0], iy0 - ly[0]
+        along_x = lat[:, cx0] * (1 - fx) + lat[:, cx0 + 1] * fx            # (ny, cols)
+        return along_x[cy0] * (1 - fy)[:, None] + along_x[cy0 + 1] * fy[:, None]
+    gx, gy = np.broadcast_arrays(x_m / lattice_m, y_m / lattice_m)
+    lx0, ly0 = int(np.floor(gx.min())), int(np.floor(gy.min()))
+    lat = _hash01(np.arange(lx0, int(np.floor(gx.max())) + 2)[None, :] + (1 << 30),
+                  np.arange(ly0, int(np.floor(gy.max())) + 2)[:, None] + (1 << 30), seed) * 2 - 1
+    mx, my = (gx - lx0).astype(np.float32), (gy - ly0).astype(np.float32)
+    # bicubic-ish smoothstep interpolation == bilinear of smoothstepped fractions
+    ix, iy = np.floor(mx), np.floor(my)
+    fx, fy = mx - ix, my - iy
+    mx, my = ix + fx * fx * (3 - 2 * fx), iy + fy * fy * (3 - 2 * fy)
+    return cv2.remap(lat.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def texture(raster: CityRaster, salt: int, lattice_m: float | None = None) -> np.ndarray:
+    """A position-keyed texture field of ``raster``'s window, float32 (rows, cols).
+
+    ``lattice_m`` None: per-pixel noise, uniform with unit variance (within +-1.73), fixed by the
+    pixel's ground position; else smooth value noise in ~[-1, 1] with that lattice spacing.
+    ``salt`` separates independent fields: each sensor uses its own salts, so optical and SAR never
+    share one.
+    """
+    xs, ys = raster.plan_xy()
+    seed = (raster.seed * 7919 + salt * 104729) % (2**31 - 1)
+    if lattice_m is not None:
+        return _value_noise(xs, ys, lattice_m, seed).astype(np.float32)
+    ps = raster.pixel_size
+    ix, iy = np.round(xs / ps).astype(np.int64), np.round(ys / ps).astype(np.int64)
+    u = _hash01(ix + (1 << 32), iy + (1 << 32), seed)
+    return np.broadcast_to((u - np.float32(0.5)) * np.float32(np.sqrt(12.0)), raster.shape).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# plan generation: districts and streets
+
+
+def _districts(rng: np.random.Generator, w: float, h: float) -> list:
+    """Voronoi cells of a few random centres over the plan (+100 m), each with a style and angle."""
+    n = int(np.clip(round(w * h / 650_000 * rng.uniform(0.8, 1.25)), 2, 14))
+    pts = rng.uniform((0, 0), (w, h), size=(n, 2))
+    box = shapely.box(-100, -100, w + 100, h + 100)
+    cells = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=box)
+    styles = list(STYLE_P)
+    p = np.array([STYLE_P[s] for s in styles])
+    out = []
+    for cell in getattr(cells, "geoms", [cells]):
+        cell = cell.intersection(box)
+        if cell.is_empty or cell.geom_type != "Polygon":
+            continue
+        out.append((cell, str(rng.choice(styles, p=p)), float(rng.uniform(0, np.pi / 2))))
+    return out
+
+
+def _local_frame(angle: float, center: np.ndarray):
+    ca, sa = np.cos(angle), np.sin(angle)
+
+    def to_world(u, v):
+        return np.column_stack([center[0] + u * ca - v * sa, center[1] + u * sa + v * ca])
+    return to_world
+
+
+def _positions(rng, lo: float, hi: float, spacing: tuple[float, float]) -> np.ndarray:
+    out, pos = [], lo - rng.uniform(0, spacing[1])
+    while pos < hi + spacing[1]:
+        out.append(pos)
         pos += rng.uniform(*spacing)
-        count += 1
-    return lines
+    return np.array(out)
 
 
-def _rect(origin: np.ndarray, along: np.ndarray, inward: np.ndarray, length: float, depth: float) -> np.ndarray:
-    return np.array([origin, origin + along * length, origin + along * length + inward * depth,
-                     origin + inward * depth])
+def _grid_streets(rng, district: Polygon, angle: float, style: dict) -> tuple[list, list]:
+    """Straight streets of two perpendicular families in the district's frame; some segments of
+    the second family are left out (T junctions, long blocks). Returns (streets, crossings)."""
+    c = np.asarray(district.centroid.coords[0])
+    to_world = _local_frame(angle, c)
+    half = float(np.hypot(*(np.array(district.bounds[2:]) - district.bounds[:2]))) / 2 + 30
+    us = _positions(rng, -half, half, style["spacing"][0])
+    vs = _positions(rng, -half, half, style["spacing"][1])
+    streets, crossings = [], []
+    wlo, whi = style["width"]
+    for k, u in enumerate(us):  # first family: continuous
+        width = rng.uniform(wlo, whi) * (1.5 if k % 5 == 0 else 1.0)
+        streets.append((to_world(np.array([u, u]), np.array([vs[0], vs[-1]])), width))
+    for v in vs:
+        width = rng.uniform(wlo, whi)
+        keep = rng.random(len(us) - 1) > 0.12
+        for i in np.nonzero(keep)[0]:
+            streets.append((to_world(np.array([us[i], us[i + 1]]), np.array([v, v])), width))
+            crossings += [to_world(np.array([us[i]]), np.array([v]))[0], to_world(np.array([us[i + 1]]), np.array([v]))[0]]
+    return streets, crossings
 
 
-def _inside_convex(quad: np.ndarray, pts: np.ndarray) -> bool:
-    """True when every point of ``pts`` (k, 2) lies inside the convex quad (4, 2) (either winding)."""
-    edges = quad[[1, 2, 3, 0]] - quad                                      # (4, 2)
-    rel = pts[:, None, :] - quad[None, :, :]                                # (k, 4, 2)
-    cross = edges[None, :, 0] * rel[..., 1] - edges[None, :, 1] * rel[..., 0]
-    return bool((cross >= 0).all() or (cross <= 0).all())
+def _curved_streets(rng, district: Polygon, angle: float, style: dict) -> tuple[list, list]:
+    """Suburban layout: gently curving parallel streets, a few straight cross streets, and dead-end
+    cul-de-sacs with a turning circle reaching into the blocks."""
+    c = np.asarray(district.centroid.coords[0])
+    to_world = _local_frame(angle, c)
+    half = float(np.hypot(*(np.array(district.bounds[2:]) - district.bounds[:2]))) / 2 + 30
+    us = _positions(rng, -half, half, style["spacing"][0])
+    vs = _positions(rng, -half, half, style["spacing"][1])
+    amp, wave = rng.uniform(8, 25), rng.uniform(150, 420)
+    t = np.linspace(-half, half, 120)
+    streets, crossings = [], []
+    wlo, whi = style["width"]
+    phase = rng.uniform(0, 2 * np.pi)
+    for u in us:
+        bend = u + amp * np.sin(2 * np.pi * t / wave + phase + 0.002 * u)
+        streets.append((to_world(bend, t), rng.uniform(wlo, whi)))
+        for v in vs:
+            crossings.append(to_world(np.array([u + amp * np.sin(2 * np.pi * v / wave + phase + 0.002 * u)]),
+                                      np.array([v]))[0])
+        # cul-de-sacs into the block on one side: a stub and its turning circle
+        for v in _positions(rng, -half, half, (45, 90)):
+            if rng.random() < 0.5:
+                continue
+            u0 = u + amp * np.sin(2 * np.pi * v / wave + phase + 0.002 * u)
+            length = rng.uniform(20, 38)
+            side = 1 if rng.random() < 0.5 else -1
+            streets.append((to_world(np.array([u0, u0 + side * length]), np.array([v, v])), rng.uniform(5.5, 7)))
+            end = u0 + side * length
+            streets.append((to_world(np.array([end, end + side * 0.1]), np.array([v, v])), rng.uniform(15, 19)))  # circle
+    for v in vs:
+        streets.append((to_world(np.array([us[0], us[-1]]), np.array([v, v])), rng.uniform(wlo, whi) * 1.3))
+    return streets, crossings
+
+
+def _organic_blocks(rng, district: Polygon, style: dict) -> tuple[list, list]:
+    """Old town: irregular blocks = Voronoi cells of scattered points, lanes between them.
+    Returns (blocks already shrunk to lane edges, crossings = cell vertices)."""
+    minx, miny, maxx, maxy = district.bounds
+    spacing = rng.uniform(*style["spacing"][0])
+    n = max(4, int((maxx - minx) * (maxy - miny) / spacing**2))
+    pts = rng.uniform((minx, miny), (maxx, maxy), size=(n, 2))
+    cells = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=district)
+    blocks, crossings = [], []
+    for cell in getattr(cells, "geoms", [cells]):
+        lane = rng.uniform(*style["width"])
+        piece = cell.intersection(district).buffer(-(lane / 2 + SIDEWALK_M), join_style="mitre")
+        for part in getattr(piece, "geoms", [piece]):
+            if part.geom_type == "Polygon" and part.area > 150:
+                blocks.append(part)
+        crossings.append(np.asarray(cell.exterior.coords)[:-1])
+    crossings = np.unique(np.round(np.concatenate(crossings), 3), axis=0) if crossings else np.zeros((0, 2))
+    crossings = crossings[shapely.contains_xy(district.buffer(-5), crossings[:, 0], crossings[:, 1])]
+    return blocks, list(crossings)
+
+
+# --------------------------------------------------------------------------------------------
+# plan generation: buildings in blocks
+
+
+class _Placer:
+    """Places non-overlapping rectangles inside one block.
+
+    Rectangles are (4, 2) corner arrays. The separating-axis test allows touching (shared walls)
+    but no overlap deeper than ``TOUCH_M``; corners and edge midpoints must lie inside the block."""
+
+    TOUCH_M = 0.001
+
+    def __init__(self, block: Polygon):
+        self.block = block
+        shapely.prepare(block)
+        self.rects = np.zeros((16, 4, 2))
+        self.lo = np.zeros((16, 2))
+        self.hi = np.zeros((16, 2))
+        self.n = 0
+
+    def fits(self, rects: list[np.ndarray], clearance: float = 0.0, skip_last: int = 0) -> bool:
+        """``skip_last``: the last k placed rectangles are known not to overlap (row neighbours)."""
+        pts = np.concatenate([np.concatenate([r, (r + r[[1, 2, 3, 0]]) / 2]) for r in rects])
+        if not shapely.contains_xy(self.block, pts[:, 0], pts[:, 1]).all():
+            return False
+        n = self.n - skip_last
+        if n <= 0:
+            return True
+        margin = clearance if clearance > 0 else -self.TOUCH_M
+        for r in rects:
+            lo, hi = r.min(axis=0) - margin, r.max(axis=0) + margin
+            near = np.nonzero((self.hi[:n] >= lo).all(axis=1) & (self.lo[:n] <= hi).all(axis=1))[0]
+            if len(near) and _rects_overlap(r, self.rects[near], margin):
+                return False
+        return True
+
+    def fits_many(self, rects: np.ndarray) -> np.ndarray:
+        """(k,) bool for (k, 4, 2) candidates of one row, each tested against the rectangles placed
+        before the call (row neighbours touch by construction and are not tested together)."""
+        mids = (rects + rects[:, [1, 2, 3, 0]]) / 2
+        pts = np.concatenate([rects, mids], axis=1).reshape(-1, 2)
+        ok = shapely.contains_xy(self.block, pts[:, 0], pts[:, 1]).reshape(len(rects), 8).all(axis=1)
+        n = self.n
+        if n == 0 or not ok.any():
+            return ok
+        margin = -self.TOUCH_M
+        lo, hi = rects.min(axis=1) - margin, rects.max(axis=1) + margin          # (k, 2)
+        near = ((self.hi[None, :n] >= lo[:, None]).all(-1) & (self.lo[None, :n] <= hi[:, None]).all(-1))
+        for k in np.nonzero(ok & near.any(axis=1))[0]:
+            if _rects_overlap(rects[k], self.rects[:n][near[k]], margin):
+                ok[k] = False
+        return ok
+
+    def add(self, rects: list[np.ndarray]) -> None:
+        for r in rects:
+            if self.n == len(self.rects):
+                self.rects = np.concatenate([self.rects, np.zeros_like(self.rects)])
+                self.lo = np.concatenate([self.lo, np.zeros_like(self.lo)])
+                self.hi = np.concatenate([self.hi, np.zeros_like(self.hi)])
+            self.rects[self.n], self.lo[self.n], self.hi[self.n] = r, r.min(axis=0), r.max(axis=0)
+            self.n += 1
 
 
 def _rects_overlap(rect: np.ndarray, others: np.ndarray, margin: float) -> bool:
-    """Separating-axis test of one rectangle (4, 2) against many (m, 4, 2), with a clearance margin."""
-    lo, hi = rect.min(axis=0) - margin, rect.max(axis=0) + margin
-    near = (others.max(axis=1) >= lo).all(axis=1) & (others.min(axis=1) <= hi).all(axis=1)
-    others = others[near]
-    if len(others) == 0:
-        return False
+    """Separating-axis test of one rectangle (4, 2) against many (m, 4, 2): True when they overlap
+    (closer than ``margin``; a negative margin lets them touch and overlap by up to -margin)."""
     polys = np.concatenate([rect[None], others])                          # (m+1, 4, 2)
     e = polys[:, [1, 2], :] - polys[:, [0, 1], :]                          # two edge directions each
     axes = np.stack([-e[..., 1], e[..., 0]], axis=-1)
-    axes = axes / np.linalg.norm(axes, axis=-1, keepdims=True)              # (m+1, 2, 2)
+    axes = axes / np.sqrt((axes ** 2).sum(axis=-1, keepdims=True))        # (m+1, 2, 2)
     m = len(others)
     pair_axes = np.concatenate([np.repeat(axes[:1], m, axis=0), axes[1:]], axis=1)  # (m, 4, 2)
     pa = np.einsum("kd,mad->mak", rect, pair_axes)                          # (m, 4 axes, 4 corners)
@@ -170,76 +437,153 @@ def _rects_overlap(rect: np.ndarray, others: np.ndarray, margin: float) -> bool:
     return bool((~separated.any(axis=1)).any())
 
 
-def _place_along_edges(rng, corners: np.ndarray, kind: int, placed: list, out: list) -> None:
-    """Place buildings of ``kind`` along the inside of each block edge, rejecting overlaps.
+def _rect(origin: np.ndarray, along: np.ndarray, inward: np.ndarray, length: float, depth: float) -> np.ndarray:
+    return np.array([origin, origin + along * length, origin + along * length + inward * depth,
+                     origin + inward * depth])
 
-    ``placed`` collects the rectangles (4, 2) already used in this block (an L-shape adds two).
-    """
-    centroid = corners.mean(axis=0)
-    for e in range(4):
-        pa, pb = corners[e], corners[(e + 1) % 4]
+
+def _roof(rng, kind: int, pitched_p: float = 0.7) -> tuple[float, float, int]:
+    """(eave m, ridge rise m, roof material) of a new building of ``kind``."""
+    if kind == HOUSE:
+        if rng.random() < pitched_p:
+            return rng.uniform(5.0, 9.5), rng.uniform(2.5, 5.5), TILE
+        return rng.uniform(3.5, 10.0), 0.0, int(rng.choice([BITUMEN, GRAVEL, GREEN_ROOF], p=[0.55, 0.3, 0.15]))
+    if kind == APARTMENT:
+        if rng.random() < 0.25:
+            return 9.0 + 14.0 * rng.beta(1.5, 2.5), rng.uniform(3.0, 6.0), TILE
+        return 10.0 + 28.0 * rng.beta(1.3, 3.0), 0.0, int(rng.choice([BITUMEN, GRAVEL, GREEN_ROOF], p=[0.5, 0.4, 0.1]))
+    if kind == INDUSTRIAL:
+        return rng.uniform(6.0, 16.0), 0.0, int(rng.choice([METAL, BITUMEN, GRAVEL], p=[0.6, 0.25, 0.15]))
+    return rng.uniform(35.0, MAX_BUILDING_M), 0.0, int(rng.choice([GRAVEL, BITUMEN, METAL], p=[0.5, 0.3, 0.2]))
+
+
+def _rows_along_edges(rng, placer: _Placer, kind: int, frontage: tuple, depth: tuple, gap: tuple,
+                      setback: tuple, run: tuple, out: list) -> None:
+    """Rows of buildings along every block edge, frontage on the street and depth inward.
+
+    Within a run of ``run`` buildings neighbours share walls (gap 0); runs are separated by a
+    ``gap``. A run keeps one depth and roof style (apartment heights still differ per building). Shared corners are the same floats in both
+    polygons, so the labels touch without overlapping. At a square-ish corner the next edge's row
+    starts behind the previous edge's row. Each edge is placed in one vectorised pass."""
+    ring = shapely.orient_polygons(placer.block).exterior.simplify(0.8)
+    xy = np.asarray(ring.coords)
+    prev_along, prev_reach = None, 0.0
+    for e in range(len(xy) - 1):
+        pa, pb = xy[e], xy[e + 1]
         edge_len = float(np.hypot(*(pb - pa)))
-        if edge_len < 12:
+        along = (pb - pa) / max(edge_len, 1e-9)
+        if edge_len < frontage[0] + 2:
+            prev_along, prev_reach = along, 0.0
             continue
-        along = (pb - pa) / edge_len
-        inward = np.array([-along[1], along[0]])
-        if inward @ (centroid - pa) < 0:
-            inward = -inward
-        setback = {HOUSE: (1.0, 5.0), APARTMENT: (3.0, 9.0), INDUSTRIAL: (4.0, 12.0)}[kind]
-        setback = rng.uniform(*setback)
-        s = rng.uniform(1.0, 4.0)
-        while s < edge_len - 5:
-            if kind == HOUSE:
-                length, depth, gap = rng.uniform(6.5, 12), rng.uniform(8, 13), rng.uniform(1.8, 4.5)
-            elif kind == APARTMENT:
-                depth = rng.uniform(10, 14)
-                length, gap = min(rng.uniform(22, 45), 480 / depth), rng.uniform(8, 16)
-            else:
-                depth = rng.uniform(14, 22)
-                length, gap = min(rng.uniform(15, 30), 490 / depth), rng.uniform(6, 14)
-            if rng.random() < (0.12 if kind == HOUSE else 0.08):  # an empty plot
-                s += rng.uniform(5, 14)
-                continue
-            origin = pa + along * s + inward * setback
-            rects = [_rect(origin, along, inward, length, depth)]
-            area = length * depth
-            if rng.random() < (0.15 if kind == HOUSE else 0.3):  # L-shape: a wing reaching further in
-                wing_len = length * rng.uniform(0.35, 0.5)
-                wing_depth = rng.uniform(4, 9 if kind == HOUSE else 14)
-                start = 0.0 if rng.random() < 0.5 else length - wing_len
-                wing_area = wing_len * wing_depth
-                if area + wing_area <= 500:
-                    rects.append(_rect(origin + along * start + inward * depth, along, inward, wing_len, wing_depth))
-                    area += wing_area
-            ok = 37.5 <= area <= 500 and all(_inside_convex(corners, r) for r in rects)
-            if ok and placed:
-                stack = np.asarray(placed)
-                ok = not any(_rects_overlap(r, stack, 1.5) for r in rects)
-            if ok:
-                placed.extend(rects)
-                l_shape = len(rects) > 1
-                if kind == HOUSE:
-                    pitched = (not l_shape) and rng.random() < 0.65
-                    eave = rng.uniform(5.0, 9.0) if pitched else rng.uniform(3.5, 10.0)
-                    rise = rng.uniform(2.5, 5.0) if pitched else 0.0
-                elif kind == APARTMENT:
-                    eave, rise = 12.0 + 28.0 * rng.beta(1.3, 3.0), 0.0
-                else:
-                    eave, rise = rng.uniform(6.0, 14.0), 0.0
-                # the ridge runs along the street; the half depth is measured across it
-                out.append((rects, eave, rise, float(np.arctan2(along[1], along[0])),
-                            origin + along * length / 2 + inward * depth / 2, depth / 2, kind))
-            s += length + gap
+        inward = np.array([-along[1], along[0]])  # exterior is counter-clockwise: the inside is on the left
+        sb = rng.uniform(*setback)
+        square = prev_along is not None and abs(float(prev_along @ along)) < 0.5 and float(np.cross(prev_along, along)) > 0
+        s = prev_reach if square and prev_reach > 0 else (0.0 if gap[1] == 0 else rng.uniform(0.5, 3.0))
+        n_max = int((edge_len - s) / frontage[0]) + 2
+        lengths = rng.uniform(*frontage, n_max)
+        starts, ends, run_of = [], [], []
+        run_id, left = -1, 0
+        for k in range(n_max):
+            if s + frontage[0] > edge_len:
+                break
+            if left == 0:
+                run_id, left = run_id + 1, int(rng.integers(run[0], run[1] + 1))
+                if run_id > 0:
+                    s += rng.uniform(*gap)
+                    if s + frontage[0] > edge_len:
+                        break
+            end = min(s + lengths[k], edge_len)
+            starts.append(s)
+            ends.append(end)
+            run_of.append(run_id)
+            s = end  # the next building of the run starts exactly where this one ends
+            left -= 1
+        if not starts:
+            prev_along, prev_reach = along, 0.0
+            continue
+        starts, ends, run_of = np.array(starts), np.array(ends), np.array(run_of)
+        n_runs = run_of.max() + 1
+        run_depth = rng.uniform(*depth, n_runs)
+        d = run_depth[run_of]  # one depth per run: neighbours share the whole wall, corner to corner
+        f0 = pa + along * starts[:, None] + inward * sb
+        f1 = pa + along * ends[:, None] + inward * sb
+        rects = np.stack([f0, f1, f1 + inward * d[:, None], f0 + inward * d[:, None]], axis=1)  # (k, 4, 2)
+        ok = placer.fits_many(rects)
+        if ok.any():
+            roofs = [_roof(rng, kind) for _ in range(n_runs)]
+            jitter = rng.uniform(0.97, 1.03, len(starts)) if kind == HOUSE else rng.uniform(0.8, 1.2, len(starts))
+            angle = float(np.arctan2(along[1], along[0]))
+            for k in np.nonzero(ok)[0]:
+                eave, rise, material = roofs[run_of[k]]
+                out.append((rects[k], eave * jitter[k], rise, angle, (f0[k] + f1[k]) / 2 + inward * d[k] / 2,
+                            d[k] / 2, kind, material))
+            placer.add(list(rects[ok]))
+        reach_end = ok[-1] and ends[-1] > edge_len - 0.5
+        prev_along, prev_reach = along, (float(d[-1] + sb) if reach_end else 0.0)
 
 
-def _footprint(rects: list) -> Polygon:
-    """One simple polygon from a rectangle or a rectangle plus a wing sharing an edge."""
-    if len(rects) == 1:
-        return Polygon(rects[0])
-    merged = shapely.union(Polygon(rects[0]), Polygon(rects[1]), grid_size=0.001)
-    if merged.geom_type != "Polygon":  # touching only at a point: keep the main body
-        return Polygon(rects[0])
-    return Polygon(merged.exterior.coords)
+def _free_standing(rng, placer: _Placer, kind: int, size: tuple, count: int, angle: float,
+                   clearance: float, out: list, aspect: tuple = (1.0, 4.0)) -> None:
+    """Up to ``count`` rectangles of area ``size`` (m^2) at random spots, aligned to ``angle``."""
+    minx, miny, maxx, maxy = placer.block.bounds
+    along = np.array([np.cos(angle), np.sin(angle)])
+    inward = np.array([-along[1], along[0]])
+    for _ in range(count * 4):
+        if count <= 0:
+            break
+        area, ratio = rng.uniform(*size), rng.uniform(*aspect)
+        length, depth = np.sqrt(area * ratio), np.sqrt(area / ratio)
+        c = rng.uniform((minx, miny), (maxx, maxy))
+        rect = _rect(c - along * length / 2 - inward * depth / 2, along, inward, length, depth)
+        if placer.fits([rect], clearance):
+            placer.add([rect])
+            eave, rise, material = _roof(rng, kind)
+            out.append((rect, eave, rise, float(angle), c, depth / 2, kind, material))
+            count -= 1
+
+
+def _block_angle(block: Polygon) -> float:
+    """Direction of the block's longest edge (radians)."""
+    xy = np.asarray(shapely.oriented_envelope(block).exterior.coords)
+    d = np.diff(xy[:3], axis=0)
+    k = int(np.argmax(np.hypot(d[:, 0], d[:, 1])))
+    return float(np.arctan2(d[k, 1], d[k, 0]))
+
+
+def _fill_block(rng, block: Polygon, use: str, out: list) -> None:
+    placer = _Placer(block)
+    angle = _block_angle(block)
+    if use == "terraced":
+        _rows_along_edges(rng, placer, HOUSE, (4.8, 7.5), (8.0, 12.0), (1.0, 5.0), (0.0, 3.5), (4, 14), out)
+    elif use == "courtyard":
+        _rows_along_edges(rng, placer, APARTMENT, (12.0, 30.0), (10.0, 14.0), (0.0, 8.0), (0.0, 1.0), (2, 8), out)
+    elif use == "detached":
+        _rows_along_edges(rng, placer, HOUSE, (7.0, 13.0), (8.0, 13.0), (2.0, 7.0), (3.0, 8.0), (1, 2), out)
+    elif use == "slabs":
+        _free_standing(rng, placer, APARTMENT, (250.0, 480.0), max(1, int(block.area / 1500)), angle, 8.0, out,
+                       aspect=(2.5, 6.0))
+    elif use == "halls":
+        _free_standing(rng, placer, INDUSTRIAL, (600.0, 4500.0), max(1, int(block.area / 5000)), angle, 6.0, out,
+                       aspect=(1.0, 3.0))
+        _free_standing(rng, placer, INDUSTRIAL, (60.0, 300.0), int(block.area / 4000), angle, 4.0, out)
+    elif use == "towers":
+        _free_standing(rng, placer, TOWER, (300.0, 1200.0), max(1, int(block.area / 6000)), angle, 15.0, out,
+                       aspect=(1.0, 1.8))
+        _free_standing(rng, placer, APARTMENT, (200.0, 450.0), int(block.area / 3000), angle, 8.0, out)
+
+
+def _roof_colours(rng, kinds: np.ndarray, materials: np.ndarray, ground_near: np.ndarray) -> np.ndarray:
+    """(n, 3) uint8: a colour of the roof material, or (1 in 6) the colour of the ground around it."""
+    n = len(kinds)
+    rgb = np.zeros((n, 3), np.float32)
+    for m, palette in _ROOF_RGB.items():
+        sel = np.nonzero(materials == m)[0]
+        if len(sel):
+            rgb[sel] = palette[rng.integers(0, len(palette), len(sel))]
+    like = (rng.random(n) < 1 / 6) & (materials != TILE)
+    for i in np.nonzero(like)[0]:
+        rgb[i] = GROUND_LIKE_RGB.get(int(ground_near[i]), GROUND_LIKE_RGB[ROAD])
+    return np.clip(rgb * rng.uniform(0.85, 1.15, (n, 1)), 1, 255).astype(np.uint8)
 
 
 def _river(rng: np.random.Generator, w: float, h: float) -> Polygon:
@@ -256,187 +600,341 @@ def _river(rng: np.random.Generator, w: float, h: float) -> Polygon:
     return LineString(pts).buffer(rng.uniform(12, 30), cap_style="flat")
 
 
-def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: bool | None = None) -> CityPlan:
+def _points_along(lines: list, step: tuple[float, float], offset: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Points every ``step`` m along each (coords, width) line, ``offset`` m (+ half the street
+    width) to each side, and the line direction there (radians)."""
+    pts, ang = [], []
+    for coords, width in lines:
+        if len(coords) < 2:
+            continue
+        seg = np.diff(coords, axis=0)
+        seg_len = np.hypot(seg[:, 0], seg[:, 1])
+        total = seg_len.sum()
+        if total < 5:
+            continue
+        t = np.arange(rng.uniform(0, step[1]), total, rng.uniform(*step))
+        cum = np.concatenate([[0], np.cumsum(seg_len)])
+        k = np.clip(np.searchsorted(cum, t, side="right") - 1, 0, len(seg) - 1)
+        f = ((t - cum[k]) / np.maximum(seg_len[k], 1e-9))[:, None]
+        p = coords[k] + seg[k] * f
+        d = seg[k] / np.maximum(seg_len[k], 1e-9)[:, None]
+        n = np.column_stack([-d[:, 1], d[:, 0]])
+        for side in (-1, 1):
+            pts.append(p + side * n * (width / 2 + offset))
+            ang.append(np.arctan2(d[:, 1], d[:, 0]))
+    if not pts:
+        return np.zeros((0, 2)), np.zeros(0)
+    return np.concatenate(pts), np.concatenate(ang)
+
+
+def make_terrain(width_m: float, height_m: float, rng: np.random.Generator, relief_m: float) -> np.ndarray:
+    """(rows, cols) float32 ground elevation (m) on ``TERRAIN_CELL_M`` cells: hills of several
+    scales (300 m and 100 m correlation) whose 1-99 % range is about ``relief_m``."""
+    rows = int(np.ceil(height_m / TERRAIN_CELL_M)) + 3
+    cols = int(np.ceil(width_m / TERRAIN_CELL_M)) + 3
+    h = np.zeros((rows, cols), np.float32)
+    for scale_m, weight in ((420.0, 1.0), (160.0, 0.45), (60.0, 0.15)):
+        n = ndimage.gaussian_filter(rng.standard_normal((rows, cols)).astype(np.float32),
+                                    scale_m / TERRAIN_CELL_M / 2, mode="reflect")
+        h += weight * n / (n.std() + 1e-9)
+    lo, hi = np.percentile(h, [1, 99])
+    return ((h - lo) / max(hi - lo, 1e-6) * relief_m).astype(np.float32)
+
+
+def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: bool | None = None,
+              terrain: np.ndarray | None = None) -> CityPlan:
     """Generate a city covering ``width_m`` x ``height_m`` metres (plan frame).
 
     Args:
         river: force (True) or forbid (False) a canal/river; None = random (70%).
+        terrain: None = flat ground (Rotterdam); else the elevation grid (m) on ``TERRAIN_CELL_M``
+            cells from the plan's origin (:func:`make_terrain`); buildings stand on it.
     """
     seed = int(rng.integers(0, 2**31 - 1))
-    center = np.array([width_m, height_m]) / 2
-    half = float(np.hypot(width_m, height_m)) / 2 + 60
-    alpha = rng.uniform(-0.45, 0.45)
-    u_lines = _grid_family(rng, alpha, center, half, (55, 115))
-    v_lines = _grid_family(rng, alpha + np.pi / 2, center, half, (75, 150))
-
-    road_lines = []
-    for normal, d, width in u_lines + v_lines:
-        point = normal * d
-        along = np.array([-normal[1], normal[0]])
-        p0, p1 = point - along * 3 * half, point + along * 3 * half
-        road_lines.append([p0[0], p0[1], p1[0], p1[1], width])
-
-    crossings = []
-    for nu, du, _ in u_lines:
-        for nv, dv, _ in v_lines:
-            p = _intersect(nu, du, nv, dv)
-            if 0 <= p[0] <= width_m and 0 <= p[1] <= height_m:
-                crossings.append(p)
-
+    districts = _districts(rng, width_m, height_m)
     river_poly = _river(rng, width_m, height_m) if (rng.random() < 0.7 if river is None else river) else None
     keep_out = river_poly.buffer(8) if river_poly is not None else None
+    box = shapely.box(-60, -60, width_m + 60, height_m + 60)
+    plan_edge = box.exterior.buffer(1.0)
 
-    land_uses = np.array(["house", "apartment", "industrial", "park", "lot", "plaza", "pond"])
-    land_p = np.array([0.56, 0.14, 0.08, 0.10, 0.05, 0.04, 0.03])
-    ground_of = {"house": GRASS, "apartment": GRASS, "industrial": PAVED, "park": GRASS,
-                 "lot": SOIL, "plaza": PAVED, "pond": WATER}
-    kind_of = {"house": HOUSE, "apartment": APARTMENT, "industrial": INDUSTRIAL}
+    # district borders are main roads: every shared border once
+    borders = shapely.line_merge(shapely.union_all([d.exterior for d, _, _ in districts]).difference(plan_edge))
+    border_lines = [(np.asarray(g.coords), float(rng.uniform(14, 20))) for g in getattr(borders, "geoms", [borders])
+                    if g.geom_type == "LineString" and g.length > 1]
+    border_geoms = np.array([LineString(c) for c, _ in border_lines], dtype=object)
+    streets, crossings, block_list, block_use = list(border_lines), [], [], []
+    for district, style_name, angle in districts:
+        style = STYLES[style_name]
+        area = district.intersection(box)
+        near = [border_lines[i] for i in np.nonzero(shapely.intersects(border_geoms, district.buffer(1)))[0]]
+        if style["layout"] == "organic":
+            pieces, cross = _organic_blocks(rng, area, style)
+            inner = []
+        else:
+            maker = _grid_streets if style["layout"] == "grid" else _curved_streets
+            inner, cross = maker(rng, district, angle, style)
+            inner = _clip_lines(inner, district)
+            pieces = [area]
+        cut = _street_area(inner + near) if inner or near else None
+        blocks = []
+        for piece in pieces:
+            rest = piece.difference(cut) if cut is not None else piece
+            if keep_out is not None:
+                rest = rest.difference(keep_out)
+            blocks += [g for g in getattr(rest, "geoms", [rest]) if g.geom_type == "Polygon" and g.area > 150]
+        streets += inner
+        cross = np.asarray(cross, np.float64).reshape(-1, 2)
+        crossings.append(cross[shapely.contains_xy(district, cross[:, 0], cross[:, 1])])
+        uses = list(style["uses"])
+        p = np.array([style["uses"][u] for u in uses])
+        for b in blocks:
+            block_list.append(b)
+            block_use.append(str(rng.choice(uses, p=p / p.sum())))
 
-    blocks, raw_buildings, trees = [], [], []
-    bbox = shapely.box(-50, -50, width_m + 50, height_m + 50)
-    for i in range(len(u_lines) - 1):
-        for j in range(len(v_lines) - 1):
-            (n1, d1, w1), (n2, d2, w2) = u_lines[i], u_lines[i + 1]
-            (m1, e1, v1), (m2, e2, v2) = v_lines[j], v_lines[j + 1]
-            o1, o2 = w1 / 2 + _SIDEWALK_M, w2 / 2 + _SIDEWALK_M
-            q1, q2 = v1 / 2 + _SIDEWALK_M, v2 / 2 + _SIDEWALK_M
-            corners = np.array([
-                _intersect(n1, d1 + o1, m1, e1 + q1), _intersect(n2, d2 - o2, m1, e1 + q1),
-                _intersect(n2, d2 - o2, m2, e2 - q2), _intersect(n1, d1 + o1, m2, e2 - q2),
-            ])
-            quad = Polygon(corners)
-            if not quad.is_valid or quad.area < 300 or not quad.intersects(bbox):
-                continue
-            use = str(rng.choice(land_uses, p=land_p))
-            blocks.append((corners, ground_of[use]))
-            placed: list = []
-            if use in kind_of:
-                _place_along_edges(rng, corners, kind_of[use], placed, raw_buildings)
-            # trees: dense in parks, scattered in gardens and around apartment slabs
-            density = {"park": 1 / 70, "house": 1 / 300, "apartment": 1 / 220, "pond": 0.0,
-                       "lot": 1 / 2000, "plaza": 1 / 600, "industrial": 1 / 1500}[use]
-            n_trees = rng.poisson(quad.area * density)
-            if n_trees:
-                lo, hi = corners.min(axis=0), corners.max(axis=0)
-                pts = rng.uniform(lo, hi, size=(n_trees * 2, 2))
-                inside = shapely.contains_xy(quad.buffer(-2), pts[:, 0], pts[:, 1])
-                pts = pts[inside][:n_trees]
-                if len(pts):
-                    r = rng.uniform(2.0, 5.0 if use == "park" else 3.5, len(pts))
-                    hgt = rng.uniform(7, 18 if use == "park" else 12, len(pts))
-                    trees.append(np.column_stack([pts, r, hgt]))
-    # street trees along some roads, on the sidewalks
-    for normal, d, width in u_lines + v_lines:
-        if rng.random() < 0.35:
-            along = np.array([-normal[1], normal[0]])
-            t = np.arange(-half, half, rng.uniform(8, 13))
-            for side in (-1, 1):
-                pts = (normal * (d + side * (width / 2 + 1.5)))[None] + t[:, None] * along[None]
-                r = rng.uniform(2.0, 3.5, len(t))
-                trees.append(np.column_stack([pts, r, rng.uniform(6, 12, len(t))]))
+    raw = []
+    trees = []
+    for b, use in zip(block_list, block_use):
+        _fill_block(rng, b, use, raw)
+        density = {"park": 1 / 80, "terraced": 1 / 260, "detached": 1 / 200, "courtyard": 1 / 250,
+                   "slabs": 1 / 220, "pond": 0.0, "lot": 1 / 2500, "plaza": 1 / 700, "halls": 1 / 3000,
+                   "towers": 1 / 900}[use]
+        n_trees = rng.poisson(b.area * density)
+        if n_trees:
+            lo, hi = np.array(b.bounds[:2]), np.array(b.bounds[2:])
+            pts = rng.uniform(lo, hi, size=(n_trees * 2, 2))
+            pts = pts[shapely.contains_xy(b.buffer(-1.5), pts[:, 0], pts[:, 1])][:n_trees]
+            if len(pts):
+                big = use == "park"
+                trees.append(np.column_stack([pts, rng.uniform(2.0, 6.0 if big else 4.5, len(pts)),
+                                              rng.uniform(6, 20 if big else 15, len(pts))]))
+    street_trees, _ = _points_along([s for s in streets if rng.random() < 0.4], (8, 13), 1.3, rng)
+    if len(street_trees):
+        trees.append(np.column_stack([street_trees, rng.uniform(2.0, 3.8, len(street_trees)),
+                                      rng.uniform(6, 13, len(street_trees))]))
     trees_arr = np.concatenate(trees) if trees else np.zeros((0, 4))
-    trees_arr = trees_arr[(trees_arr[:, 0] > -20) & (trees_arr[:, 0] < width_m + 20)
-                          & (trees_arr[:, 1] > -20) & (trees_arr[:, 1] < height_m + 20)]
 
-    raw_buildings = [(_footprint(b[0]),) + b[1:] for b in raw_buildings]
-    if raw_buildings:
-        polys = np.array([b[0] for b in raw_buildings], dtype=object)
-        keep = np.ones(len(polys), bool)
-        if keep_out is not None:
-            keep &= ~shapely.intersects(polys, keep_out)
-            trees_arr = trees_arr[~shapely.contains_xy(keep_out, trees_arr[:, 0], trees_arr[:, 1])]
-        b = shapely.bounds(polys)
-        keep &= (b[:, 2] > -60) & (b[:, 0] < width_m + 60) & (b[:, 3] > -60) & (b[:, 1] < height_m + 60)
-        raw_buildings = [rb for rb, k in zip(raw_buildings, keep) if k]
-    n = len(raw_buildings)
-    kinds = np.array([b[6] for b in raw_buildings], np.uint8)
-    roof_rgb = np.zeros((n, 3), np.uint8)
-    for k, palette in _ROOF_PALETTE.items():
-        sel = np.nonzero(kinds == k)[0]
-        if len(sel):
-            base = palette[rng.integers(0, len(palette), len(sel))]
-            roof_rgb[sel] = np.clip(base * rng.uniform(0.85, 1.15, (len(sel), 1)), 1, 255).astype(np.uint8)
+    # buildings: one last global overlap check (blocks are disjoint, so this should find nothing)
+    polys = shapely.polygons(np.stack([r[0] for r in raw])) if raw else np.array([], dtype=object)
+    if len(polys):
+        keep = _non_overlapping(polys)
+        raw = [r for r, k in zip(raw, keep) if k]
+        polys = _share_wall_vertices(polys[keep])
+        if len(trees_arr):  # no trunk inside a building (crowns may overhang roofs)
+            tree_in = shapely.STRtree(polys).query(shapely.points(trees_arr[:, :2]), predicate="within")
+            trees_arr = np.delete(trees_arr, np.unique(tree_in[0]), axis=0)
+    if keep_out is not None and len(trees_arr):
+        trees_arr = trees_arr[~shapely.contains_xy(keep_out, trees_arr[:, 0], trees_arr[:, 1])]
+    trees_arr = trees_arr[(trees_arr[:, 0] > -40) & (trees_arr[:, 0] < width_m + 40)
+                          & (trees_arr[:, 1] > -40) & (trees_arr[:, 1] < height_m + 40)]
+
+    n = len(raw)
+    kinds = np.array([r[6] for r in raw], np.uint8)
+    materials = np.array([r[7] for r in raw], np.uint8)
+    block_ground = np.array([_GROUND_OF_USE[u] for u in block_use], np.uint8)
+    ground_near = _ground_near(polys, block_list, block_ground)
     buildings = Buildings(
-        polygons=np.array([b[0] for b in raw_buildings], dtype=object),
-        eave=np.array([b[1] for b in raw_buildings], np.float32),
-        rise=np.array([b[2] for b in raw_buildings], np.float32),
-        angle=np.array([b[3] for b in raw_buildings], np.float32),
-        center=np.array([b[4] for b in raw_buildings], np.float64).reshape(n, 2),
-        half_depth=np.array([b[5] for b in raw_buildings], np.float32),
-        roof_rgb=roof_rgb,
-        kind=kinds,
-    )
-    return CityPlan(width_m=float(width_m), height_m=float(height_m), seed=seed,
-                    road_lines=np.array(road_lines, np.float64), blocks=blocks, river=river_poly,
-                    buildings=buildings, trees=trees_arr,
-                    crossings=np.array(crossings, np.float64).reshape(-1, 2))
+        polygons=polys,
+        eave=np.array([r[1] for r in raw], np.float32),
+        rise=np.array([r[2] for r in raw], np.float32),
+        angle=np.array([r[3] for r in raw], np.float32),
+        center=np.array([r[4] for r in raw], np.float64).reshape(n, 2),
+        half_depth=np.array([r[5] for r in raw], np.float32),
+        roof_rgb=_roof_colours(rng, kinds, materials, ground_near),
+        kind=kinds, roof_material=materials)
+    objects = _objects(rng, streets, block_list, block_use, buildings)
+    blocks = np.array(block_list, dtype=object)
+    bridges = []
+    if river_poly is not None:
+        span = river_poly.buffer(12)
+        for coords, width in streets:
+            piece = LineString(coords).intersection(span) if len(coords) > 1 else None
+            for g in getattr(piece, "geoms", [piece]) if piece is not None else []:
+                if g.geom_type == "LineString" and g.length > 1:
+                    bridges.append((np.asarray(g.coords), width))
+    crossings_arr = np.concatenate(crossings) if crossings else np.zeros((0, 2))
+    if keep_out is not None and len(crossings_arr):  # no crossing in the river
+        crossings_arr = crossings_arr[~shapely.contains_xy(keep_out, crossings_arr[:, 0], crossings_arr[:, 1])]
+    inside = (crossings_arr[:, 0] >= 0) & (crossings_arr[:, 0] <= width_m) & (crossings_arr[:, 1] >= 0) & (crossings_arr[:, 1] <= height_m)
+    return CityPlan(width_m=float(width_m), height_m=float(height_m), seed=seed, districts=districts,
+                    blocks=blocks, block_ground=block_ground,
+                    block_wetness=rng.beta(2.0, 2.5, len(blocks)).astype(np.float32),
+                    sidewalks=shapely.buffer(blocks, SIDEWALK_M, join_style="mitre") if len(blocks) else blocks,
+                    bridges=bridges, river=river_poly, buildings=buildings, trees=trees_arr,
+                    objects=objects, crossings=crossings_arr[inside], terrain=terrain)
 
 
-# --------------------------------------------------------------------------------------------
-# deterministic position-keyed noise (overlapping windows see identical texture)
+def _clip_lines(lines: list, region: Polygon) -> list:
+    """(coords, width) lines cut to ``region`` (pieces shorter than 1 m dropped)."""
+    geoms = shapely.intersection(np.array([LineString(c) for c, _ in lines], dtype=object), region)
+    out = []
+    for g, (_, width) in zip(geoms, lines):
+        for part in getattr(g, "geoms", [g]):
+            if part.geom_type == "LineString" and part.length > 1:
+                out.append((np.asarray(part.coords), width))
+    return out
 
 
-def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
-    """Uniform [0, 1) float32 from integer lattice coordinates (a multiply-xorshift hash)."""
-    h = (ix.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (iy.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
-    h ^= np.uint64(seed * 0x165667B19E3779F9 % (1 << 64))
-    h ^= h >> np.uint64(31)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(29)
-    return ((h >> np.uint64(40)).astype(np.float32)) / np.float32(1 << 24)
+def _street_area(lines: list) -> shapely.Geometry:
+    """Union of the streets (coords, width) grown to their sidewalks' outer edge."""
+    geoms = np.array([LineString(c) for c, _ in lines], dtype=object)
+    return shapely.union_all(shapely.buffer(geoms, np.array([w / 2 + SIDEWALK_M for _, w in lines]), quad_segs=4))
 
 
-def _value_noise(x_m: np.ndarray, y_m: np.ndarray, lattice_m: float, seed: int) -> np.ndarray:
-    """Smooth value noise in [-1, 1] at pixel-centre coordinates ``x_m`` (cols,) and ``y_m`` (rows,)."""
-    gx, gy = x_m / lattice_m, y_m / lattice_m
-    ix0, iy0 = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
-    fx, fy = gx - ix0, gy - iy0
-    fx, fy = (fx * fx * (3 - 2 * fx)).astype(np.float32), (fy * fy * (3 - 2 * fy)).astype(np.float32)
-    lx = np.arange(ix0.min(), ix0.max() + 2)
-    ly = np.arange(iy0.min(), iy0.max() + 2)
-    lat = _hash01(lx[None, :] + (1 << 30), ly[:, None] + (1 << 30), seed) * 2 - 1  # (ny, nx)
-    cx0, cy0 = ix0 - lx[0], iy0 - ly[0]
-    along_x = lat[:, cx0] * (1 - fx) + lat[:, cx0 + 1] * fx            # (ny, cols)
-    return along_x[cy0] * (1 - fy)[:, None] + along_x[cy0 + 1] * fy[:, None]
+def _non_overlapping(polys: np.ndarray, tolerance_m2: float = 1e-4) -> np.ndarray:
+    """Boolean keep mask: drops the later of any two polygons that overlap by more than ``tolerance_m2``."""
+    keep = np.ones(len(polys), bool)
+    a, b = shapely.STRtree(polys).query(polys, predicate="intersects")
+    pairs = a < b
+    a, b = a[pairs], b[pairs]
+    if len(a):
+        area = shapely.area(shapely.intersection(polys[a], polys[b]))
+        for i, j in zip(a[area > tolerance_m2], b[area > tolerance_m2]):
+            if keep[i]:
+                keep[j] = False
+    return keep
+
+
+def _share_wall_vertices(polys: np.ndarray) -> np.ndarray:
+    """Adjoining polygons get each other's vertices where one ends on the other's wall (a row's
+    end meeting a wall, rows of two block edges at a corner): then a shared wall has the same
+    vertices in both labels, and rounding the pixel coordinates cannot make them overlap."""
+    a, b = shapely.STRtree(polys).query(polys, predicate="dwithin", distance=1e-5)
+    keep = a != b
+    a, b = a[keep], b[keep]
+    if not len(a):
+        return polys
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    owners, starts = np.unique(a, return_index=True)
+    refs = [shapely.multipolygons(polys[nb]) for nb in np.split(b, starts[1:])]
+    out = polys.copy()
+    out[owners] = shapely.snap(polys[owners], np.array(refs, dtype=object), 1e-5)
+    return out
+
+
+def _ground_near(polys: np.ndarray, blocks: list, ground: np.ndarray) -> np.ndarray:
+    """Ground class of the block holding each building (ROAD when none does)."""
+    out = np.full(len(polys), ROAD, np.uint8)
+    if len(polys) and blocks:
+        centers = shapely.centroid(polys)
+        idx_building, idx_block = shapely.STRtree(np.array(blocks, dtype=object)).query(centers, predicate="within")
+        out[idx_building] = ground[idx_block]
+    return out
+
+
+def _objects(rng, streets: list, blocks: list, uses: list, buildings: Buildings) -> np.ndarray:
+    """Cars parked along streets and on lots / plazas, street lights, and equipment on flat roofs.
+
+    Radar cross-sections (HH, m^2) are log-normal: cars ~10 m^2 median (their dihedral and
+    trihedral corners), poles ~3 m^2 (pole-ground dihedral), roof units ~6 m^2: literature-typical
+    X-band magnitudes, the strong scatterers that make real urban SAR's bright tail."""
+    out = []
+    cars, car_angle = _points_along(streets, (5.5, 9.0), -1.3, rng)
+    if len(cars):
+        keep = rng.random(len(cars)) < 0.45
+        cars, car_angle = cars[keep], car_angle[keep]
+        out.append(np.column_stack([cars, np.full(len(cars), 0.8), 10 ** rng.normal(1.0, 0.5, len(cars)),
+                                    np.full(len(cars), CAR), car_angle]))
+    for b, use in zip(blocks, uses):
+        if use not in ("plaza", "lot", "halls", "towers"):
+            continue
+        n = rng.poisson(b.area / (90 if use in ("plaza", "halls") else 250))
+        if n:
+            lo, hi = np.array(b.bounds[:2]), np.array(b.bounds[2:])
+            pts = rng.uniform(lo, hi, (n, 2))
+            pts = pts[shapely.contains_xy(b, pts[:, 0], pts[:, 1])]
+            a = _block_angle(b)
+            out.append(np.column_stack([pts, np.full(len(pts), 0.8), 10 ** rng.normal(1.0, 0.5, len(pts)),
+                                        np.full(len(pts), CAR), np.full(len(pts), a)]))
+    if out and len(buildings):  # no car on a roof
+        cars_all = np.concatenate(out)
+        hit = shapely.STRtree(buildings.polygons).query(shapely.points(cars_all[:, :2]), predicate="within")[0]
+        out = [np.delete(cars_all, np.unique(hit), axis=0)]
+    poles, pole_angle = _points_along([s for s in streets if s[1] >= 12], (25, 40), 0.8, rng)
+    if len(poles):
+        out.append(np.column_stack([poles, np.zeros(len(poles)), 10 ** rng.normal(0.5, 0.5, len(poles)),
+                                    np.full(len(poles), POLE), pole_angle]))
+    flat = np.nonzero((buildings.rise == 0) & (buildings.kind != HOUSE))[0]
+    if len(flat):
+        counts = rng.poisson(shapely.area(buildings.polygons[flat]) / 60)
+        owner = np.repeat(flat, counts)
+        if len(owner):
+            bb = buildings.bounds[owner]
+            pts = rng.uniform(bb[:, :2], bb[:, 2:])
+            inner = shapely.buffer(buildings.polygons[flat], -1.5)
+            keep = shapely.contains(np.repeat(inner, counts), shapely.points(pts))
+            owner, pts = owner[keep], pts[keep]
+            out.append(np.column_stack([pts, buildings.eave[owner] + 1.0, 10 ** rng.normal(0.8, 0.5, len(pts)),
+                                        np.full(len(pts), ROOF_UNIT), buildings.angle[owner]]))
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 6))
 
 
 # --------------------------------------------------------------------------------------------
 # rasterisation
 
 
-def _to_px(xy: np.ndarray, x0: float, y0: float, ps: float) -> np.ndarray:
-    """Plan metres -> cv2 fixed-point (shift 4) coordinates; pixel (r, c) spans [c, c+1) x [r, r+1)."""
-    return np.round(((xy - (x0, y0)) / ps - 0.5) * 16).astype(np.int32)
+class _Frame:
+    """Plan metres -> pixel coordinates of a (possibly rotated) window."""
+
+    def __init__(self, x0: float, y0: float, ps: float, angle: float):
+        self.o = np.array([x0, y0])
+        self.ps = ps
+        self.ex = np.array([np.cos(angle), np.sin(angle)])
+        self.ey = np.array([-np.sin(angle), np.cos(angle)])
+
+    def px(self, xy: np.ndarray) -> np.ndarray:
+        """(k, 2) plan metres -> (k, 2) float pixel (col, row) with pixel (r, c) spanning [c, c+1)."""
+        d = np.asarray(xy, np.float64) - self.o
+        return np.column_stack([d @ self.ex, d @ self.ey]) / self.ps
+
+    def fixed(self, xy: np.ndarray) -> np.ndarray:
+        """cv2 fixed-point (shift 4) coordinates: pixel centres at integers."""
+        return np.round((self.px(xy) - 0.5) * 16).astype(np.int32)
+
+    def window_poly(self, cols: int, rows: int) -> Polygon:
+        c = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float64) * self.ps
+        return Polygon(self.o + c[:, :1] * self.ex + c[:, 1:] * self.ey)
 
 
-def rasterize(plan: CityPlan, x0: float, y0: float, cols: int, rows: int, pixel_size: float) -> CityRaster:
-    """Draw the window whose top-left corner is plan point (x0, y0), ``rows`` x ``cols`` pixels."""
+def _fill(target: np.ndarray, frame: _Frame, polys, values) -> None:
+    contours = [frame.fixed(np.asarray(p.exterior.coords)) for p in polys]
+    for c, v in zip(contours, values):
+        cv2.fillPoly(target, [c], int(v), lineType=cv2.LINE_8, shift=4)
+
+
+def rasterize(plan: CityPlan, x0: float, y0: float, cols: int, rows: int, pixel_size: float,
+              angle: float = 0.0) -> CityRaster:
+    """Draw the window whose top-left corner is plan point (x0, y0), ``rows`` x ``cols`` pixels,
+    its column axis at ``angle`` (radians, from plan +x toward +y) from the plan's x axis."""
     ps = float(pixel_size)
-    x1, y1 = x0 + cols * ps, y0 + rows * ps
-    classes = np.full((rows, cols), PAVED, np.uint8)  # sidewalks and anything between blocks
-    for corners, ground in plan.blocks:
-        lo, hi = corners.min(axis=0), corners.max(axis=0)
-        if hi[0] < x0 or lo[0] > x1 or hi[1] < y0 or lo[1] > y1:
-            continue
-        cv2.fillPoly(classes, [_to_px(corners, x0, y0, ps)], int(ground), lineType=cv2.LINE_8, shift=4)
-    if plan.river is not None:
+    frame = _Frame(x0, y0, ps, angle)
+    window = frame.window_poly(cols, rows)
+    classes = np.full((rows, cols), ROAD, np.uint8)  # the street surface between sidewalks
+    block_id = np.zeros((rows, cols), np.int32)
+    if len(plan.blocks):
+        sel = shapely.intersects(plan.sidewalks, window)
+        idx = np.nonzero(sel)[0]
+        _fill(classes, frame, plan.sidewalks[idx], [PAVED] * len(idx))
+        _fill(classes, frame, plan.blocks[idx], plan.block_ground[idx])
+        _fill(block_id, frame, plan.blocks[idx], idx + 1)
+    if plan.river is not None and plan.river.buffer(8).intersects(window):
         for poly, cls in ((plan.river.buffer(6), GRASS), (plan.river, WATER)):
-            parts = getattr(poly, "geoms", [poly])
-            for part in parts:
-                cv2.fillPoly(classes, [_to_px(np.asarray(part.exterior.coords), x0, y0, ps)], int(cls), shift=4)
-    for xa, ya, xb, yb, width in plan.road_lines:  # roads last: bridges cross the river
-        pa, pb = _to_px(np.array([[xa, ya], [xb, yb]]), x0, y0, ps)
-        cv2.line(classes, tuple(int(v) for v in pa), tuple(int(v) for v in pb), int(ROAD),
-                 thickness=max(1, int(round(width / ps))), lineType=cv2.LINE_8, shift=4)
+            _fill(classes, frame, list(getattr(poly, "geoms", [poly])), [cls] * len(getattr(poly, "geoms", [poly])))
+        block_id[classes == WATER] = 0
+        for coords, width in plan.bridges:
+            pts = frame.fixed(coords)
+            cv2.polylines(classes, [pts], False, int(ROAD), thickness=max(1, int(round(width / ps))),
+                          lineType=cv2.LINE_8, shift=4)
 
     building_id = np.zeros((rows, cols), np.int32)
     b = plan.buildings
     if len(b):
+        wb = window.bounds
         bb = b.bounds
-        sel = np.nonzero((bb[:, 2] >= x0) & (bb[:, 0] <= x1) & (bb[:, 3] >= y0) & (bb[:, 1] <= y1))[0]
-        for i in sel:
-            pts = _to_px(np.asarray(b.polygons[i].exterior.coords), x0, y0, ps)
-            cv2.fillPoly(building_id, [pts], int(i) + 1, lineType=cv2.LINE_8, shift=4)
+        sel = np.nonzero((bb[:, 2] >= wb[0]) & (bb[:, 0] <= wb[2]) & (bb[:, 3] >= wb[1]) & (bb[:, 1] <= wb[3]))[0]
+        if angle != 0.0 and len(sel):
+            sel = sel[shapely.intersects(b.polygons[sel], window)]
+        _fill(building_id, frame, b.polygons[sel], sel + 1)
     on_roof = building_id > 0
     classes[on_roof] = ROOF
 
@@ -444,37 +942,57 @@ def rasterize(plan: CityPlan, x0: float, y0: float, cols: int, rows: int, pixel_
     if on_roof.any():
         rr, cc = np.nonzero(on_roof)
         idx = building_id[rr, cc] - 1
-        dx = x0 + (cc + 0.5) * ps - b.center[idx, 0]
-        dy = y0 + (rr + 0.5) * ps - b.center[idx, 1]
+        px = x0 + (cc + 0.5) * ps * frame.ex[0] + (rr + 0.5) * ps * frame.ey[0]
+        py = y0 + (cc + 0.5) * ps * frame.ex[1] + (rr + 0.5) * ps * frame.ey[1]
+        dx, dy = px - b.center[idx, 0], py - b.center[idx, 1]
         across = np.abs(-dx * np.sin(b.angle[idx]) + dy * np.cos(b.angle[idx]))
         ramp = np.clip(1 - across / b.half_depth[idx], 0, 1)
         height[rr, cc] = b.eave[idx] + b.rise[idx] * ramp
 
     t = plan.trees
     if len(t):
-        sel = (t[:, 0] + t[:, 2] >= x0) & (t[:, 0] - t[:, 2] <= x1) & (t[:, 1] + t[:, 2] >= y0) & (t[:, 1] - t[:, 2] <= y1)
+        wb = window.bounds
+        sel = (t[:, 0] + t[:, 2] >= wb[0]) & (t[:, 0] - t[:, 2] <= wb[2]) & (t[:, 1] + t[:, 2] >= wb[1]) & (t[:, 1] - t[:, 2] <= wb[3])
         tree_h = np.zeros((rows, cols), np.float32)
-        for x, y, r, h in t[sel]:
-            c = _to_px(np.array([[x, y]]), x0, y0, ps)[0]
-            cv2.circle(tree_h, (int(c[0]), int(c[1])), max(1, int(round(r / ps * 16))), float(h),
+        centres = frame.fixed(t[sel, :2])
+        for (cx, cy), (r, h) in zip(centres, t[sel, 2:4]):
+            cv2.circle(tree_h, (int(cx), int(cy)), max(1, int(round(r / ps * 16))), float(h),
                        thickness=-1, lineType=cv2.LINE_8, shift=4)
-        tree_h[(classes == ROOF) | (classes == WATER)] = 0
+        tree_h[classes == WATER] = 0
         mask = tree_h > 0
         if mask.any():
-            # dome-shaped crowns: lower towards the crown edge
+            # dome-shaped crowns, lower toward the crown edge; a crown hides a roof only where it
+            # is higher than the roof (trees overhang low houses, not apartment blocks)
             edge = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3) * ps
-            height[mask] = tree_h[mask] * (0.55 + 0.45 * np.clip(edge[mask] / 2.0, 0, 1))
-            classes[mask] = TREE
+            crown = np.zeros_like(tree_h)
+            crown[mask] = tree_h[mask] * (0.55 + 0.45 * np.clip(edge[mask] / 2.0, 0, 1))
+            over = mask & (crown > height)
+            height[over] = crown[over]
+            classes[over] = TREE
 
-    gx = np.round(x0 / ps).astype(np.int64) + np.arange(cols, dtype=np.int64)
-    gy = np.round(y0 / ps).astype(np.int64) + np.arange(rows, dtype=np.int64)
-    u1 = _hash01(gx[None, :] + (1 << 32), gy[:, None] + (1 << 32), plan.seed)
-    u2 = _hash01(gx[None, :] + (1 << 33), gy[:, None] + (1 << 33), plan.seed + 1)
-    noise_fine = (u1 + u2 - 1.0) * np.float32(np.sqrt(6.0))  # triangular, unit variance
-    xc = x0 + (np.arange(cols) + 0.5) * ps
-    yc = y0 + (np.arange(rows) + 0.5) * ps
-    noise_mid = _value_noise(xc, yc, 3.0, plan.seed + 2)
-    noise_large = _value_noise(xc, yc, 30.0, plan.seed + 3)
+    terrain = None
+    if plan.terrain is not None:
+        xs, ys = CityRaster(ps, x0, y0, classes, height, building_id, block_id, angle=angle).plan_xy()
+        xs, ys = np.broadcast_arrays(xs, ys)
+        terrain = cv2.remap(plan.terrain, (xs / TERRAIN_CELL_M).astype(np.float32),
+                            (ys / TERRAIN_CELL_M).astype(np.float32), cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    wet_lut = np.concatenate([[0.0], plan.block_wetness]).astype(np.float32)
     return CityRaster(pixel_size=ps, x0=float(x0), y0=float(y0), classes=classes, height=height,
-                      building_id=building_id, noise_fine=noise_fine.astype(np.float32),
-                      noise_mid=noise_mid.astype(np.float32), noise_large=noise_large.astype(np.float32))
+                      building_id=building_id, wetness=wet_lut[block_id], seed=plan.seed,
+                      angle=float(angle), terrain=terrain)
+
+
+def object_pixels(plan: CityPlan, raster: CityRaster, kinds: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Plan objects inside ``raster``'s window: (k, 2) float pixel (col, row) positions and their
+    (k, 6) rows of :attr:`CityPlan.objects`."""
+    o = plan.objects
+    if kinds is not None and len(o):
+        o = o[np.isin(o[:, 4], kinds)]
+    if not len(o):
+        return np.zeros((0, 2)), o
+    frame = _Frame(raster.x0, raster.y0, raster.pixel_size, raster.angle)
+    p = frame.px(o[:, :2])
+    rows, cols = raster.shape
+    inside = (p[:, 0] >= 0) & (p[:, 0] < cols) & (p[:, 1] >= 0) & (p[:, 1] < rows)
+    return p[inside], o[inside]

@@ -62,8 +62,10 @@ def register_sn6(sub: argparse._SubParsersAction) -> None:
             "{SAR-Intensity,PS-RGB,geojson_buildings,SummaryData}, OUT/test_public/AOI_11_Rotterdam/"
             "SAR-Intensity and the test truth OUT/test_public_truth/SN6_Test_Public_AOI_11_Rotterdam_"
             "Buildings.csv. Tiles are 0.5 m, EPSG:32631; SAR is 4-band float32 HH,HV,VH,VV on the SN6 "
-            "offset-dB scale (0 = nodata) simulated with layover, double bounce, radar shadow and Gamma "
-            "speckle; strips of both look directions overlap."),
+            "offset-dB scale (0 = nodata) simulated with layover, double bounce, radar shadow, point "
+            "targets, a noise floor varying across the swath and correlated speckle, 28-42 deg incidence "
+            "per strip; strips of both look directions overlap. No two labels of a tile overlap; "
+            "adjoining buildings are separate polygons."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="output root folder")
     p.add_argument("--tiles", type=int, required=True, help="total tiles; ~1/4 (at least 1) go to test_public")
@@ -84,8 +86,10 @@ def register_sn9(sub: argparse._SubParsersAction) -> None:
             "Write synthetic SpaceNet 9 scenes OUT/<aoi>_{optical,sar,offsets}_<split>.tif and "
             "<aoi>_tiepoints_<split>.csv (aoi = synth_aoi_<k>). Optical: 3-band uint8 at 0.3 m; SAR: "
             "1-band uint8 at 0.41 m with its own extent; offsets: the true 2-band float32 dx,dy map in "
-            "the submission format. The SAR is rendered through a realistic misalignment (global "
-            "shift + affine + smooth local field, plus layover) that --difficulty scales."),
+            "the submission format. A town in hills seen at any look azimuth and 20-50 deg incidence; "
+            "the SAR is rendered through a misalignment made of DEM errors seen through both sensors' "
+            "geometry, a small affine part, a smooth residual and a global shift (scaled by "
+            "--difficulty), plus layover; <aoi>_groundfield_<split>.tif holds the misalignment alone."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--size", type=int, default=4096, help="optical width/height in pixels (0.3 m)")
@@ -98,7 +102,53 @@ def register_sn9(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_sn9)
 
 
-SUBCOMMANDS = [("sn6", register_sn6), ("sn9", register_sn9)]
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from sarfusion.cli import print_json
+    from sarfusion.synth.report import REAL_ROOT, run_report
+
+    t0 = time.perf_counter()
+    result = run_report(args.real or REAL_ROOT, seed=args.seed, sn6_tiles=args.sn6_tiles,
+                        sn9_size=args.sn9_size, sn9_scenes=args.sn9_scenes, out=args.out)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.out is not None:
+        (args.out / "synth_report.json").write_text(json.dumps({k: v for k, v in result.items() if k != "text"},
+                                                               indent=1))
+    if args.json:
+        print_json({k: v for k, v in result.items() if k != "text"})
+    else:
+        print(result["text"])
+        print(f"\nPNG: {', '.join(result['png']) or '(none: give --out)'}; {result['seconds']} s")
+    return 0
+
+
+def register_report(sub: argparse._SubParsersAction) -> None:
+    from sarfusion.cli import add_json_flag
+
+    p = sub.add_parser(
+        "report", help="realism report: statistics of generated scenes beside the real samples",
+        description=(
+            "Generate small SN6, SN9, SEN1-2 and MultiEarth scenes in a temporary folder and print, "
+            "side by side with the real samples (../shared/real_samples: Capella at 4.5 m; S1/S2 "
+            "pairs, SEN1-2, MultiEarth at 10 m), at the real sample's resolution: global optical/SAR "
+            "NCC, NCC of oriented-gradient features in 64 px windows, gradient-orientation agreement, "
+            "SAR equivalent number of looks (9 px windows, most homogeneous tenth) and the dB histogram "
+            "tails (p99 - median, median - p1) per polarisation. A synthetic median outside the real "
+            "min..max is marked NO. With --out, also PNGs of a synthetic tile beside the real crop "
+            "(same resolution, same dB stretch) and the numbers as synth_report.json."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", type=Path, default=None, help="folder for the PNGs and synth_report.json")
+    p.add_argument("--real", type=Path, default=None, help="real samples folder (default: ../shared/real_samples)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (SN9 scenes use seed + 200)")
+    p.add_argument("--sn6-tiles", type=int, default=8, help="SN6 tiles to generate (900 px)")
+    p.add_argument("--sn9-size", type=int, default=2048, help="SN9 optical size (px)")
+    p.add_argument("--sn9-scenes", type=int, default=2, help="SN9 scenes")
+    add_json_flag(p)
+    p.set_defaults(func=_report)
+
+
+SUBCOMMANDS = [("sn6", register_sn6), ("sn9", register_sn9), ("report", register_report)]
 
 
 def _all_subcommands() -> list:

@@ -105,13 +105,23 @@ def speckle_db(sigma0_db: np.ndarray, looks: float, rng: np.random.Generator) ->
     return to_db(apply_speckle(power, looks, rng))[0]
 
 
+S1_NESZ_DB = (-25.0, -22.0)  # Sentinel-1 IW noise-equivalent sigma0: constant over one 2.5 km patch
+S1_PSF_SIGMA_PX = 0.85       # ~20 m resolution on 10 m pixels (GRD): neighbouring pixels correlate
+
+
 def render_sar(land: Landscape, rng: np.random.Generator, looks: float = 4.4) -> np.ndarray:
-    """``(2, H, W)`` float32 sigma0 dB (VV, VH) with per-parcel offsets and speckle."""
+    """``(2, H, W)`` float32 sigma0 dB (VV, VH) with per-parcel offsets, the noise floor, and
+    speckle of ``looks`` looks per pixel correlated by the ~20 m resolution (the SAR simulator's
+    :func:`sarfusion.synth.sar.speckle_and_psf`)."""
+    from sarfusion.synth.sar import speckle_and_psf, to_db
+
     n_parcel = int(land.parcel.max()) + 1
     offset = rng.normal(0, 1.0, n_parcel)[land.parcel].astype(np.float32)
     db = SIGMA0_DB[land.classes].transpose(2, 0, 1) + offset[None]
     db += 0.8 * smooth_noise(land.classes.shape, 2.0, rng)[None]
-    return np.stack([speckle_db(b, looks, rng) for b in db])
+    floor = np.float32(10 ** (rng.uniform(*S1_NESZ_DB) / 10))
+    return np.stack([to_db(speckle_and_psf((10 ** (b / 10)).astype(np.float32) + floor, 0.0, looks, rng,
+                                           S1_PSF_SIGMA_PX)) for b in db])
 
 
 def make_clouds(size: int, rng: np.random.Generator, coverage: float) -> tuple[np.ndarray, np.ndarray]:

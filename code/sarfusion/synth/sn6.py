@@ -45,7 +45,9 @@ PIXEL_M = 0.5
 LABEL_COLUMNS = ["ImageId", "TileBuildingId", "PolygonWKT_Pix", "Mean_Building_Height",
                  "Median_Building_Height", "StdDev_Building_Height"]
 DEFAULT_LOOKS = 5.0
-MARGIN_M = 70.0  # > 40 m / tan(35 deg) layover + shadow reach of the tallest building
+MARGIN_M = 70.0  # plan margin around the strips (the range margin of each render is computed)
+INCIDENCE_RANGE_DEG = (28.0, 42.0)  # per strip, around SPEC's ~35 deg off nadir
+OVERLAP_TOLERANCE_PX2 = 0.01
 
 
 @dataclass
@@ -59,6 +61,8 @@ class Strip:
     n_tiles: int
     top_cut: tuple[float, float]     # nodata band at the top: depth (m) at x0 and slope
     bottom_cut: tuple[float, float]  # nodata band at the bottom
+    incidence_deg: float = S.DEFAULT_INCIDENCE_DEG
+    noise_floor_db: float = S.NOISE_FLOOR_DB  # at beam centre
 
     def valid_polygon(self, tile_m: float) -> shapely.Polygon:
         """The strip's imaged footprint (plan metres): its rectangle minus the slanted edge bands."""
@@ -99,7 +103,8 @@ def _layout(n_tiles: int, tile_m: float, rng: np.random.Generator, t0: datetime)
         # keep the slanted edge inside the strip
         top = (max(top[0], -top[1] * cols * tile_m, 0.0), top[1]) if top[0] else top
         bottom = (max(bottom[0], bottom[1] * cols * tile_m, 0.0), bottom[1]) if bottom[0] else bottom
-        strips.append(Strip(key, orientation, float(x0), float(y0), rows, cols, n, top, bottom))
+        strips.append(Strip(key, orientation, float(x0), float(y0), rows, cols, n, top, bottom,
+                            float(rng.uniform(*INCIDENCE_RANGE_DEG)), S.draw_noise_floor_db(rng)))
         remaining -= n
         k += 1
     width = max(s.x0 + s.cols * tile_m for s in strips) + MARGIN_M
@@ -116,45 +121,69 @@ def _tile_labels(plan: C.CityPlan, image_id: str, x0: float, y0: float, tile_m: 
         bb = b.bounds
         sel = np.nonzero((bb[:, 2] > x0) & (bb[:, 0] < x0 + tile_m) & (bb[:, 3] > y0) & (bb[:, 1] < y0 + tile_m))[0]
         window = shapely.box(x0, y0, x0 + tile_m, y0 + tile_m).intersection(valid)
-        for i in sel:
-            piece = b.polygons[i].intersection(window)
-            for part in getattr(piece, "geoms", [piece]):
-                if part.geom_type != "Polygon" or part.is_empty or part.area < 0.25 * PIXEL_M**2:
-                    continue
-                px = shapely.transform(part, lambda xy: (xy - (x0, y0)) / PIXEL_M)
-                tid = len(rows)
-                stats = (round(float(b.mean_height[i]), 3), round(float(b.median_height[i]), 3),
-                         round(float(b.std_height[i]), 3))
-                rows.append({"ImageId": image_id, "TileBuildingId": tid,
-                             "PolygonWKT_Pix": geometries_to_wkt([px])[0],
-                             "Mean_Building_Height": stats[0], "Median_Building_Height": stats[1],
-                             "StdDev_Building_Height": stats[2]})
-                geoms_map.append(shapely.transform(part, lambda xy: np.column_stack(
-                    [easting0 + xy[:, 0], northing0 - xy[:, 1]])))
-                props.append({"TileBuildingId": tid, "Mean_Building_Height": stats[0],
-                              "Median_Building_Height": stats[1], "StdDev_Building_Height": stats[2]})
+        parts, owner = shapely.get_parts(shapely.intersection(b.polygons[sel], window), return_index=True)
+        keep = (shapely.get_type_id(parts) == 3) & (shapely.area(parts) >= 0.25 * PIXEL_M**2)
+        parts, owner = parts[keep], sel[owner[keep]]
+        px = shapely.transform(parts, lambda xy: (xy - (x0, y0)) / PIXEL_M)
+        geoms_map = list(shapely.transform(parts, lambda xy: np.column_stack([easting0 + xy[:, 0], northing0 - xy[:, 1]])))
+        stats = np.round(np.column_stack([b.mean_height[owner], b.median_height[owner], b.std_height[owner]]).astype(np.float64), 3)
+        for tid, (wkt, (mean, median, std)) in enumerate(zip(geometries_to_wkt(px), stats)):
+            rows.append({"ImageId": image_id, "TileBuildingId": tid, "PolygonWKT_Pix": wkt,
+                         "Mean_Building_Height": mean, "Median_Building_Height": median,
+                         "StdDev_Building_Height": std})
+            props.append({"TileBuildingId": tid, "Mean_Building_Height": mean,
+                          "Median_Building_Height": median, "StdDev_Building_Height": std})
     if not rows:
         rows.append({"ImageId": image_id, "TileBuildingId": 0, "PolygonWKT_Pix": EMPTY_WKT,
                      "Mean_Building_Height": 0.0, "Median_Building_Height": 0.0, "StdDev_Building_Height": 0.0})
     return rows, geoms_map, props
 
 
+def _tallest_near(plan: C.CityPlan, strip: Strip, tile_m: float) -> float:
+    """Height (m) of the tallest building within 250 m of the strip (at least 20 m)."""
+    b = plan.buildings
+    top = 20.0
+    if len(b):
+        bb = b.bounds
+        near = ((bb[:, 2] > strip.x0 - 250) & (bb[:, 0] < strip.x0 + strip.cols * tile_m + 250)
+                & (bb[:, 3] > strip.y0 - 250) & (bb[:, 1] < strip.y0 + strip.rows * tile_m + 250))
+        if near.any():
+            top = max(top, float((b.eave[near] + b.rise[near]).max()))
+    return top
+
+
+OPTICAL_MARGIN_PX = 90  # sun shadows of buildings up to ~45 m cast into the strip
+
+
 def render_strip(plan: C.CityPlan, strip: Strip, size: int, looks: float, rng: np.random.Generator,
                  with_optical: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """SAR (4, H, W) SN6 scale, optical (3, H, W) uint8 or None, and valid mask (H, W) of a strip."""
-    margin = int(np.ceil(MARGIN_M / PIXEL_M))
+    """SAR (4, H, W) SN6 scale, optical (3, H, W) uint8 or None, and valid mask (H, W) of a strip.
+
+    The city is drawn with margins along range (rows: the looks are north or south): on the
+    sensor side as far as the tallest building's radar shadow reaches (h tan(incidence)), on the
+    far side as far as its layover reaches (h / tan(incidence))."""
+    tile_m = size * PIXEL_M
+    tallest = _tallest_near(plan, strip, tile_m)
+    tan = np.tan(np.deg2rad(strip.incidence_deg))
+    near, far = (int(np.ceil((tallest * t + 8.0) / PIXEL_M)) for t in (tan, 1 / tan))
+    look = S.look_from_orientation(strip.orientation)
+    top, bottom = (near, far) if look == "N" else (far, near)
+    side = 8  # columns: azimuth, only the point-spread function and a few metres of context
     h, w = strip.rows * size, strip.cols * size
-    raster = C.rasterize(plan, strip.x0 - margin * PIXEL_M, strip.y0 - margin * PIXEL_M,
-                         w + 2 * margin, h + 2 * margin, PIXEL_M)
-    inner = (slice(margin, margin + h), slice(margin, margin + w))
-    refl = S.simulate_reflectivity(raster, plan.buildings.angle, S.look_from_orientation(strip.orientation))
+    raster = C.rasterize(plan, strip.x0 - side * PIXEL_M, strip.y0 - top * PIXEL_M,
+                         w + 2 * side, h + top + bottom, PIXEL_M)
+    inner = (slice(top, top + h), slice(side, side + w))
+    floor = S.swath_noise_floor_db(h + top + bottom, rng, base_db=strip.noise_floor_db)
+    refl = S.simulate(raster, plan, rng, look, strip.incidence_deg, looks=looks, noise_floor_db=floor)
     refl = np.ascontiguousarray(refl[:, inner[0], inner[1]])
-    sar = S.db_to_sn6_scale(S.to_db(S.apply_speckle(refl, looks, rng)))
+    sar = S.db_to_sn6_scale(S.to_db(refl))
+    del refl
     optical = None
     if with_optical:
-        optical = np.ascontiguousarray(O.render_optical(raster, plan.buildings.roof_rgb)[:, inner[0], inner[1]])
+        m_top, m_bottom = min(top, OPTICAL_MARGIN_PX), min(bottom, OPTICAL_MARGIN_PX)
+        sub = raster.crop(slice(top - m_top, top + h + m_bottom), slice(0, w + 2 * side))
+        optical = np.ascontiguousarray(O.render_optical(sub, plan)[:, m_top:m_top + h, side:side + w])
     # valid footprint: pixel centres between the slanted top and bottom strip edges
-    tile_m = size * PIXEL_M
     xc = (np.arange(w) + 0.5) * PIXEL_M
     yc = (np.arange(h) + 0.5) * PIXEL_M
     top = strip.top_cut[0] + strip.top_cut[1] * xc
@@ -204,6 +233,27 @@ def _write_part(part: str, out_dir: Path, plan: C.CityPlan, strips: list[Strip],
                 P.write_png(preview_dir / f"{part}_{image_id}.png", np.hstack(panels))
             progress.update(1)
     return pd.DataFrame(labels, columns=LABEL_COLUMNS), tile_no
+
+
+def overlapping_labels(labels: pd.DataFrame, tolerance_px2: float = OVERLAP_TOLERANCE_PX2) -> list[tuple]:
+    """Pairs ``(ImageId, TileBuildingId, TileBuildingId, area px^2)`` of labels of one tile that
+    overlap by more than ``tolerance_px2`` (adjoining buildings share walls: they may touch).
+
+    The tolerance absorbs the 0.01 px rounding of the CSV's coordinates; real SpaceNet labels
+    never overlap."""
+    out = []
+    df = labels[labels.PolygonWKT_Pix != EMPTY_WKT]
+    for image_id, g in df.groupby("ImageId"):
+        polys = shapely.from_wkt(g.PolygonWKT_Pix.to_numpy())
+        a, b = shapely.STRtree(polys).query(polys, predicate="intersects")
+        keep = a < b
+        a, b = a[keep], b[keep]
+        if not len(a):
+            continue
+        area = shapely.area(shapely.intersection(polys[a], polys[b]))
+        ids = g.TileBuildingId.to_numpy()
+        out += [(image_id, int(ids[i]), int(ids[j]), float(x)) for i, j, x in zip(a, b, area) if x > tolerance_px2]
+    return out
 
 
 def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0,
@@ -258,6 +308,10 @@ def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0
     tmp = orientations.with_name(".SAR_orientations.tmp")
     tmp.write_text(lines)
     tmp.replace(orientations)
+    for part, labels in (("train", train_labels), ("test", test_labels)):
+        pairs = overlapping_labels(labels)
+        if pairs:  # the plan forbids it; a label set that breaks SpaceNet's rule must not be written
+            raise RuntimeError(f"synthetic SN6 {part} labels overlap: {pairs[:5]} (seed {seed})")
     train_csv = write_csv_atomic(summary / f"SN6_Train_{AOI}_Buildings.csv", train_labels)
     truth_csv = write_csv_atomic(out_dir / "test_public_truth" / f"SN6_Test_Public_{AOI}_Buildings.csv", test_labels)
     log.info("synthetic SN6: %d train + %d test tiles of %d px in %s", n_train, n_test, size, out_dir)

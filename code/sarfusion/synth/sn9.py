@@ -13,18 +13,31 @@ Per scene ``<aoi>`` (``synth_aoi_<k>``) and split, written to ``out_dir``:
   dx, dy in optical pixels, sampled at the centres of ``GROUND_FIELD_STEP``-pixel optical blocks
   (its own geotransform): the label the learned dense descriptors train on.
 
-Misalignment (SPEC section 4), in metres on the ground, scaled by ``difficulty``: a global shift
-(sized so the mean displacement is 22-28 m), an affine part (~1.5% scale/rotation) and a smooth
-local field (correlation length ~45 m, ~6 m per component), plus the physical layover of roofs toward the sensor. The SAR image
-is rendered through that field: the SAR content at map point P is the ground point Q with
-``Q + field(Q) = P`` (layover comes from the SAR simulator itself), so the offsets are
-recoverable from the pixels. At optical pixel G the true offset is
+Geometry: each scene is an earthquake-area town in hills (:func:`sarfusion.synth.city.make_terrain`,
+30-120 m of relief) seen by a SAR at a random look azimuth (any direction) and incidence
+(20-50 deg). The misalignment (SPEC section 4), in metres on the ground, scaled by ``difficulty``,
+comes from how the two products were made:
+
+- the SAR was terrain-corrected with a coarse, erroneous DEM (the terrain smoothed over 60-140 m,
+  plus a smooth error of 2-7 m): a point ``e`` metres above that DEM appears ``e / tan(incidence)``
+  closer to the sensor, so the offsets follow the hills and the look direction;
+- the optical was orthorectified with another DEM of 2-6 m error, seen 5-30 deg off nadir from its
+  own azimuth: it moves ``e tan(off-nadir)`` away from its satellite;
+- a small affine part (~0.5 %) and a smooth residual (~2 m, correlation 45 m) of the processing,
+- and a global shift in a random direction, sized so that the mean displacement over the optical
+  footprint is 22-30 m (zero offsets score ~73-100 optical px, as on the real SN9 scenes);
+
+plus the physical layover of roofs and crowns toward the sensor. The SAR image is rendered in
+its own range / azimuth frame and resampled through that field: the SAR content at map point P is
+the ground point Q with ``Q + field(Q) = P`` (layover comes from the SAR simulator itself), so the
+offsets are recoverable from the pixels. At optical pixel G the true offset is
 ``layover(G) + field(G + layover(G))``; at each tie point the stored offset equals exactly the
 scorer's reference value, so scoring the true map gives 0.0 px.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -51,6 +64,7 @@ GROUND_FIELD_STEP = 16  # optical px per ground-field cell (4.8 m; the field var
 TIEPOINT_COLUMNS = ["sar_row", "sar_col", "optical_row", "optical_col"]
 SAR_DB_RANGE = (-30.0, 10.0)
 DEFAULT_LOOKS = 4.0
+INCIDENCE_RANGE_DEG = (20.0, 50.0)
 
 
 def sar_db_to_uint8(db: np.ndarray) -> np.ndarray:
@@ -59,32 +73,64 @@ def sar_db_to_uint8(db: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((db - lo) / (hi - lo) * 254 + 1), 1, 255).astype(np.uint8)
 
 
-def misalignment_field(width_m: float, height_m: float, rng: np.random.Generator, difficulty: float,
-                       region: tuple[float, float, float, float] | None = None) -> np.ndarray:
-    """(2, rows, cols) float32 ground displacement (m; x east, y south) on a 2 m grid over the plan.
+def _smooth_noise(rows: int, cols: int, correlation_m: float, rng: np.random.Generator) -> np.ndarray:
+    """(rows, cols) float32 Gaussian-filtered white noise on FIELD_CELL_M cells, std 1, whose
+    autocorrelation falls to 1/e at ``correlation_m`` (sigma = L / 2)."""
+    n = ndimage.gaussian_filter(rng.standard_normal((rows, cols)).astype(np.float32),
+                                correlation_m / 2 / FIELD_CELL_M, mode="reflect")
+    return n / (n.std() + 1e-12)
 
-    An affine part (~1.5% scale/rotation/shear) + Gaussian-filtered noise (~6 m per component)
-    whose autocorrelation falls to 1/e at ``CORRELATION_LENGTH_M`` (a Gaussian filter of sigma
-    L/2 gives exp(-r^2 / (4 sigma^2))) + a global shift in a random direction, sized so that the
-    mean displacement over ``region`` (x0, y0, x1, y1 in m; default the whole plan) is 22-28 m,
-    i.e. "zero offsets" score ~75-95 optical pixels as on the real SN9 scenes. All scaled by
-    ``difficulty``.
-    """
-    rows = int(np.ceil(height_m / FIELD_CELL_M)) + 2
-    cols = int(np.ceil(width_m / FIELD_CELL_M)) + 2
+
+def _sensor_unit(look_deg: float) -> np.ndarray:
+    """Plan-frame (x east, y south) unit vector pointing from the ground toward the sensor, for a
+    look azimuth (the sensor's direction seen from the scene) in degrees clockwise from north."""
+    a = np.deg2rad(look_deg)
+    return np.array([np.sin(a), -np.cos(a)])
+
+
+@dataclass
+class Geometry:
+    """The draws that fix a scene's misalignment (see the module docstring)."""
+
+    look_deg: float           # azimuth of the sensor seen from the scene, clockwise from north
+    incidence_deg: float
+    margin_m: float           # plan margin around the optical footprint
+    terrain: np.ndarray       # (rows, cols) float32 elevation (m) on city.TERRAIN_CELL_M cells
+    field: np.ndarray         # (2, rows, cols) float32 SAR-minus-optical ground displacement (m), FIELD_CELL_M cells
+
+
+def misalignment_field(plan_m: float, terrain: np.ndarray, rng: np.random.Generator, difficulty: float,
+                       look_deg: float, incidence_deg: float,
+                       region: tuple[float, float, float, float]) -> np.ndarray:
+    """(2, rows, cols) float32 ground displacement (m; x east, y south) on a FIELD_CELL_M grid
+    over a ``plan_m`` square plan: DEM errors seen through the SAR's and the optical's viewing
+    geometry, an affine part, a smooth residual, and a global shift that brings the mean
+    displacement over ``region`` (x0, y0, x1, y1 m) to 22-30 m. All scaled by ``difficulty``."""
+    n = int(np.ceil(plan_m / FIELD_CELL_M)) + 2
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) * FIELD_CELL_M
+    h = cv2.resize(terrain, None, fx=C.TERRAIN_CELL_M / FIELD_CELL_M, fy=C.TERRAIN_CELL_M / FIELD_CELL_M,
+                   interpolation=cv2.INTER_LINEAR)[:n, :n]
+    h = np.pad(h, ((0, n - h.shape[0]), (0, n - h.shape[1])), mode="edge")
+    # the SAR's DEM: the terrain smoothed (coarse posting) plus its own error
+    dem = ndimage.gaussian_filter(h, rng.uniform(60, 140) / 2 / FIELD_CELL_M, mode="reflect")
+    dem += rng.uniform(2.0, 7.0) * _smooth_noise(n, n, rng.uniform(120, 300), rng)
+    sar_shift = (h - dem) / np.float32(np.tan(np.deg2rad(incidence_deg)))
+    # the optical's DEM error, seen off nadir: displaced away from the optical satellite
+    off_nadir = np.deg2rad(rng.uniform(5, 30))
+    opt_az = np.deg2rad(rng.uniform(0, 360))
+    opt_err = rng.uniform(2.0, 6.0) * _smooth_noise(n, n, rng.uniform(150, 350), rng) * np.float32(np.tan(off_nadir))
+    u_sar = _sensor_unit(look_deg).astype(np.float32)
+    u_opt = np.array([np.sin(opt_az), -np.cos(opt_az)], np.float32)
+    affine = rng.normal(0, 0.005, (2, 2))
+    xc, yc = xx - plan_m / 2, yy - plan_m / 2
+    rest = np.empty((2, n, n), np.float32)
+    for k in range(2):
+        rest[k] = (sar_shift * u_sar[k] + opt_err * u_opt[k] + affine[k, 0] * xc + affine[k, 1] * yc
+                   + 2.0 * _smooth_noise(n, n, CORRELATION_LENGTH_M, rng))
     angle = rng.uniform(0, 2 * np.pi)
     direction = np.array([np.cos(angle), np.sin(angle)])
-    target_m = rng.uniform(22.0, 28.0)
-    affine = rng.normal(0, 0.015, (2, 2))
-    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32) * FIELD_CELL_M
-    xc, yc = xx - width_m / 2, yy - height_m / 2
-    sigma = CORRELATION_LENGTH_M / 2 / FIELD_CELL_M
-    rest = np.empty((2, rows, cols), np.float32)
-    for k in range(2):
-        noise = ndimage.gaussian_filter(rng.standard_normal((rows, cols)).astype(np.float32), sigma, mode="wrap")
-        noise /= noise.std() + 1e-12
-        rest[k] = affine[k, 0] * xc + affine[k, 1] * yc + 6.0 * noise
-    x0, y0, x1, y1 = region if region is not None else (0.0, 0.0, width_m, height_m)
+    target_m = rng.uniform(22.0, 30.0)
+    x0, y0, x1, y1 = region
     inside = (xx >= x0) & (xx <= x1) & (yy >= y0) & (yy <= y1)
     rx, ry = rest[0][inside], rest[1][inside]
 
@@ -108,13 +154,7 @@ def _sample_field(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.n
     return fx, fy
 
 
-def _sensor_unit(look: str) -> np.ndarray:
-    """Plan-frame (x east, y south) unit vector pointing toward the sensor."""
-    return {"N": np.array([0.0, -1.0]), "S": np.array([0.0, 1.0]),
-            "E": np.array([1.0, 0.0]), "W": np.array([-1.0, 0.0])}[look]
-
-
-def _tiepoint_candidates(plan: C.CityPlan, look: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _tiepoint_candidates(plan: C.CityPlan, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Plan points (m) of road crossings, and of building corners nudged 0.5 m onto the ground
     (the bright wall-foot corner) or onto the roof (where layover applies)."""
     crossings = plan.crossings
@@ -132,15 +172,18 @@ def _tiepoint_candidates(plan: C.CityPlan, look: str, rng: np.random.Generator) 
     return crossings, np.array(corners).reshape(-1, 2)
 
 
-def _draw_misalignment(rng: np.random.Generator, size: int, difficulty: float) -> tuple[str, float, np.ndarray]:
-    """The first draws of a scene: SAR look direction, plan margin (m) around the optical
-    footprint, and the ground misalignment field (see :func:`misalignment_field`)."""
-    look = str(rng.choice(["N", "E", "S", "W"]))
+def _draw_geometry(rng: np.random.Generator, size: int, difficulty: float) -> Geometry:
+    """The first draws of a scene: look azimuth, incidence, plan margin, terrain and the ground
+    misalignment field (see :func:`misalignment_field`)."""
+    look = float(np.round(rng.uniform(0, 360), 1))
+    incidence = float(rng.uniform(*INCIDENCE_RANGE_DEG))
     opt_m = size * OPTICAL_M
     margin = 90.0 * max(difficulty, 0.3) + 80.0
     plan_m = opt_m + 2 * margin
-    field = misalignment_field(plan_m, plan_m, rng, difficulty, region=(margin, margin, margin + opt_m, margin + opt_m))
-    return look, margin, field
+    terrain = C.make_terrain(plan_m, plan_m, rng, rng.uniform(30.0, 120.0))
+    field = misalignment_field(plan_m, terrain, rng, difficulty, look, incidence,
+                               region=(margin, margin, margin + opt_m, margin + opt_m))
+    return Geometry(look, incidence, margin, terrain, field)
 
 
 def scene_seed(seed: int, index: int = 0) -> int:
@@ -149,32 +192,73 @@ def scene_seed(seed: int, index: int = 0) -> int:
 
 
 def ground_offsets(seed: int, size: int, rows: np.ndarray, cols: np.ndarray, difficulty: float = 1.0,
-                   index: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+                   index: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
     """The true offsets WITHOUT layover (the ground misalignment field alone) of a generated scene.
 
     The scene is ``index`` of ``generate_sn9(..., size=size, seed=seed, difficulty=difficulty)``;
     ``rows`` / ``cols``: fractional optical pixel coordinates (pixel centres at ``i + 0.5``).
-    Returns ``(dx, dy)`` float32 in optical pixels (same shape as ``rows``) and the look direction.
-    At ground-level pixels this equals the written offset map; on roofs and trees the map adds the
-    layover, which no smooth field can follow (diagnostics: how much of an error is layover).
+    Returns ``(dx, dy)`` float32 in optical pixels (same shape as ``rows``) and the look azimuth
+    (degrees clockwise from north, toward the sensor). At ground-level pixels this equals the
+    written offset map; on roofs and trees the map adds the layover, which no smooth field can
+    follow (diagnostics: how much of an error is layover).
     """
-    look, margin, field = _draw_misalignment(np.random.default_rng(scene_seed(seed, index)), size, difficulty)
-    x = (margin + np.asarray(cols, np.float64) * OPTICAL_M).astype(np.float32)
-    y = (margin + np.asarray(rows, np.float64) * OPTICAL_M).astype(np.float32)
+    geo = _draw_geometry(np.random.default_rng(scene_seed(seed, index)), size, difficulty)
+    x = (geo.margin_m + np.asarray(cols, np.float64) * OPTICAL_M).astype(np.float32)
+    y = (geo.margin_m + np.asarray(rows, np.float64) * OPTICAL_M).astype(np.float32)
     shape = np.broadcast(x, y).shape
     x, y = np.broadcast_to(x, shape).ravel(), np.broadcast_to(y, shape).ravel()
     fx, fy = np.empty(x.size, np.float32), np.empty(x.size, np.float32)
     for i in range(0, x.size, 30000):  # cv2.remap maps must stay under 32767 px a side
-        part = _sample_field(field, np.ascontiguousarray(x[None, i:i + 30000]), np.ascontiguousarray(y[None, i:i + 30000]))
+        part = _sample_field(geo.field, np.ascontiguousarray(x[None, i:i + 30000]), np.ascontiguousarray(y[None, i:i + 30000]))
         fx[i:i + 30000], fy[i:i + 30000] = part[0][0], part[1][0]
-    return (fx / OPTICAL_M).reshape(shape), (fy / OPTICAL_M).reshape(shape), look
+    return (fx / OPTICAL_M).reshape(shape), (fy / OPTICAL_M).reshape(shape), geo.look_deg
+
+
+def _render_sar(plan: C.CityPlan, geo: Geometry, sx: float, sy: float, sar_px: int, plan_m: float,
+                looks: float, rng: np.random.Generator) -> np.ndarray:
+    """(sar_px, sar_px) float32 linear HH power on the SAR grid (top-left at plan point sx, sy; 0
+    outside the rendered ground), simulated in the sensor's range / azimuth frame and resampled
+    through the misalignment field."""
+    sc = (sx + (np.arange(sar_px, dtype=np.float32) + 0.5) * SAR_M)[None, :]
+    sr = (sy + (np.arange(sar_px, dtype=np.float32) + 0.5) * SAR_M)[:, None]
+    px, py = np.broadcast_to(sc, (sar_px, sar_px)), np.broadcast_to(sr, (sar_px, sar_px))
+    qx, qy = px.copy(), py.copy()
+    for _ in range(6):  # fixed point Q + field(Q) = P: the field is smooth, so this converges fast
+        fx, fy = _sample_field(geo.field, qx, qy)
+        qx, qy = px - fx, py - fy
+    del fx, fy
+    # the sensor frame: columns along azimuth, rows away from the sensor (frame angle = look azimuth)
+    a = np.deg2rad(geo.look_deg)
+    ex, ey = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
+    reach = C.MAX_BUILDING_M / np.tan(np.deg2rad(geo.incidence_deg)) * 0.5 + 10.0
+    corners = np.array([[qx.min(), qy.min()], [qx.max(), qy.min()], [qx.max(), qy.max()], [qx.min(), qy.max()]])
+    u, v = corners @ ex, corners @ ey
+    u0, u1 = u.min() - 10.0, u.max() + 10.0
+    v0, v1 = v.min() - reach, v.max() + reach
+    origin = u0 * ex + v0 * ey
+    cols, rows = int(np.ceil((u1 - u0) / SAR_M)), int(np.ceil((v1 - v0) / SAR_M))
+    raster = C.rasterize(plan, float(origin[0]), float(origin[1]), cols, rows, SAR_M, angle=float(a))
+    floor = S.swath_noise_floor_db(rows, rng, base_db=S.draw_noise_floor_db(rng))
+    refl = S.simulate(raster, plan, rng, "N", geo.incidence_deg, looks=looks, noise_floor_db=floor, bands=("HH",))[0]
+    del raster
+    mapx = (((qx - origin[0]) * ex[0] + (qy - origin[1]) * ex[1]) / SAR_M - 0.5).astype(np.float32)
+    mapy = (((qx - origin[0]) * ey[0] + (qy - origin[1]) * ey[1]) / SAR_M - 0.5).astype(np.float32)
+    on_plan = (qx >= 0) & (qy >= 0) & (qx <= plan_m) & (qy <= plan_m)
+    del qx, qy
+    sar = np.zeros((sar_px, sar_px), np.float32)
+    for r0 in range(0, sar_px, 8192):  # cv2.remap maps must stay under 32767 px a side
+        sl = slice(r0, min(sar_px, r0 + 8192))
+        sar[sl] = cv2.remap(refl, mapx[sl], mapy[sl], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    sar[~on_plan] = 0
+    return sar
 
 
 def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, difficulty: float,
                    preview_dir: Path | None, looks: float = DEFAULT_LOOKS) -> dict:
     """One SN9 scene; returns the paths written and summary numbers."""
     rng = np.random.default_rng(seed)
-    look, margin, field = _draw_misalignment(rng, size, difficulty)
+    geo = _draw_geometry(rng, size, difficulty)
+    margin, field = geo.margin_m, geo.field
     opt_m = size * OPTICAL_M
     plan_m = opt_m + 2 * margin
     ox = oy = margin  # optical top-left in plan metres
@@ -188,7 +272,7 @@ def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, di
     sx = float(np.clip(np.round(sx / SAR_M) * SAR_M, 5.0, plan_m - sar_m - 5.0))
     sy = float(np.clip(np.round(sy / SAR_M) * SAR_M, 5.0, plan_m - sar_m - 5.0))
 
-    plan = C.plan_city(plan_m, plan_m, rng)
+    plan = C.plan_city(plan_m, plan_m, rng, terrain=geo.terrain)
     easting0 = 400000.0 + float(rng.integers(0, 200000))
     northing0 = 5600000.0 + float(rng.integers(0, 300000))
     gt_opt = (easting0 + ox, OPTICAL_M, 0.0, northing0 - oy, 0.0, -OPTICAL_M)
@@ -196,11 +280,11 @@ def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, di
 
     # ---- optical and the true offset map (optical grid)
     raster = C.rasterize(plan, ox, oy, size, size, OPTICAL_M)
-    optical = O.render_optical(raster, plan.buildings.roof_rgb)
+    optical = O.render_optical(raster, plan)
     geo_h = np.where(raster.classes == C.TREE, raster.height * np.float32(S.TREE_GEOMETRIC_HEIGHT), raster.height)
     del raster
-    lay = (geo_h / np.float32(np.tan(np.deg2rad(S.DEFAULT_INCIDENCE_DEG)))).astype(np.float32)
-    unit = _sensor_unit(look).astype(np.float32)
+    lay = (geo_h / np.float32(np.tan(np.deg2rad(geo.incidence_deg)))).astype(np.float32)
+    unit = _sensor_unit(geo.look_deg).astype(np.float32)
     cx = (ox + (np.arange(size, dtype=np.float32) + 0.5) * OPTICAL_M)[None, :]
     cy = (oy + (np.arange(size, dtype=np.float32) + 0.5) * OPTICAL_M)[:, None]
     gx = cx + lay * unit[0]
@@ -215,34 +299,15 @@ def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, di
     ground_field = np.stack([gfx, gfy]) / np.float32(OPTICAL_M)
     gt_ground = (gt_opt[0], OPTICAL_M * GROUND_FIELD_STEP, 0.0, gt_opt[3], 0.0, -OPTICAL_M * GROUND_FIELD_STEP)
 
-    # ---- SAR: for each SAR pixel centre P find Q with Q + field(Q) = P, sample the ground render
-    sc = (sx + (np.arange(sar_px, dtype=np.float32) + 0.5) * SAR_M)[None, :]
-    sr = (sy + (np.arange(sar_px, dtype=np.float32) + 0.5) * SAR_M)[:, None]
-    px, py = np.broadcast_to(sc, (sar_px, sar_px)), np.broadcast_to(sr, (sar_px, sar_px))
-    qx, qy = px.copy(), py.copy()
-    for _ in range(4):  # fixed point: the field is smooth, so this converges fast
-        fx, fy = _sample_field(field, qx, qy)
-        qx, qy = px - fx, py - fy
-    g0x = max(0.0, float(qx.min()) - 60.0)
-    g0y = max(0.0, float(qy.min()) - 60.0)
-    g1x = min(plan_m, float(qx.max()) + 60.0)
-    g1y = min(plan_m, float(qy.max()) + 60.0)
-    gcols, grows = int(np.ceil((g1x - g0x) / SAR_M)), int(np.ceil((g1y - g0y) / SAR_M))
-    ground = C.rasterize(plan, g0x, g0y, gcols, grows, SAR_M)
-    refl = S.simulate_reflectivity(ground, plan.buildings.angle, look)[0]  # HH
-    del ground
-    mapx = ((qx - g0x) / SAR_M - 0.5).astype(np.float32)
-    mapy = ((qy - g0y) / SAR_M - 0.5).astype(np.float32)
-    sar_lin = cv2.remap(refl, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    inside = cv2.remap(np.ones_like(refl, np.uint8), mapx, mapy, cv2.INTER_NEAREST,
-                       borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
-    del refl, mapx, mapy, qx, qy
-    sar = S.apply_speckle(sar_lin[None], looks, rng)[0]
+    # ---- SAR: for each SAR pixel centre P find Q with Q + field(Q) = P, sample the sensor-frame render
+    sar = _render_sar(plan, geo, sx, sy, sar_px, plan_m, looks, rng)
+    inside = sar > 0
     sar_u8 = sar_db_to_uint8(S.to_db(sar))
     sar_u8[~inside] = 0
+    del sar
 
     # ---- tie points from the true offsets, through exactly the scorer's relation
-    crossings, corners = _tiepoint_candidates(plan, look, rng)
+    crossings, corners = _tiepoint_candidates(plan, rng)
     n_points = int(rng.integers(100, 161))
     picks = []
     for pts in (crossings, corners):
@@ -306,8 +371,10 @@ def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, di
         P.write_png(preview_dir / f"{aoi}_{split}_sar.png", sar_bgr)
         P.write_png(preview_dir / f"{aoi}_{split}_offsets.png",
                     P.draw_offsets(opt_bgr, offsets[0], offsets[1], step=max(64, size // 16)))
-    log.info("synthetic SN9 %s %s: look %s, %d tie points", aoi, split, look, len(ties))
-    return {**paths, "aoi": aoi, "split": split, "look": look, "n_tiepoints": len(ties)}
+    log.info("synthetic SN9 %s %s: look azimuth %.1f deg, incidence %.1f deg, %d tie points", aoi, split,
+             geo.look_deg, geo.incidence_deg, len(ties))
+    return {**paths, "aoi": aoi, "split": split, "look": geo.look_deg, "incidence_deg": round(geo.incidence_deg, 2),
+            "n_tiepoints": len(ties)}
 
 
 def generate_sn9(out_dir: str | Path, size: int = 4096, seed: int = 0, difficulty: float = 1.0,

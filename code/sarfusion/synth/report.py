@@ -1,0 +1,326 @@
+"""``sarfusion synth report``: statistics of generated scenes beside those of the real samples.
+
+The real samples (``../shared/real_samples``) and the generators' outputs go through the same
+loaders (one per format) and the same statistics (:mod:`sarfusion.synth.realism`), at the real
+sample's resolution: Capella over Rotterdam at 4.5 m (the whole crop and its four 100 px
+quadrants, so one sample still gives a range), and the Sentinel-1 / Sentinel-2 samples at 10 m
+(the 26 S1/S2 pairs, SEN1-2, MultiEarth). Synthetic SN6 tiles are averaged to 4.5 m (9 x 9) and
+their strips mosaicked and averaged to 10 m; SN9 SAR is resampled onto the optical grid through
+the scene's ground field (the geocoding a real co-registered pair has: layover stays) and both are
+averaged to 4.5 m. A row is "within" when the synthetic median lies inside the real min..max.
+
+Reading conventions of the real samples (their files do not say):
+- S1/S2 pairs: the SAR PNG is read as AMPLITUDE divided by its 99th percentile (dB = 20 log10):
+  read so, its 9 px ENL (median 3.4-4.5) matches the MultiEarth Sentinel-1 sample of the same
+  product (4.2); read as power it would be ~15.
+- SEN1-2: the PNG's dB scale is not documented (read with the project's 3 units per dB, its
+  looks come out at ~1.3, with the dataset paper's [-25, 0] dB at ~15), so only the scale-free
+  rows (the two NCCs and orientation agreement) use it.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sarfusion import preview as P
+from sarfusion.errors import InputError
+from sarfusion.io.raster import raster_info, read_raster
+from sarfusion.synth import realism as R
+
+log = logging.getLogger(__name__)
+
+REAL_ROOT = Path(__file__).resolve().parents[4] / "shared" / "real_samples"
+CAPELLA_BANDS = ("HH", "HV", "VH", "VV")
+STRETCH_DB = (-25.0, 5.0)  # the PNG's shared SAR stretch (calibrated dB)
+SEN12_UNITS_PER_DB = 3.0   # what synth.landscape writes; the real SEN1-2 scale is unknown
+
+
+@dataclass
+class Pair:
+    """One co-registered pair at one resolution. ``optical`` (3, H, W) linear, any scale;
+    ``sar_db`` {pol: (H, W) float32 dB}; ``valid`` (H, W) bool; ``db_known``: False when the
+    SAR's dB scale is unknown (only scale-free statistics are computed)."""
+
+    name: str
+    optical: np.ndarray
+    sar_db: dict
+    valid: np.ndarray
+    cross_band: str
+    db_known: bool = True
+    stats: dict = field(default_factory=dict)
+
+    def measure(self) -> "Pair":
+        if self.valid.sum() < 400:
+            return self
+        s = R.pair_statistics(self.optical, self.sar_db, self.valid, self.cross_band)
+        if not self.db_known:
+            s = {k: v for k, v in s.items() if k in ("ncc", "feature_ncc", "orientation")}
+        self.stats = s
+        return self
+
+
+# ---------------------------------------------------------------------------------- loaders
+
+
+def capella_pairs(folder: Path) -> list[Pair]:
+    """Capella HH/HV/VH/VV dB (0 / NaN = masked) + its RGB, whole crop and 4 quadrants (4.5 m)."""
+    sar = read_raster(folder / "sar_masked.tif").astype(np.float32)
+    rgb = read_raster(folder / "rgb_unmasked.tif").astype(np.float32)
+    valid = np.isfinite(sar).all(0) & (sar != 0).all(0)
+    sar = np.nan_to_num(sar)
+    h, w = valid.shape
+    parts = {"whole": (slice(None), slice(None))}
+    for i, (rs, cs) in enumerate([(slice(0, h // 2), slice(0, w // 2)), (slice(0, h // 2), slice(w // 2, w)),
+                                  (slice(h // 2, h), slice(0, w // 2)), (slice(h // 2, h), slice(w // 2, w))]):
+        parts[f"q{i + 1}"] = (rs, cs)
+    return [Pair(f"capella {k}", rgb[:, rs, cs], {b: sar[i, rs, cs] for i, b in enumerate(CAPELLA_BANDS)},
+                 valid[rs, cs], "HH") for k, (rs, cs) in parts.items()]
+
+
+def s1s2_pairs(folder: Path) -> list[Pair]:
+    """The 10 m S1 VH / S2 RGB PNG pairs (SAR read as amplitude, see the module docstring)."""
+    out = []
+    for sar_path in sorted((folder / "sar").glob("*.png")):
+        opt = cv2.imread(str(folder / "opt" / sar_path.name), cv2.IMREAD_COLOR)
+        amp = cv2.imread(str(sar_path), cv2.IMREAD_GRAYSCALE)
+        if opt is None or amp is None:
+            raise InputError("unreadable PNG (or its optical partner)", sar_path)
+        valid = amp > 0
+        db = (20 * np.log10(np.maximum(amp, 1).astype(np.float32) / 255.0)).astype(np.float32)
+        out.append(Pair(f"s1s2 {sar_path.stem}", opt[..., ::-1].transpose(2, 0, 1).astype(np.float32),
+                        {"VH": db}, valid, "VH"))
+    return out
+
+
+def sen12_pairs(root: Path, db_known: bool, units_per_db: float = SEN12_UNITS_PER_DB) -> list[Pair]:
+    """SEN1-2 VV PNG / RGB PNG pairs at 10 m (dB = (value - 255) / ``units_per_db``)."""
+    from sarfusion.datasets import sen12
+
+    out = []
+    for p in sen12.find_pairs(root):
+        vv = sen12.read_png(p.sar, 1)[0].astype(np.float32)
+        opt = sen12.read_png(p.optical, 3).astype(np.float32)
+        out.append(Pair(f"sen12 {p.key}", opt, {"VV": (vv - 255) / units_per_db}, np.ones(vv.shape, bool),
+                        "VV", db_known=db_known))
+    return out
+
+
+def multiearth_pairs(root: Path) -> list[Pair]:
+    """Each MultiEarth Sentinel-1 date (VV, VH dB) with the nearest optical date the cloud filter keeps."""
+    from sarfusion.clouds import assess_clouds, read_optical_reflectance
+    from sarfusion.datasets import multiearth
+
+    kept = [c["path"] for c in assess_clouds([root]) if c["keep"]]
+    by_site = defaultdict(list)
+    for key in kept:
+        m = re.search(r"Sentinel2_\*_(?P<site>.+)_(?P<date>\d{4}_\d{2}_\d{2})$", Path(key).name)
+        if m:
+            by_site[m.group("site")].append((np.datetime64(m.group("date").replace("_", "-")), key))
+    out = []
+    for scene in multiearth.sar_scenes(root):
+        if not by_site.get(scene.site):
+            continue
+        day = np.datetime64(scene.date.replace("_", "-"))
+        _, key = min(by_site[scene.site], key=lambda t: abs(t[0] - day))
+        rgb, valid, _ = read_optical_reflectance(next(Path(key).parent.glob(Path(key).name.replace("*", "B2") + ".tif*")))
+        sar = multiearth.read_sar(scene)
+        valid &= np.isfinite(sar).all(0)
+        out.append(Pair(f"multiearth {scene.site} {scene.date}", rgb, {"VV": sar[0], "VH": sar[1]}, valid, "VV"))
+    return out
+
+
+def sn6_pairs(train_aoi: Path) -> tuple[list[Pair], list[Pair]]:
+    """Synthetic SN6 training tiles at 4.5 m (one pair per tile) and strips mosaicked at 10 m."""
+    from sarfusion.synth.sar import BANDS, sn6_scale_to_db
+
+    tiles = sorted((train_aoi / "SAR-Intensity").glob("*.tif"))
+    at45, strips = [], defaultdict(list)
+    for p in tiles:
+        sar = read_raster(p)
+        rgb = read_raster(train_aoi / "PS-RGB" / p.name.replace("SAR-Intensity", "PS-RGB")).astype(np.float32)
+        valid = (sar != 0).all(0)
+        db = sn6_scale_to_db(sar)
+        strips["_".join(p.stem.split("_")[-4:-2])].append((raster_info(p).geotransform, db, rgb, valid))
+        sar45, ok = R.sar_db_downsample(db, valid, 9)
+        opt45, _ = R.downsample(rgb, valid, 9)
+        at45.append(Pair(f"sn6 {p.stem[-9:]}", opt45, dict(zip(BANDS, sar45)), ok, "HH"))
+    at10 = []
+    for key, parts in strips.items():
+        x0 = min(gt[0] for gt, *_ in parts)
+        y0 = max(gt[3] for gt, *_ in parts)
+        size = parts[0][1].shape[1]
+        cols = int(round((max(gt[0] for gt, *_ in parts) - x0) / 0.5)) + size
+        rows = int(round((y0 - min(gt[3] for gt, *_ in parts)) / 0.5)) + size
+        db = np.zeros((4, rows, cols), np.float32)
+        rgb = np.zeros((3, rows, cols), np.float32)
+        valid = np.zeros((rows, cols), bool)
+        for gt, d, o, v in parts:
+            c, r = int(round((gt[0] - x0) / 0.5)), int(round((y0 - gt[3]) / 0.5))
+            db[:, r:r + size, c:c + size], rgb[:, r:r + size, c:c + size], valid[r:r + size, c:c + size] = d, o, v
+        sar10, ok = R.sar_db_downsample(db, valid, 20)
+        opt10, _ = R.downsample(rgb, valid, 20)
+        at10.append(Pair(f"sn6 strip {key[:14]}", opt10, dict(zip(BANDS, sar10)), ok, "VV"))
+    return at45, at10
+
+
+def sn9_pair(scene: dict, pixel_m: float = 4.5) -> Pair:
+    """A synthetic SN9 scene at ``pixel_m``: the SAR resampled onto the optical grid through the
+    ground field (so buildings keep their layover, as in a geocoded real pair), both averaged."""
+    from sarfusion.synth.sn9 import SAR_DB_RANGE
+
+    go, gs = raster_info(scene["optical"]).geotransform, raster_info(scene["sar"]).geotransform
+    opt = read_raster(scene["optical"]).astype(np.float32)
+    sar = read_raster(scene["sar"])[0]
+    gf = read_raster(scene["groundfield"])
+    h, w = opt.shape[1:]
+    dx = cv2.resize(gf[0], (w, h), interpolation=cv2.INTER_LINEAR)
+    dy = cv2.resize(gf[1], (w, h), interpolation=cv2.INTER_LINEAR)
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    mx = ((go[0] + (cols + 0.5 + dx) * go[1] - gs[0]) / gs[1] - 0.5).astype(np.float32)
+    my = ((go[3] + (rows + 0.5 + dy) * go[5] - gs[3]) / gs[5] - 0.5).astype(np.float32)
+    lo, hi = SAR_DB_RANGE
+    db = np.where(sar > 0, (sar.astype(np.float32) - 1) / 254 * (hi - lo) + lo, 0).astype(np.float32)
+    power = np.where(sar > 0, np.power(10.0, db / 10.0), 0).astype(np.float32)
+    warped = cv2.remap(power, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    inside = cv2.remap((sar > 0).astype(np.uint8), mx, my, cv2.INTER_NEAREST, borderValue=0) > 0
+    factor = pixel_m / go[1]
+    sar_ds, ok = R.downsample(warped[None], inside, factor)
+    opt_ds, _ = R.downsample(opt, inside, factor)
+    return Pair(f"sn9 {scene['aoi']}", opt_ds, {"HH": (10 * np.log10(np.maximum(sar_ds[0], 1e-9))).astype(np.float32)},
+                ok, "HH")
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def _summary(pairs: list[Pair]) -> dict[str, list[float]]:
+    values = defaultdict(list)
+    for p in pairs:
+        for k, v in p.stats.items():
+            if np.isfinite(v):
+                values[k].append(v)
+    return values
+
+
+def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]]) -> list[dict]:
+    """One row per statistic the real samples measure: real min..max (over all real pairs) and,
+    per synthetic source, its median, min, max and whether the median is within the real range."""
+    real_vals = defaultdict(list)
+    for pairs in real.values():
+        for k, v in _summary(pairs).items():
+            real_vals[k].extend(v)
+    synth = {name: _summary(pairs) for name, pairs in synthetic.items()}
+    rows = []
+    for stat in sorted(real_vals, key=_stat_order):
+        lo, hi = min(real_vals[stat]), max(real_vals[stat])
+        row = {"statistic": stat, "real_min": lo, "real_max": hi, "synthetic": {}}
+        for name, vals in synth.items():
+            if vals.get(stat):
+                med = float(np.median(vals[stat]))
+                row["synthetic"][name] = {"median": med, "min": min(vals[stat]), "max": max(vals[stat]),
+                                          "within": bool(lo <= med <= hi)}
+        rows.append(row)
+    return rows
+
+
+def _stat_order(stat: str) -> tuple:
+    head = ["ncc", "feature_ncc", "orientation", "enl"]
+    return (head.index(stat), "") if stat in head else (len(head), stat)
+
+
+def _format(groups: list[dict]) -> str:
+    lines = []
+    for g in groups:
+        lines.append(f"\n== {g['resolution_m']} m: real {', '.join(f'{k} ({n})' for k, n in g['real_counts'].items())}"
+                     f"; synthetic {', '.join(f'{k} ({n})' for k, n in g['synthetic_counts'].items())}")
+        names = list(g["synthetic_counts"])
+        lines.append(f"{'statistic':<14} {'real range':>16}  " + "  ".join(f"{n:>26}" for n in names))
+        for r in g["rows"]:
+            cells = []
+            for n in names:
+                s = r["synthetic"].get(n)
+                cells.append(f"{'-':>26}" if s is None else
+                             f"{s['median']:7.2f} [{s['min']:6.2f},{s['max']:6.2f}] {'ok' if s['within'] else 'NO':>2}")
+            lines.append(f"{r['statistic']:<14} {r['real_min']:7.2f}..{r['real_max']:<7.2f}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def _db_u8(db: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    lo, hi = STRETCH_DB
+    out = np.clip((db - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
+    out[~valid] = 0
+    return out
+
+
+def _opt_u8(opt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Optical brightness stretched to its own 2-98 % (the sensors' scales differ)."""
+    return np.stack([P.stretch_u8(b, valid) for b in opt])
+
+
+def write_side_by_side(path: Path, real: Pair, synth: list[Pair]) -> Path:
+    """PNG: the real pair's SAR (calibrated dB, shared stretch -25..+5 dB) and optical beside the
+    synthetic ones at the same resolution, co-pol band, optical each to its own 2-98 %."""
+    top = [_db_u8(real.sar_db[real.cross_band], real.valid)] + [_db_u8(p.sar_db[p.cross_band], p.valid) for p in synth]
+    bottom = [_opt_u8(real.optical, real.valid)] + [_opt_u8(p.optical, p.valid) for p in synth]
+    labels = [real.name] + [p.name for p in synth]
+    tmp = path.with_name(path.stem + "_sar.png"), path.with_name(path.stem + "_optical.png")
+    P.write_panel(tmp[0], top, [f"SAR {n}" for n in labels], max_side=400)
+    P.write_panel(tmp[1], bottom, [f"optical {n}" for n in labels], max_side=400)
+    a, b = cv2.imread(str(tmp[0])), cv2.imread(str(tmp[1]))
+    width = max(a.shape[1], b.shape[1])
+    pad = [cv2.copyMakeBorder(x, 0, 0, 0, width - x.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255)) for x in (a, b)]
+    for t in tmp:
+        t.unlink()
+    return P.write_png(path, cv2.vconcat(pad), max_side=10_000)
+
+
+def run_report(real_root: Path = REAL_ROOT, seed: int = 0, sn6_tiles: int = 8, sn9_size: int = 2048,
+               sn9_scenes: int = 2, out: Path | None = None) -> dict:
+    """Generate small synthetic datasets (in a temp folder), measure them and the real samples.
+
+    Returns ``{"groups": [{resolution_m, real_counts, synthetic_counts, rows}], "png": [paths]}``.
+    """
+    from sarfusion.synth.landscape import write_multiearth, write_sen12
+    from sarfusion.synth.sn6 import generate_sn6
+    from sarfusion.synth.sn9 import generate_sn9
+
+    real_root = Path(real_root)
+    if not real_root.is_dir():
+        raise InputError("real samples folder not found (the report compares against it)", real_root)
+    real45 = {"Capella": [p.measure() for p in capella_pairs(real_root / "capella_rotterdam")]}
+    real10 = {"S1/S2 pairs": [p.measure() for p in s1s2_pairs(real_root / "s1s2_pairs")],
+              "SEN1-2": [p.measure() for p in sen12_pairs(real_root / "sen1-2", db_known=False)],
+              "MultiEarth": [p.measure() for p in multiearth_pairs(real_root / "multiearth")]}
+    with tempfile.TemporaryDirectory(prefix="synth_report_") as tmp:
+        tmp = Path(tmp)
+        log.info("generating %d SN6 tiles, %d SN9 scenes of %d px, SEN1-2 and MultiEarth scenes", sn6_tiles,
+                 sn9_scenes, sn9_size)
+        sn6 = generate_sn6(tmp / "sn6", sn6_tiles, size=900, seed=seed)
+        sn6_45, sn6_10 = sn6_pairs(sn6["train_aoi"])
+        sn9 = [sn9_pair(s) for s in generate_sn9(tmp / "sn9", size=sn9_size, seed=seed + 200, scenes=sn9_scenes)]
+        write_sen12(tmp / "sen12", pairs=12, seed=seed)
+        write_multiearth(tmp / "multiearth", seed=seed, sites=2, sar_dates=2, optical_dates=4)
+        synth45 = {"SN6 tiles": [p.measure() for p in sn6_45], "SN9 scenes": [p.measure() for p in sn9]}
+        synth10 = {"SN6 strips": [p.measure() for p in sn6_10],
+                   "SEN1-2 synth": [p.measure() for p in sen12_pairs(tmp / "sen12", db_known=True)],
+                   "MultiEarth synth": [p.measure() for p in multiearth_pairs(tmp / "multiearth")]}
+    groups = []
+    for res, real, synth in ((4.5, real45, synth45), (10.0, real10, synth10)):
+        groups.append({"resolution_m": res, "real_counts": {k: len(v) for k, v in real.items()},
+                       "synthetic_counts": {k: len(v) for k, v in synth.items()}, "rows": compare(real, synth)})
+    pngs = []
+    if out is not None:
+        out = Path(out)
+        pngs.append(str(write_side_by_side(out / "synth_vs_capella_4.5m.png", real45["Capella"][0],
+                                           [sn6_45[0], sn9[0]])))
+        # MultiEarth is the calibrated 10 m sample (the S1/S2 PNGs are relative to their own p99)
+        pngs.append(str(write_side_by_side(out / "synth_vs_multiearth_10m.png", real10["MultiEarth"][0],
+                                           [sn6_10[0], synth10["MultiEarth synth"][0]])))
+    return {"groups": groups, "png": pngs, "text": _format(groups)}
