@@ -151,18 +151,26 @@ def touches_nodata(polygons: list[Polygon], distance: np.ndarray, margin_px: flo
 
 
 def merge_footprints(polygons: np.ndarray, confidence: np.ndarray, sources: np.ndarray, cut: np.ndarray,
-                     duplicate_share: float = 0.5, min_area: float = 0.0) -> list[dict]:
+                     duplicate_share: float = 0.5, min_area: float = 0.0, views: np.ndarray | None = None
+                     ) -> list[dict]:
     """One polygon per building from the footprints of overlapping tiles, in map coordinates.
 
     Polygons are taken in priority order: whole before ``cut`` (near their tile's border or
     nodata), then by confidence, then by area. One that overlaps an already kept polygon by at
-    least ``duplicate_share`` of the smaller one's area is the same building seen again: it only
-    adds its tile to the kept one's ``tiles``. Otherwise the kept polygons are cut out of it (its
-    largest remaining part is kept when at least ``min_area``), so no two outputs overlap.
+    least ``duplicate_share`` is the same building seen again: it adds its tile to the kept one's
+    ``tiles`` and, where the kept one is itself cut, the part of the building only it saw (the
+    union, less every other kept polygon), so a building that no tile holds whole is put back
+    together. Otherwise the kept polygons are cut out of it (its largest remaining part is kept
+    when at least ``min_area``), so no two outputs overlap.
+
+    The share is the overlap over the smaller of the two polygons, each restricted to what the
+    OTHER one's tile sees (``views``: the tiles' extents in map units; without them, the whole
+    polygons): a building cut by one tile's border is compared only where both tiles see it.
 
     Args:
         polygons: ``(n,)`` shapely Polygons in map units (metres for UTM).
         confidence, sources, cut: ``(n,)`` float scores, str source tile ids, bool flags.
+        views: optional ``(n,)`` shapely Polygons, the extent of each polygon's tile.
     Returns:
         one dict per building: ``geometry``, ``confidence`` (the kept copy's), ``image_id`` (its
         tile), ``tiles`` (every tile that saw it, comma-separated), ``n_tiles``, ``area_m2``.
@@ -179,25 +187,45 @@ def merge_footprints(polygons: np.ndarray, confidence: np.ndarray, sources: np.n
     order = np.lexsort((-areas, -np.asarray(confidence, np.float64), np.asarray(cut, bool)))
     tree = shapely.STRtree(np.where(present, fixed, shapely.Polygon()))
     kept: dict[int, Polygon] = {}
+    kept_view: dict[int, Polygon | None] = {}
+    kept_cut: dict[int, bool] = {}
+    owner: dict[int, int] = {}  # input copy -> the kept polygon it became or joined
     seen_by: dict[int, list[str]] = {}
+
+    def seen(geom: Polygon, view: Polygon | None) -> float:
+        return float(geom.area if view is None else geom.intersection(view).area)
+
     for i in order:
         geom = fixed[i]
         if geom is None:
             continue
-        neighbours = [j for j in tree.query(geom) if j in kept]
-        overlaps = [(float(geom.intersection(kept[j]).area), j) for j in neighbours]
+        view = None if views is None else views[i]
+        # a kept polygon is the union of its copies (less others): it meets geom only where a copy does
+        neighbours = sorted({owner[c] for c in tree.query(geom) if c in owner})
+        overlaps = [(float(geom.intersection(kept[j]).area), j) for j in neighbours if kept[j].intersects(geom)]
         overlaps = [(a, j) for a, j in overlaps if a > 0]
-        shares = [(a / max(min(geom.area, kept[j].area), 1e-12), j) for a, j in overlaps]
+        shares = [(a / max(min(seen(geom, kept_view[j]), seen(kept[j], view)), 1e-12), j) for a, j in overlaps]
         best = max(shares) if shares else None
         if best is not None and best[0] >= duplicate_share:
-            seen_by[best[1]].append(str(sources[i]))
+            j = best[1]
+            seen_by[j].append(str(sources[i]))
+            owner[i] = j
+            if kept_cut[j] and not geom.within(kept[j]):
+                grown = kept[j].union(geom)
+                for _, k in overlaps:
+                    if k != j:
+                        grown = grown.difference(kept[k])
+                kept[j] = _largest_polygon(grown) or kept[j]
+                kept_view[j] = None if view is None or kept_view[j] is None else kept_view[j].union(view)
+                kept_cut[j] = kept_cut[j] and bool(cut[i])
             continue
         for _, j in overlaps:
             geom = geom.difference(kept[j])
         geom = _largest_polygon(geom)
         if geom is None or geom.area < min_area or geom.area <= 0:
             continue
-        kept[i] = geom
+        kept[i], kept_view[i], kept_cut[i] = geom, view, bool(cut[i])
+        owner[i] = i
         seen_by[i] = [str(sources[i])]
     out = []
     for i, geom in kept.items():

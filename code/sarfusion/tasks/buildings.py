@@ -605,7 +605,8 @@ def write_map_footprints(rows: pd.DataFrame, tiles: Sequence[SN6Tile], geo_path:
     Each polygon goes through its tile's geotransform (and into the first tile's CRS where a tile
     has another); duplicates where tiles overlap are merged, so one building is one polygon and
     none overlap (:func:`~sarfusion.postproc.merge_footprints`; ``min_area_px`` in tile pixels).
-    ``rows``: ``ImageId, PolygonWKT_Pix, Confidence`` (+ ``Cut``, else taken as False). Fields:
+    ``rows``: ``ImageId, PolygonWKT_Pix, Confidence`` (+ ``Cut``); a polygon is also taken as cut
+    (possibly part of a building) within a pixel of its tile's edge. Fields:
     ``confidence``, ``image_id`` (the source tile), ``tiles``, ``n_tiles``, ``area_m2``.
     Returns ``{"footprints", "crs_epsg", "tile_polygons", "buildings"}``.
     """
@@ -622,6 +623,7 @@ def write_map_footprints(rows: pd.DataFrame, tiles: Sequence[SN6Tile], geo_path:
     keep = np.array([g is not None and not g.is_empty for g in geoms], bool)
     rows, geoms = rows[keep], geoms[keep]
     mapped = np.empty(len(geoms), dtype=object)
+    views = np.empty(len(geoms), dtype=object)  # each polygon's tile extent, in map coordinates
     ids = rows["ImageId"].to_numpy()
     for image_id in np.unique(ids):
         info = infos[image_id]
@@ -632,10 +634,16 @@ def write_map_footprints(rows: pd.DataFrame, tiles: Sequence[SN6Tile], geo_path:
             return np.column_stack(reproject_points(x, y, info.crs_wkt, crs))
 
         mapped[sel] = shapely.transform(geoms[sel], to_map)
+        extent = shapely.box(0, 0, info.width, info.height)  # (col, row) = WKT (x, y)
+        views[sel] = [shapely.transform(extent, to_map)] * len(sel)
     px_area = min(abs(i.geotransform[1] * i.geotransform[5]) for i in infos.values()) if infos else 1.0
     cut = rows["Cut"].to_numpy(bool) if "Cut" in rows.columns else np.zeros(len(rows), bool)
+    # a polygon within a pixel of its tile's edge is a building the tile may hold only in part
+    bounds = shapely.bounds(geoms)  # pixel space: (col, row) min / max
+    size = np.array([[infos[i].width, infos[i].height] for i in ids], np.float64).reshape(-1, 2)
+    cut = cut | (bounds[:, 0] <= 1) | (bounds[:, 1] <= 1) | (bounds[:, 2] >= size[:, 0] - 1) | (bounds[:, 3] >= size[:, 1] - 1)
     merged = merge_footprints(mapped, rows["Confidence"].to_numpy(np.float64), ids, cut,
-                              min_area=min_area_px * px_area)
+                              min_area=min_area_px * px_area, views=views)
     path = write_features(geo_path, [m.pop("geometry") for m in merged], merged, crs, layer="buildings",
                           geometry_type="Polygon", fields=FOOTPRINT_FIELDS)
     epsg = next(iter(infos.values())).epsg if infos else None
