@@ -48,4 +48,8 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path):
     # each rank saw its own half of every epoch
     assert set(r0["seen"][:8]).isdisjoint(r1["seen"][:8])
     assert sorted(r0["seen"][:8] + r1["seen"][:8]) == list(range(16))
-    assert (tmp_path / "checkpoint.pt").exists() and torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 6
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 6
+    # every rank's own generators (seeded seed + rank), so a resumed rank 1 continues rank 1's streams
+    rngs = ckpt["rng_by_rank"]
+    assert len(rngs) == 2 and not torch.equal(rngs[0]["torch"], rngs[1]["torch"])

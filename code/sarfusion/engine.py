@@ -57,6 +57,12 @@ def select_device(preference: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Half-precision autocast for inference on CUDA (as training's AMP); a no-op on the CPU,
+    where float16 convolutions are slower and the results are compared bit for bit."""
+    return torch.autocast("cuda", dtype=torch.float16, enabled=torch.device(device).type == "cuda")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -199,7 +205,19 @@ class Engine:
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoint.pt"
 
+    def _rng_state(self) -> dict:
+        """This process's random generators: CPU torch, numpy, python, and its CUDA device's."""
+        return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                # dropout and random ops on the GPU draw from the device's generator, not the CPU's
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+
     def save_checkpoint(self) -> None:
+        """Every rank calls this (the ranks' generators are gathered); rank 0 writes the file."""
+        rng = self._rng_state()
+        rng_by_rank = [rng]
+        if self.distributed:
+            rng_by_rank = [None] * self.world
+            dist.all_gather_object(rng_by_rank, rng)
         if not self.is_main:
             return
         state = {
@@ -208,7 +226,7 @@ class Engine:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng_by_rank": rng_by_rank,
         }
         save_torch_atomic(state, self.checkpoint_path)
 
@@ -223,9 +241,16 @@ class Engine:
         for k, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][k])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        by_rank = state.get("rng_by_rank") or [state["rng"]]  # "rng": checkpoints of older versions
+        if len(by_rank) != self.world:
+            log.warning("%s was written by %d process(es), this run has %d: random streams are not continued "
+                        "exactly", self.checkpoint_path, len(by_rank), self.world)
+        rng = by_rank[self.rank % len(by_rank)]
+        torch.set_rng_state(rng["torch"].cpu())
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
         self.step = int(state["step"])
         self._truncate_metrics_after(self.step)
         log.info("resumed %s at step %d", self.checkpoint_path, self.step)

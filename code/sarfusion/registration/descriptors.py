@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sarfusion.config import choose_preset, describe
-from sarfusion.engine import Engine, EngineConfig, save_config, save_torch_atomic, seed_everything
+from sarfusion.engine import Engine, EngineConfig, inference_autocast, save_config, save_torch_atomic, seed_everything
 from sarfusion.errors import InputError
 from sarfusion.registration.align import SceneGrid, scene_grid, to_intensity, warped_sar
 from sarfusion.registration.features import normalise_intensity, oriented_gradients
@@ -158,7 +158,8 @@ class Descriptors:
         0 where the image is nodata, like the oriented gradients."""
         x = descriptor_inputs(image, modality, self.cfg)
         net = self.models.nets[f"{'opt' if modality == 'optical' else 'sar'}{factor}"]
-        out = net(torch.from_numpy(x)[None].to(self.device))[0].float().cpu().numpy()
+        with inference_autocast(self.device):
+            out = net(torch.from_numpy(x)[None].to(self.device))[0].float().cpu().numpy()
         image = np.asarray(image)
         valid = np.any(image != 0, axis=0) if image.ndim == 3 else image != 0
         out[:, ~valid] = 0  # nodata stays 0, as in the plain features

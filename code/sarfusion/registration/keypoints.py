@@ -22,7 +22,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sarfusion.config import choose_preset, describe
-from sarfusion.engine import Engine, EngineConfig, save_config, save_torch_atomic, seed_everything, select_device
+from sarfusion.engine import (Engine, EngineConfig, inference_autocast, save_config, save_torch_atomic, seed_everything,
+                              select_device)
 from sarfusion.errors import InputError
 from sarfusion.registration.align import SceneGrid, scene_grid, to_intensity
 from sarfusion.registration.field import AffineField
@@ -283,7 +284,8 @@ def keypoint_affine(grid: SceneGrid, weights_dir: str | Path, device: str | None
             crops = [read_crop(grid, r, c, cfg.crop) for r, c in chunk]
             o = torch.from_numpy(np.stack([a for a, _ in crops])).to(dev)
             s = torch.from_numpy(np.stack([b for _, b in crops])).to(dev)
-            heat = models["sar_kp"](o, s)[:, 0].cpu().numpy()
+            with inference_autocast(dev):
+                heat = models["sar_kp"](o, s)[:, 0].float().cpu().numpy()
             for (r, c), hm in zip(chunk, heat):
                 pr, pc, peak = _subpixel_peak(hm)
                 if peak < cfg.min_peak:

@@ -405,6 +405,7 @@ class LoadedModel:
 def _load_model(path: Path, device: Any = None) -> LoadedModel:
     import torch
 
+    from sarfusion.engine import select_device
     from sarfusion.models.segmentation import build_segmentation_model
 
     try:
@@ -413,7 +414,7 @@ def _load_model(path: Path, device: Any = None) -> LoadedModel:
         net.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, EOFError) as exc:
         raise InputError(f"not a building model checkpoint ({exc})", path) from None
-    net.eval().to(device or "cpu")
+    net.eval().to(select_device(None if device is None else str(device)))
     return LoadedModel(net, NormStats(**state["stats"]), state["input_mode"], float(state.get("input_scale", 1.0)))
 
 
@@ -442,6 +443,8 @@ def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid:
     import torch
     import torch.nn.functional as F
 
+    from sarfusion.engine import inference_autocast
+
     h, w = valid.shape
     acc = np.zeros((3, h, w), np.float32)
     n = 0
@@ -458,8 +461,8 @@ def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid:
             xs = F.pad(xs, (0, sw - tw, 0, sh - th))
             for flipped in ((False, True) if flip else (False,)):
                 inp = torch.flip(xs, dims=[3]) if flipped else xs
-                with torch.no_grad():
-                    prob = torch.sigmoid(m.net(inp))
+                with torch.no_grad(), inference_autocast(device):
+                    prob = torch.sigmoid(m.net(inp).float())
                 if flipped:
                     prob = torch.flip(prob, dims=[3])
                 prob = prob[:, :, :th, :tw]

@@ -29,7 +29,7 @@ import numpy as np
 
 from sarfusion.config import choose_preset, describe
 from sarfusion.datasets.sn6 import SN6Tile, find_tiles, read_rgb, read_sar
-from sarfusion.engine import EngineConfig
+from sarfusion.engine import EngineConfig, inference_autocast
 from sarfusion.errors import InputError
 from sarfusion.fusion import fuse_tile, lee_filter, optical_valid_mask, span, span_to_uint8
 from sarfusion.io.raster import raster_info, write_raster
@@ -450,7 +450,7 @@ def _predict_batches(gen, paths: Sequence[Path], batch_size: int, num_workers: i
     with torch.inference_mode():
         for batch in loader:
             x = batch["input"].to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+            with inference_autocast(device):
                 out = gen(x)
             out = out.float().cpu().numpy()
             for k, meta in enumerate(batch["meta"]):

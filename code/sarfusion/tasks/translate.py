@@ -523,6 +523,7 @@ def generate(gen, sar: np.ndarray, samples: int = 1, seed: int = 0, tile: int = 
     """
     import torch
 
+    from sarfusion.engine import inference_autocast
     from sarfusion.models.pix2pix import enable_dropout_sampling
 
     m = 2 ** gen.num_downs
@@ -533,7 +534,9 @@ def generate(gen, sar: np.ndarray, samples: int = 1, seed: int = 0, tile: int = 
         th, tw = x.shape[1:]
         ph, pw = (-th) % m, (-tw) % m
         x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(th, tw) > max(ph, pw) else "edge")
-        return gen(torch.from_numpy(np.ascontiguousarray(x))[None].to(dev))[0, :, :th, :tw].float().cpu().numpy()
+        with inference_autocast(dev):
+            out = gen(torch.from_numpy(np.ascontiguousarray(x))[None].to(dev))
+        return out[0, :, :th, :tw].float().cpu().numpy()
 
     def one() -> np.ndarray:
         if max(h, w) <= tile:
