@@ -22,4 +22,8 @@ RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/python -c "from osgeo import gdal_array"
 COPY . .
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -e . && chmod +x train.sh test.sh
+# The full preset's ImageNet encoder (EfficientNet-B5), fetched now so `docker run` needs no network
+# (HF_HUB_OFFLINE=1 above then reads it from this cache); a failed fetch fails the build.
+RUN HF_HUB_OFFLINE=0 /opt/venv/bin/python -c "from sarfusion.models.segmentation import resolve_encoder_weights as r; \
+    print(len(r('efficientnet-b5', 'imagenet')), 'encoder tensors cached')"
 ENV PATH=/opt/venv/bin:$PATH

@@ -30,8 +30,12 @@ def _stage(name: str) -> float:
 
 
 def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: str = "demo",
-              translation_holdout: int = 0, timings: dict[str, float] | None = None) -> dict[str, Any]:
+              translation_holdout: int = 0, timings: dict[str, float] | None = None,
+              encoder_weights: str | None = None) -> dict[str, Any]:
     """Train every capability the data supports; weights go to ``weights/<capability>/``.
+
+    ``encoder_weights``: the building encoder's initialisation (``imagenet``, ``none`` or a file;
+    default: the preset's), checked before anything is trained.
 
     ``translation_holdout``: the last N translation inputs are kept out of training (their scores
     in :func:`test_all` are then on inputs the model never saw). ``timings``: filled with the
@@ -43,16 +47,23 @@ def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: s
     timings = timings if timings is not None else {}
     done: dict[str, Any] = {}
     if inv.sn6_train:
+        from sarfusion.config import choose_preset
+        from sarfusion.models.segmentation import resolve_encoder_weights
+        from sarfusion.tasks.buildings import PRESETS as BUILDING_PRESETS
         from sarfusion.tasks.buildings import train_buildings
         from sarfusion.tasks.colorize import train_colorizer
         aoi = inv.sn6_train[0]
+        buildings_cfg = choose_preset(BUILDING_PRESETS, preset)
+        if encoder_weights:
+            buildings_cfg.encoder_weights = encoder_weights
+        resolve_encoder_weights(buildings_cfg.encoder, buildings_cfg.encoder_weights)  # fail before training
         t = _stage(f"SN6 colorization GAN on {aoi}")
         done["colorize"] = str(train_colorizer(aoi, weights / "colorize", preset=preset, work_dir=work / "colorize"))
         timings["train: colorization"] = time.time() - t
         log.info("colorization trained in %.0f s", timings["train: colorization"])
         t = _stage(f"SN6 building segmentation on {aoi}")
         done["buildings"] = str(train_buildings(aoi, weights / "buildings", preset=preset, input_mode="sar4",
-                                                work_dir=work / "buildings"))
+                                                work_dir=work / "buildings", config=buildings_cfg))
         timings["train: buildings"] = time.time() - t
         log.info("buildings trained in %.0f s", timings["train: buildings"])
     train_scenes = [s for s in inv.sn9 if s.split == "train" and s.tiepoints is not None]
@@ -232,6 +243,7 @@ def run_demo(out: str | Path, weights: str | Path, preset: str = "demo", sn6_til
 # CLI --------------------------------------------------------------------------------------------
 def register(sub: argparse._SubParsersAction) -> None:
     from sarfusion.cli import add_json_flag
+    from sarfusion.tasks.buildings_commands import ENCODER_WEIGHTS_HELP
 
     p = sub.add_parser("train", help="train every capability the data supports (what train.sh runs)",
                        description="Detect what DATA holds and train each capability on it. " + _layout_help())
@@ -242,6 +254,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="demo: tiny models, CPU minutes; cpu: the recipes meant for real data on a CPU (translation "
                         "on real pairs, <= 15 min per layout on 2 cores; the other capabilities use demo); full: "
                         "the competition recipes, GPU (default: demo)")
+    p.add_argument("--encoder-weights", default=None, metavar="imagenet|none|PATH",
+                   help=ENCODER_WEIGHTS_HELP + " (default: the preset's: demo / cpu none, full imagenet)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("test", help="run trained models on DATA and write OUT.csv (what test.sh runs)",
@@ -281,7 +295,7 @@ def _layout_help() -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    done = train_all(args.data, args.weights, args.work, args.preset)
+    done = train_all(args.data, args.weights, args.work, args.preset, encoder_weights=args.encoder_weights)
     for k, v in done.items():
         log.info("trained %s -> %s", k, v)
     return 0

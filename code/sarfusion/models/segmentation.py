@@ -6,7 +6,8 @@ input mode: ``sar4`` 4 (HH, HV, VH, VV), ``span`` 1, ``fused`` 3, ``colorized`` 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +15,9 @@ from torch import nn
 
 from sarfusion.errors import InputError
 
-# Friendly name -> smp encoder name. Every encoder is built with encoder_weights=None: nothing is
-# downloaded at run time, and the first conv is sized for the input mode's channel count.
+# Friendly name -> smp encoder name. Encoders are built with smp's encoder_weights=None (nothing
+# is downloaded implicitly) and the first conv sized for the input mode's channel count; pretrained
+# weights are loaded explicitly by :func:`load_encoder_weights` ("imagenet" or a local file).
 ENCODERS: dict[str, str] = {
     "efficientnet-b5": "efficientnet-b5",  # the SN6 winner's encoder (full preset)
     "efficientnet-b0": "efficientnet-b0",  # demo preset: smallest EfficientNet, ~4 M params with a slim decoder
@@ -37,8 +39,11 @@ def input_channels(input_mode: str) -> int:
 
 
 def build_segmentation_model(encoder: str, input_mode: str, classes: int = len(TARGET_NAMES),
-                             decoder_channels: Sequence[int] | None = None) -> nn.Module:
-    """An smp ``Unet`` with a named encoder, random init, ``in_channels`` set by ``input_mode``.
+                             decoder_channels: Sequence[int] | None = None,
+                             encoder_weights: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """An smp ``Unet`` with a named encoder, ``in_channels`` set by ``input_mode``; random init, or
+    the encoder initialised from ``encoder_weights`` (a 3-band state dict from
+    :func:`resolve_encoder_weights`; its stem is widened to the input's bands by :func:`fit_stem`).
 
     Input ``(N, C, H, W)`` float32 with H, W multiples of 32; output logits ``(N, classes, H, W)``.
     """
@@ -49,8 +54,84 @@ def build_segmentation_model(encoder: str, input_mode: str, classes: int = len(T
     kwargs = {}
     if decoder_channels is not None:
         kwargs["decoder_channels"] = tuple(int(c) for c in decoder_channels)
-    return smp.Unet(ENCODERS[encoder], encoder_weights=None, in_channels=input_channels(input_mode),
-                    classes=classes, **kwargs)
+    model = smp.Unet(ENCODERS[encoder], encoder_weights=None, in_channels=input_channels(input_mode),
+                     classes=classes, **kwargs)
+    if encoder_weights is not None:
+        load_encoder_weights(model.encoder, encoder_weights)
+    return model
+
+
+def resolve_encoder_weights(encoder: str, spec: str | Path | None) -> dict[str, torch.Tensor] | None:
+    """The 3-band encoder state dict that ``spec`` names: ``None`` / ``"none"`` -> None (random
+    init), ``"imagenet"`` -> smp's ImageNet weights, anything else -> a local file
+    (``torch.save`` of the encoder's ``state_dict()``, or of a whole smp model / a dict with a
+    ``state_dict`` entry: ``encoder.`` prefixes are stripped). Fails with one line naming
+    ``--encoder-weights PATH`` when they cannot be had: never silently random."""
+    if spec is None or str(spec).lower() == "none":
+        return None
+    if encoder not in ENCODERS:
+        raise InputError(f"unknown encoder {encoder!r}; choose one of: {', '.join(ENCODERS)}")
+    if str(spec).lower() == "imagenet":
+        import segmentation_models_pytorch as smp
+        try:
+            return smp.encoders.get_encoder(ENCODERS[encoder], in_channels=3, weights="imagenet").state_dict()
+        except Exception as exc:  # offline, no cache, hub errors: all end the same way for the user
+            reason = " ".join(str(exc).split())[:160]
+            raise InputError(f"cannot load the ImageNet weights of {encoder} ({type(exc).__name__}: {reason}); "
+                             f"on an offline machine give --encoder-weights PATH (a local state dict of the "
+                             f"3-band encoder) or --encoder-weights none") from None
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError("encoder weights file not found (--encoder-weights takes imagenet, none or a file)", path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"not a torch state dict ({type(exc).__name__})", path) from None
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError("not a state dict of tensors", path)
+    if any(k.startswith("encoder.") for k in state):
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    return dict(state)
+
+
+def fit_stem(weight: torch.Tensor, bands: int) -> torch.Tensor:
+    """Widen a 3-band (R, G, B) first-conv kernel ``(out, 3, k, k)`` to ``bands`` input bands.
+
+    1 band: the sum over R, G, B (a grey image then gives the response the RGB kernel gives the same
+    grey). More bands: R, G, B kept for the first three, every extra band starts from the green
+    kernel (the SN6 winner's rule for the 4th SAR band).
+    """
+    if weight.ndim != 4 or weight.shape[1] != 3:
+        raise ValueError(f"expected a (out, 3, k, k) kernel, got {tuple(weight.shape)}")
+    if bands == 1:
+        return weight.sum(dim=1, keepdim=True)
+    extra = [weight[:, 1:2]] * max(0, bands - 3)
+    return torch.cat([weight[:, :bands]] + extra, dim=1)
+
+
+def load_encoder_weights(encoder_module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Load a 3-band encoder state dict into ``encoder_module`` (any band count): kernels whose
+    input dimension is 3 where the module's is N go through :func:`fit_stem`. Every parameter and
+    buffer of the module must be covered (extra entries, e.g. a classifier head, are ignored)."""
+    own = encoder_module.state_dict()
+    fitted, bad = {}, []
+    for key, target in own.items():
+        if key not in state:
+            continue
+        value = state[key]
+        if value.shape != target.shape and value.ndim == 4 and value.shape[1] == 3 \
+                and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]:
+            value = fit_stem(value, target.shape[1])
+        if value.shape != target.shape:
+            bad.append(f"{key} {tuple(value.shape)} vs {tuple(target.shape)}")
+        fitted[key] = value.to(target.dtype)
+    missing = sorted(set(own) - set(fitted))
+    if bad or missing:
+        what = f"shapes differ: {'; '.join(bad[:3])}" if bad else f"missing {len(missing)} entries ({', '.join(missing[:3])})"
+        raise InputError(f"encoder weights do not fit this encoder: {what}")
+    encoder_module.load_state_dict(fitted)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,

@@ -52,6 +52,8 @@ class BuildingsConfig:
     preset: str = "demo"
     input_mode: str = "sar4"
     encoder: str = "efficientnet-b0"
+    # "none" (random), "imagenet" or a local state-dict file (models.segmentation.resolve_encoder_weights)
+    encoder_weights: str = "none"
     decoder_channels: tuple[int, ...] | None = (64, 48, 32, 24, 16)  # None = smp default (256..16)
     # The network sees tiles resized by this factor (0.5: 1 m pixels for SN6's 0.5 m tiles), in
     # training and at prediction, where the probabilities are resized back to the tile.
@@ -106,6 +108,7 @@ PRESETS = {
     "full": BuildingsConfig(
         preset="full",
         encoder="efficientnet-b5",
+        encoder_weights="imagenet",  # every top-5 SN6 solution fine-tuned ImageNet encoders
         decoder_channels=None,
         engine=EngineConfig(max_steps=20000, batch_size=8, num_workers=6, checkpoint_every=1000, log_every=50),
         lr=2e-4,
@@ -211,8 +214,9 @@ def _norm_stats(tiles: Sequence[SN6Tile], mode: str, prepared: dict[str, Path], 
 
 
 def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], cfg: BuildingsConfig,
-                run_dir: Path, out_path: Path) -> dict[str, Any]:
+                run_dir: Path, out_path: Path, encoder_state: dict | None = None) -> dict[str, Any]:
     """Train one U-Net on ``tiles`` with the shared engine; save ``out_path`` (weights + stats).
+    ``encoder_state``: pretrained 3-band encoder weights to start from (None: random init).
 
     Returns ``{"path", "steps", "seconds", "steps_per_s", "loss"}``.
     """
@@ -229,7 +233,8 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
                                   cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed,
                                   input_scale=cfg.input_scale)
     seed_everything(cfg.engine.seed)  # initial weights from the seed (torch's own start seed varies)
-    model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels)
+    model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels,
+                                     encoder_weights=encoder_state)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.engine.max_steps))
     engine = Engine(run_dir, cfg.engine, {"model": model}, {"opt": opt}, {"opt": sched}, task_config=cfg)
@@ -308,6 +313,11 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
     cfg = config if config is not None else choose_preset(PRESETS, preset)
     cfg.input_mode = input_mode
     log.info("buildings config:\n%s", describe(cfg))
+    from sarfusion.models.segmentation import resolve_encoder_weights
+
+    encoder_state = resolve_encoder_weights(cfg.encoder, cfg.encoder_weights)  # fails here, before any work
+    log.info("encoder %s: %s", cfg.encoder, "random init" if encoder_state is None else
+             f"initialised from {cfg.encoder_weights} ({len(encoder_state)} tensors)")
     tiles = find_tiles(aoi_dir, require_optical=input_mode == "fused")
     polygons = _load_labels(aoi_dir)
     tiles = _labelled(tiles, polygons, aoi_dir)
@@ -336,7 +346,7 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
     for k, (train_ids, val_ids) in enumerate(splits):
         log.info("fold %d/%d: %d training tiles, %d validation tiles", k + 1, len(splits), len(train_ids), len(val_ids))
         info = train_model([by_id[i] for i in train_ids], polygons, prepared, cfg, work / f"fold{k}",
-                           weights_dir / f"buildings_fold{k}.pt")
+                           weights_dir / f"buildings_fold{k}.pt", encoder_state)
         if val_ids:
             models = [_load_model(Path(info["path"]))]
             rows = _predict_rows(models, [by_id[i] for i in val_ids], prepared, cfg)

@@ -9,6 +9,9 @@ from sarfusion.cli import add_json_flag, print_json
 log = logging.getLogger(__name__)
 
 MODES = ("sar4", "span", "fused", "colorized")
+ENCODER_WEIGHTS_HELP = ("building encoder initialisation: imagenet (smp's ImageNet weights, from the local cache "
+                        "the Docker image fills at build time, else downloaded), none (random), or PATH to a "
+                        "local state dict of the 3-band encoder (for offline machines)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -18,6 +21,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = choose_preset(PRESETS, args.preset)
     if args.max_steps:
         cfg.engine.max_steps = args.max_steps
+    if args.encoder_weights:
+        cfg.encoder_weights = args.encoder_weights
     out = train_buildings(args.aoi, args.weights, preset=args.preset, input_mode=args.input_mode,
                           folds=args.folds, work_dir=args.work_dir, config=cfg)
     report = (out / "buildings_train_report.json").read_text()
@@ -97,6 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="easting-band folds; K > 1 trains K models, each without its band and the neighbours "
                          "(default: 1 = one model on every tile)")
     tr.add_argument("--max-steps", type=int, default=None, help="override the preset's training steps")
+    tr.add_argument("--encoder-weights", default=None, metavar="imagenet|none|PATH",
+                    help=ENCODER_WEIGHTS_HELP + " (default: the preset's: demo none, full imagenet)")
     tr.add_argument("--work-dir", default=None, help="checkpoints and prepared inputs (default: WEIGHTS/runs/...)")
     add_json_flag(tr)
     tr.set_defaults(func=_train)
