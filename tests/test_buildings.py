@@ -5,6 +5,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -229,6 +230,53 @@ def test_train_predict_end_to_end(scene, tmp_path):
     with pytest.raises(InputError, match=f"{bad}.*3 bands"):
         B.predict_buildings(aoi, weights, out)
     assert out.read_bytes() == before
+
+
+def test_folds_calibrate_out_of_fold_with_the_test_tta(scene, tmp_path, monkeypatch):
+    """With K folds, every calibration tile is predicted by the one model that did not train on
+    it, with the TTA the saved config applies at prediction (which then turns it on by itself)."""
+    trained_on: dict[str, set] = {}
+    loaded: dict[int, str] = {}
+    calls: list[tuple] = []
+    real_train, real_load, real_calibrate = B.train_model, B._load_model, B.calibrate_watershed
+    real_probs = B.predict_probabilities
+
+    def train_model(tiles, *args, **kwargs):
+        info = real_train(tiles, *args, **kwargs)
+        trained_on[info["path"]] = {t.image_id for t in tiles}
+        return info
+
+    def load_model(path, *args, **kwargs):
+        model = real_load(path, *args, **kwargs)
+        loaded[id(model)] = str(path)
+        return model
+
+    def calibrate(tiles, *args, **kwargs):
+        calls.append(("calibrate", [(t.image_id, [loaded[id(m)] for m in ms]) for t, ms in tiles]))
+        return real_calibrate(tiles, *args, **kwargs)
+
+    def probs(models, raw, valid, orientation, scales=(1.0,), flip=False):
+        calls.append(("probs", tuple(scales), flip))
+        return real_probs(models, raw, valid, orientation, scales, flip)
+
+    monkeypatch.setattr(B, "train_model", train_model)
+    monkeypatch.setattr(B, "_load_model", load_model)
+    monkeypatch.setattr(B, "calibrate_watershed", calibrate)
+    monkeypatch.setattr(B, "predict_probabilities", probs)
+    cfg = dataclasses.replace(_tiny_config(), folds=2, tta=True, tta_scales=(0.75, 1.0), calibrate_tiles=4,
+                              fold_gap_m=0.0)
+    weights = B.train_buildings(scene["train_aoi"], tmp_path / "w", config=cfg)
+    assert sorted(p.name for p in weights.glob("buildings_fold*.pt")) == ["buildings_fold0.pt", "buildings_fold1.pt"]
+    (_, pairs), = [c for c in calls if c[0] == "calibrate"]
+    assert pairs
+    for image_id, paths in pairs:
+        assert len(paths) == 1 and image_id not in trained_on[paths[0]]  # out of fold
+    assert {c[1:] for c in calls if c[0] == "probs"} == {((0.75, 1.0), True)}  # the test's TTA everywhere
+    saved = B.load_models(weights)[1]
+    assert saved.folds == 2 and saved.tta
+    report = json.loads((weights / "buildings_train_report.json").read_text())
+    assert len(report["folds"]) == 2 and all("val" in f for f in report["folds"])
+    assert set(report["calibration"]["tiles"]) <= {i for i, _ in pairs}
 
 
 def test_fused_input_needs_optical(scene, tmp_path):

@@ -31,11 +31,12 @@ def _stage(name: str) -> float:
 
 def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: str = "demo",
               translation_holdout: int = 0, timings: dict[str, float] | None = None,
-              encoder_weights: str | None = None) -> dict[str, Any]:
+              encoder_weights: str | None = None, folds: int | None = None) -> dict[str, Any]:
     """Train every capability the data supports; weights go to ``weights/<capability>/``.
 
     ``encoder_weights``: the building encoder's initialisation (``imagenet``, ``none`` or a file;
-    default: the preset's), checked before anything is trained.
+    default: the preset's), checked before anything is trained. ``folds``: the building model's
+    easting-band folds (default: the preset's; full: 8).
 
     ``translation_holdout``: the last N translation inputs are kept out of training (their scores
     in :func:`test_all` are then on inputs the model never saw). ``timings``: filled with the
@@ -56,6 +57,8 @@ def train_all(data: str | Path, weights: str | Path, work: str | Path, preset: s
         buildings_cfg = choose_preset(BUILDING_PRESETS, preset)
         if encoder_weights:
             buildings_cfg.encoder_weights = encoder_weights
+        if folds:
+            buildings_cfg.folds = folds
         resolve_encoder_weights(buildings_cfg.encoder, buildings_cfg.encoder_weights)  # fail before training
         t = _stage(f"SN6 colorization GAN on {aoi}")
         done["colorize"] = str(train_colorizer(aoi, weights / "colorize", preset=preset, work_dir=work / "colorize"))
@@ -256,6 +259,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the competition recipes, GPU (default: demo)")
     p.add_argument("--encoder-weights", default=None, metavar="imagenet|none|PATH",
                    help=ENCODER_WEIGHTS_HELP + " (default: the preset's: demo / cpu none, full imagenet)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="building model folds (easting bands; an ensemble with out-of-fold threshold calibration; "
+                        "default: the preset's: demo / cpu 1, full 8)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("test", help="run trained models on DATA and write OUT.csv (what test.sh runs)",
@@ -295,7 +301,8 @@ def _layout_help() -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    done = train_all(args.data, args.weights, args.work, args.preset, encoder_weights=args.encoder_weights)
+    done = train_all(args.data, args.weights, args.work, args.preset, encoder_weights=args.encoder_weights,
+                     folds=args.folds)
     for k, v in done.items():
         log.info("trained %s -> %s", k, v)
     return 0

@@ -71,6 +71,10 @@ class BuildingsConfig:
     watershed: WatershedParams = field(default_factory=WatershedParams)
     tta_scales: tuple[float, ...] = (1.0,)
     tta_flip: bool = False  # left-right flip TTA (predict --tta turns it and the scales on)
+    # Test-time augmentation (flips and tta_scales) at prediction AND in the threshold calibration,
+    # so thresholds are chosen on the probabilities test.sh will threshold.
+    tta: bool = False
+    folds: int = 1  # easting-band folds: K > 1 trains K models (an ensemble) with out-of-fold validation
     fold_gap_m: float | None = None  # exclusion around a validation band; None = one tile width
     stats_max_tiles: int = 64  # tiles read to compute the normalisation statistics
     cache_tiles: bool = True  # keep decoded training tiles in memory (demo-sized sets)
@@ -115,6 +119,8 @@ PRESETS = {
         warmup_steps=500,
         augment=AugmentParams(crop=512, scale=(0.5, 2.0), rotate_deg=10.0, affine_p=0.7),
         tta_scales=(0.75, 1.0, 1.25),
+        tta=True,
+        folds=8,
         cache_tiles=False,
     ),
 }
@@ -299,12 +305,15 @@ def _x_origins(tiles: Sequence[SN6Tile]) -> tuple[dict[str, float], float]:
 
 
 def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = "demo",
-                    input_mode: str = "sar4", folds: int = 1, work_dir: str | Path | None = None,
+                    input_mode: str = "sar4", folds: int | None = None, work_dir: str | Path | None = None,
                     config: BuildingsConfig | None = None) -> Path:
     """Train the building U-Net(s) on an SN6 training AOI; one model per easting fold.
 
-    ``folds == 1`` trains one model on every tile; ``folds == K > 1`` trains K models, model k
-    without easting band k and its neighbours (``fold_gap_m``), and reports its validation F1.
+    ``folds`` (default: the config's) ``== 1`` trains one model on every tile; ``== K > 1`` trains
+    K models, model k without easting band k and its neighbours (``fold_gap_m``), and reports its
+    validation F1. The watershed thresholds are then calibrated on out-of-fold predictions (each
+    validation tile by the one model that never saw it, with the config's TTA); with one fold, on
+    training tiles, the only labelled ones there are.
     Checkpoints go to ``work_dir`` (default ``<weights_dir>/runs/buildings_<mode>``) and resume.
     Returns ``weights_dir``.
     """
@@ -312,6 +321,9 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
     aoi_dir, weights_dir = Path(aoi_dir), Path(weights_dir)
     cfg = config if config is not None else choose_preset(PRESETS, preset)
     cfg.input_mode = input_mode
+    if folds is not None:
+        cfg.folds = int(folds)
+    folds = cfg.folds
     log.info("buildings config:\n%s", describe(cfg))
     from sarfusion.models.segmentation import resolve_encoder_weights
 
@@ -343,13 +355,15 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
     if orient_file:  # the real file lists test strips too: predict falls back to this copy
         shutil.copyfile(orient_file, weights_dir / orient_file.name)
     report = []
+    out_of_fold: list[tuple[SN6Tile, list[LoadedModel]]] = []
     for k, (train_ids, val_ids) in enumerate(splits):
         log.info("fold %d/%d: %d training tiles, %d validation tiles", k + 1, len(splits), len(train_ids), len(val_ids))
         info = train_model([by_id[i] for i in train_ids], polygons, prepared, cfg, work / f"fold{k}",
                            weights_dir / f"buildings_fold{k}.pt", encoder_state)
         if val_ids:
             models = [_load_model(Path(info["path"]))]
-            rows = _predict_rows(models, [by_id[i] for i in val_ids], prepared, cfg)
+            out_of_fold += [(by_id[i], models) for i in val_ids]
+            rows = _predict_rows(models, [by_id[i] for i in val_ids], prepared, cfg, tta=cfg.tta)
             truth = _truth_frame(polygons, val_ids)
             from sarfusion.metrics.buildings import score_buildings
 
@@ -357,20 +371,24 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
             log.info("fold %d validation: F1 %.3f (P %.3f, R %.3f)", k, info["val"]["f1"],
                      info["val"]["precision"], info["val"]["recall"])
         report.append(info)
-    val_ids = [i for _, v in splits for i in v]
-    calibration = calibrate_watershed(load_models(weights_dir)[0], [by_id[i] for i in (val_ids or list(by_id))],
-                                      polygons, prepared, cfg)
+    if not out_of_fold:
+        ensemble = load_models(weights_dir)[0]
+        out_of_fold = [(t, ensemble) for t in tiles]
+    calibration = calibrate_watershed(out_of_fold, polygons, prepared, cfg)
     save_config(cfg, weights_dir / CONFIG_NAME)
     (weights_dir / "buildings_train_report.json").write_text(
         json.dumps({"folds": report, "calibration": calibration}, indent=2, default=float))
     return weights_dir
 
 
-def calibrate_watershed(models: Sequence["LoadedModel"], tiles: Sequence[SN6Tile], polygons: dict,
+def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]], polygons: dict,
                         prepared: dict[str, Path], cfg: BuildingsConfig) -> dict:
-    """Choose ``cfg.watershed`` seed/mask thresholds by F1 on labelled ``tiles`` (never test tiles).
+    """Choose ``cfg.watershed`` seed/mask thresholds by F1 on labelled tiles (never test tiles).
 
-    The probabilities are computed once per tile; each threshold pair re-runs only the watershed.
+    ``tiles``: ``(tile, models)`` pairs, each tile with the models that predict it (out of fold:
+    the one that did not train on it); up to ``cfg.calibrate_tiles`` of them, evenly spread, are
+    used, with the test-time augmentation the config applies at prediction (``cfg.tta``). The
+    probabilities are computed once per tile; each threshold pair re-runs only the watershed.
     Updates ``cfg.watershed`` in place and returns the grid of F1 values.
     """
     if cfg.calibrate_tiles <= 0 or not tiles:
@@ -379,11 +397,12 @@ def calibrate_watershed(models: Sequence["LoadedModel"], tiles: Sequence[SN6Tile
 
     step = max(1, len(tiles) // cfg.calibrate_tiles)
     chosen = list(tiles)[::step][: cfg.calibrate_tiles]
+    scales, flip = tta_settings(cfg, cfg.tta)
     probs = []
-    for tile in chosen:
+    for tile, models in chosen:
         raw, valid = read_model_input(tile, models[0].input_mode, prepared.get(tile.image_id))
-        probs.append(predict_probabilities(models, raw, valid, tile.orientation))
-    ids = [t.image_id for t in chosen]
+        probs.append(predict_probabilities(models, raw, valid, tile.orientation, scales, flip))
+    ids = [t.image_id for t, _ in chosen]
     truth = _truth_frame(polygons, ids)
     grid = {}
     for seed_t in cfg.calibrate_seed_thresholds:
@@ -485,14 +504,19 @@ def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid:
     return out
 
 
+def tta_settings(cfg: BuildingsConfig, tta: bool) -> tuple[tuple[float, ...], bool]:
+    """``(scales, flip)`` of :func:`predict_probabilities`: with ``tta`` the config's scales and
+    left-right flips, else the model's own scale (flipped only when ``cfg.tta_flip``)."""
+    return (tuple(cfg.tta_scales), True) if tta else ((1.0,), cfg.tta_flip)
+
+
 def _predict_rows(models: Sequence[LoadedModel], tiles: Sequence[SN6Tile], prepared: dict[str, Path],
                   cfg: BuildingsConfig, tta: bool = False, preview_dir: Path | None = None) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
     """Submission rows ``ImageId, PolygonWKT_Pix, Confidence`` plus ``Cut`` (the polygon comes
     within 2 px of its tile's border or nodata: :func:`~sarfusion.postproc.touches_nodata`)."""
-    scales = cfg.tta_scales if tta else (1.0,)
-    flip = tta or cfg.tta_flip
+    scales, flip = tta_settings(cfg, tta)
     rows: list[tuple[str, str, float, bool]] = []
     for i, tile in enumerate(tqdm(tiles, desc="predict buildings", mininterval=1.0)):
         raw, valid = read_model_input(tile, models[0].input_mode, prepared.get(tile.image_id))
@@ -591,6 +615,7 @@ def predict_buildings(aoi_dir: str | Path, weights_dir: str | Path, out_csv: str
     """
     aoi_dir = Path(aoi_dir)
     models, cfg = load_models(weights_dir)
+    tta = tta or cfg.tta  # a model trained with TTA in its recipe is tested with it
     mode = models[0].input_mode
     tiles = find_tiles(aoi_dir, orientations=orientations or _guess_orientations(aoi_dir, Path(weights_dir)))
     if any(t.orientation is None for t in tiles):
@@ -732,8 +757,8 @@ def run_input_experiment(data_dir: str | Path, preset: str = "demo", work_dir: s
         info = train_model(train_tiles, polygons, prepared, cfg, mode_dir / "run", mode_dir / "buildings_fold0.pt")
         models = [_load_model(Path(info["path"]))]
         # Each mode gets its own watershed thresholds, chosen on its training tiles (as train does).
-        calibration = calibrate_watershed(models, train_tiles, polygons, prepared, cfg)
-        rows = _predict_rows(models, test_tiles, prepared, cfg)
+        calibration = calibrate_watershed([(t, models) for t in train_tiles], polygons, prepared, cfg)
+        rows = _predict_rows(models, test_tiles, prepared, cfg, tta=cfg.tta)
         score = score_buildings(truth, _with_empty_rows(rows, test_ids))
         result["modes"][mode] = {**{k: score[k] for k in ("f1", "precision", "recall", "tp", "fp", "fn")},
                                  "train_seconds": info["seconds"], "steps_per_s": info["steps_per_s"],

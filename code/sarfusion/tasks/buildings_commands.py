@@ -98,9 +98,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="demo: efficientnet-b0 on tiles resized to 1 m pixels, 128 px crops, 650 steps (~5 CPU "
                          "minutes); full: the SN6 winner recipe, efficientnet-b5, 512 px crops at 0.5 m "
                          "(default: demo)")
-    tr.add_argument("--folds", type=int, default=1,
-                    help="easting-band folds; K > 1 trains K models, each without its band and the neighbours "
-                         "(default: 1 = one model on every tile)")
+    tr.add_argument("--folds", type=int, default=None,
+                    help="easting-band folds; K > 1 trains K models, each without its band and the neighbours, "
+                         "and calibrates the thresholds out of fold (default: the preset's: demo 1 = one model on "
+                         "every tile, full 8)")
     tr.add_argument("--max-steps", type=int, default=None, help="override the preset's training steps")
     tr.add_argument("--encoder-weights", default=None, metavar="imagenet|none|PATH",
                     help=ENCODER_WEIGHTS_HELP + " (default: the preset's: demo none, full imagenet)")
