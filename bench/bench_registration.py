@@ -16,6 +16,16 @@ field's bias, and measures how far the UNWARPED MultiEarth pair is from co-regis
 S1 date / polarisation and clear S2 date, and how much S1 and S2 share there (the global NCC
 peak between two dates of one modality vs across the modalities).
 
+``real26`` (needs ``../shared/real_samples/s1s2_pairs``; about a minute a pair on 2 cores) is the
+issue-22 protocol on the 26 real Sentinel-1 VH / Sentinel-2 RGB pairs (1024 px, 10 m): a seeded
+known warp per pair (global shift up to +-15 px per axis + a smooth field up to +-8 px, correlation
+length a tenth of the image), 150 seeded tie points, scored as warp recovery |F1 - F0 - k| (the
+pairs are not aligned to the pixel, so an absolute error has a floor) for zero offsets, a plain
+CFOG reference matcher (written here, not the project's code) and the training-free dense mode.
+``--pairs N`` runs the first N pairs only.
+
+    .venv/bin/python bench/bench_registration.py --what real26 [--pairs 2]
+
 Each timing runs in a fresh subprocess and reports its peak resident memory (ru_maxrss).
 """
 from __future__ import annotations
@@ -272,9 +282,164 @@ def real(work: Path, root: Path) -> None:
               f"({out[:, 0].std():.1f}, {out[:, 1].std():.1f}) px")
 
 
+# --- issue 22: the real S1/S2 pairs, warp recovery ------------------------------------------------
+
+def cfog_features(image: np.ndarray, n_orient: int = 9, sigma: float = 1.5) -> np.ndarray:
+    """CFOG-style channel features of a grey image ``(h, w)``: ``(n_orient, h, w)`` float32.
+
+    Per orientation theta in [0, pi), |gradient . (cos theta, sin theta)| (absolute: optical and
+    SAR often invert contrast across an edge), Gaussian-smoothed in space (``sigma`` px) and by
+    [1, 2, 1] across neighbouring orientations (circular), then L2-normalised across channels
+    per pixel so that only the local edge pattern, not its strength, is compared.
+    """
+    import cv2
+    g = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 1.0)  # tame speckle / noise first
+    gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
+    th = np.arange(n_orient) * np.pi / n_orient
+    ch = np.stack([cv2.GaussianBlur(np.abs(np.cos(t) * gx + np.sin(t) * gy), (0, 0), sigma) for t in th])
+    ch = 0.5 * ch + 0.25 * (np.roll(ch, 1, 0) + np.roll(ch, -1, 0))
+    return (ch / (np.sqrt((ch ** 2).sum(0, keepdims=True)) + 1e-6)).astype(np.float32)
+
+
+def cfog_field(optical: np.ndarray, sar: np.ndarray, template: int = 64, step: int = 32,
+               search: int = 24, chunk: int = 64) -> np.ndarray:
+    """Reference CFOG matcher: dense offsets ``(2, h, w)`` float32 (dy, dx) px such that optical
+    pixel p sits at SAR p + offset. ``optical`` ``(C, h, w)`` or ``(h, w)``, ``sar`` ``(h, w)``,
+    same grid.
+
+    A ``template`` px optical patch on a node grid (every ``step`` px) is matched by FFT
+    sum-of-squared-differences of the CFOG features within +-``search`` px of the SAR, with a
+    parabolic sub-pixel peak; a 3x3 median of the node offsets removes outliers and bilinear
+    interpolation (constant beyond the outer nodes) gives the dense field.
+    """
+    import scipy.fft
+    from scipy import ndimage
+    grey = optical.mean(0) if optical.ndim == 3 else optical
+    fo, fs = cfog_features(grey), cfog_features(sar)
+    h, w = sar.shape
+    half, win = template // 2, template + 2 * search
+    reach = half + search  # a node's search window must lie inside the image
+    nr = np.arange(reach, h - reach + 1, step)
+    nc = np.arange(reach, w - reach + 1, step)
+    nodes = [(r, c) for r in nr for c in nc]
+    off = np.zeros((2, len(nodes)), np.float64)
+    n_pos = 2 * search + 1
+    for i0 in range(0, len(nodes), chunk):
+        batch = nodes[i0:i0 + chunk]
+        t = np.stack([fo[:, r - half:r + half, c - half:c + half] for r, c in batch])
+        s = np.stack([fs[:, r - reach:r + reach, c - reach:c + reach] for r, c in batch])
+        # corr[u] = sum_x T(x) S(x + u): exact (no wrap-around) for u in [0, 2 * search].
+        ft = scipy.fft.rfft2(t, s=(win, win), workers=1)
+        fsr = scipy.fft.rfft2(s, workers=1)
+        corr = scipy.fft.irfft2(fsr * np.conj(ft), s=(win, win), workers=1).sum(1)[:, :n_pos, :n_pos]
+        # SSD = sum T^2 - 2 corr + (sum of S^2 under the template), the last by an integral image.
+        ii = np.pad(np.cumsum(np.cumsum((s ** 2).sum(1), 1), 2), ((0, 0), (1, 0), (1, 0)))
+        s2 = (ii[:, template:template + n_pos, template:template + n_pos] - ii[:, :n_pos, template:template + n_pos]
+              - ii[:, template:template + n_pos, :n_pos] + ii[:, :n_pos, :n_pos])
+        ssd = s2 - 2 * corr  # sum T^2 is constant per node
+        for j, e in enumerate(ssd):
+            u, v = np.unravel_index(np.argmin(e), e.shape)
+            du = _parabola(e[u - 1, v], e[u, v], e[u + 1, v]) if 0 < u < n_pos - 1 else 0.0
+            dv = _parabola(e[u, v - 1], e[u, v], e[u, v + 1]) if 0 < v < n_pos - 1 else 0.0
+            off[:, i0 + j] = (u + du - search, v + dv - search)
+    grid = off.reshape(2, len(nr), len(nc))
+    grid = np.stack([ndimage.median_filter(g, size=3, mode="nearest") for g in grid])
+    rows = np.clip((np.arange(h) - nr[0]) / step, 0, len(nr) - 1)
+    cols = np.clip((np.arange(w) - nc[0]) / step, 0, len(nc) - 1)
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    return np.stack([ndimage.map_coordinates(g, [rr, cc], order=1) for g in grid]).astype(np.float32)
+
+
+def _parabola(a: float, b: float, c: float) -> float:
+    """Sub-pixel position of the extremum of a parabola through (-1, a), (0, b), (1, c)."""
+    den = a - 2 * b + c
+    return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den > 0 else 0.0
+
+
+def dense_offsets(work: Path, optical: np.ndarray, sar: np.ndarray, tag: str) -> np.ndarray:
+    """The training-free dense mode (``register_scene`` without weights, as ``known_warp_errors``
+    calls it) on ``optical`` ``(C, h, w)`` / ``sar`` ``(h, w)`` (0 = no data): ``(2, h, w)`` (dy, dx) px."""
+    from sarfusion.io.raster import write_raster
+    from sarfusion.registration.api import register_scene
+    work.mkdir(parents=True, exist_ok=True)
+    write_raster(work / f"o_{tag}.tif", optical.astype(np.float32))
+    write_raster(work / f"s_{tag}.tif", sar[None].astype(np.float32))
+    off = read_raster(register_scene(work / f"o_{tag}.tif", work / f"s_{tag}.tif", work / f"d_{tag}.tif")["offsets"])
+    return np.stack([off[1], off[0]])  # the offset map holds (dx, dy)
+
+
+R26_METHODS = ("zero", "cfog", "dense")
+
+
+def real26_pair(work: Path, optical: np.ndarray, sar: np.ndarray, seed: int, n_tie: int = 150,
+                methods: tuple[str, ...] = R26_METHODS) -> dict:
+    """One pair of the issue-22 protocol: ``optical`` ``(3, h, w)`` float32, ``sar`` ``(h, w)``
+    float32, both > 0 (0 is no data). Returns the known shift, the mean |k| at the tie points and
+    per method the mean ``recovery`` / ``absolute`` / ``unwarped`` errors (px) and seconds."""
+    from sarfusion.registration.testpair import random_known_warp, tiepoint_sample, warp_recovery
+    from sarfusion.registration.warp import warp_by_field
+    h, w = sar.shape
+    max_shift, amp = 15.0, 8.0
+    field, truth, shift = random_known_warp(h, w, seed, max_shift, amp)
+    warped = warp_by_field(sar, field)  # outside the original: 0, no data
+    # Tie points beyond the largest possible warp from the border (+8 px for the matchers' context).
+    rows, cols = tiepoint_sample(h, w, n_tie, int(max_shift + amp) + 8, seed)
+    out = {"shift": shift, "k_mean": float(np.hypot(*truth[:, rows, cols]).mean())}
+    for m in methods:
+        t0 = time.time()
+        if m == "zero":
+            f0 = f1 = np.zeros((2, h, w), np.float32)
+        elif m == "cfog":
+            f0, f1 = cfog_field(optical, sar), cfog_field(optical, warped)
+        else:
+            f0, f1 = dense_offsets(work, optical, sar, f"{seed}u"), dense_offsets(work, optical, warped, f"{seed}w")
+        e = warp_recovery(f0, f1, truth, rows, cols)
+        out[m] = {k: float(v.mean()) for k, v in e.items()} | {"seconds": time.time() - t0}
+    return out
+
+
+def real26(work: Path, root: Path, n_pairs: int | None = None) -> dict | None:
+    """The issue-22 warp-recovery table on the real S1/S2 pairs under ``root`` (skipped if absent)."""
+    from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
+    if not root.is_dir():
+        print(f"real S1/S2 pairs not found at {root}; real26 skipped")
+        return None
+    pairs = find_pairs(root)[:n_pairs]
+    print(f"\nreal S1/S2 pairs ({len(pairs)}), issue-22 warp recovery |F1 - F0 - k| at 150 tie points, mean px "
+          f"(known warp: shift <= 15 px/axis + smooth field <= 8 px, corr. length h/10); abs = |F1 - k|, "
+          f"|F0| = offset on the unwarped pair")
+    print(f"{'pair':6s} {'shift (dy, dx)':>15s} {'|k|':>6s}  " + "  ".join(f"{m + ' rec/abs/|F0|':>22s}" for m in R26_METHODS)
+          + "  seconds (cfog, dense)")
+    res = {}
+    for seed, p in enumerate(pairs):  # seed = the pair's index in name order
+        # +1 so that 0 stays "no data" for the dense mode (as the SEN1-2 pairs of --what real).
+        opt = read_optical(p.optical).pixels.astype(np.float32) + 1
+        sar = read_sar(p.sar).pixels[0].astype(np.float32) + 1
+        r = real26_pair(work / "real26", opt, sar, seed)
+        res[p.name] = r
+        print(f"{p.name:6s} ({r['shift'][0]:+6.2f},{r['shift'][1]:+6.2f}) {r['k_mean']:6.2f}  "
+              + "  ".join(f"{r[m]['recovery']:8.2f}/{r[m]['absolute']:5.2f}/{r[m]['unwarped']:5.2f}" for m in R26_METHODS)
+              + f"  ({r['cfog']['seconds']:.0f}, {r['dense']['seconds']:.0f})", flush=True)
+    summary = {"what": "real26", "pairs": len(res), "methods": {}}
+    print(f"\n| method | mean recovery (px) | worst pair (px) | mean abs |F1 - k| (px) | mean unwarped |F0| (px) |")
+    print("|---|---|---|---|---|")
+    for m in R26_METHODS:
+        rec = {n: r[m]["recovery"] for n, r in res.items()}
+        worst = max(rec, key=rec.get)
+        s = {"mean": float(np.mean(list(rec.values()))), "worst": rec[worst], "worst_pair": worst,
+             "abs": float(np.mean([r[m]["absolute"] for r in res.values()])),
+             "unwarped": float(np.mean([r[m]["unwarped"] for r in res.values()]))}
+        summary["methods"][m] = {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()}
+        print(f"| {m} | {s['mean']:.2f} | {s['worst']:.2f} ({worst}) | {s['abs']:.2f} | {s['unwarped']:.2f} |")
+    print(json.dumps(summary))
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--what", default="table,real,speed4096,speed13k", help="comma list of: table, real, diagnose, speed4096, speed13k")
+    ap.add_argument("--what", default="table,real,speed4096,speed13k",
+                    help="comma list of: table, real, real26, diagnose, speed4096, speed13k")
+    ap.add_argument("--pairs", type=int, default=None, help="real26: only the first N pairs (by name)")
     ap.add_argument("--size", type=int, default=2048, help="scene size for the error table")
     ap.add_argument("--train-seeds", default=",".join(str(s) for s in range(100, 116)),
                     help="scenes the keypoint nets and the dense descriptors train on")
@@ -300,6 +465,8 @@ def main() -> None:
                   args.table_weights, args.descriptor_batch)
         if "real" in what:
             real(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples")
+        if "real26" in what:
+            real26(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples" / "s1s2_pairs", args.pairs)
         if "diagnose" in what:
             diagnose(work, args.size, [int(s) for s in args.test_seeds.split(",")], args.weights)
         if "speed4096" in what:

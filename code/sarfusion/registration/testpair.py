@@ -103,6 +103,67 @@ def _wkt(epsg: int) -> str:
     return crs_to_wkt(epsg)
 
 
+def known_warp(height: int, width: int, seed: int, shift_px: tuple[float, float] = (2.0, -2.0),
+               amplitude_px: float = 4.0, corr_px: float = 80.0) -> tuple[np.ndarray, np.ndarray]:
+    """A known warp: a global shift ``shift_px`` (dy, dx) plus a smooth random field of max
+    ``amplitude_px`` per component and correlation length ``corr_px`` (seeded by ``seed``).
+
+    Returns ``(field, truth)``, both ``(2, height, width)`` float32 (dy, dx) px: ``field`` for
+    :func:`warp_by_field`, ``truth`` the offsets that undo it (:func:`true_offsets`: where each
+    pixel's content went). The defaults are the 2 px + 4 px warp of :func:`known_warp_errors`.
+    """
+    field = smooth_field(height, width, amplitude_px, corr_px, seed=seed,
+                         affine=(float(shift_px[0]), float(shift_px[1]), 0.0, 0.0, 0.0, 0.0))
+    return field, true_offsets(field)
+
+
+def random_known_warp(height: int, width: int, seed: int, max_shift_px: float = 15.0,
+                      amplitude_px: float = 8.0, corr_px: float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """The issue-22 known warp: a seeded global shift uniform in +-``max_shift_px`` per axis plus
+    a smooth field of max ``amplitude_px`` per component whose correlation length is a tenth of
+    the image (``corr_px`` overrides it).
+
+    Returns ``(field, truth, shift)``: the arrays as :func:`known_warp` (``(2, h, w)`` float32,
+    (dy, dx) px), ``shift`` the global part (dy, dx) px. Every component of ``truth`` lies within
+    ``max_shift_px + amplitude_px`` (the field's own bounds; :func:`true_offsets` only resamples it).
+    """
+    rng = np.random.default_rng([seed, 22])  # its own stream: the field below uses ``seed`` itself
+    shift = tuple(float(v) for v in rng.uniform(-max_shift_px, max_shift_px, 2))
+    corr = corr_px if corr_px is not None else max(height, width) / 10.0
+    field, truth = known_warp(height, width, seed, shift, amplitude_px, corr)
+    return field, truth, shift
+
+
+def tiepoint_sample(height: int, width: int, n: int, margin: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` seeded random optical pixels ``(rows, cols)`` (int arrays ``(n,)``) at least ``margin``
+    px inside the image (keep ``margin`` above the largest warp: content moves out there)."""
+    rng = np.random.default_rng([seed, 150])
+    return rng.integers(margin, height - margin, n), rng.integers(margin, width - margin, n)
+
+
+def warp_recovery(f0: np.ndarray, f1: np.ndarray, truth: np.ndarray, rows: np.ndarray,
+                  cols: np.ndarray) -> dict[str, np.ndarray]:
+    """Warp-recovery errors of one method at tie points (optical px).
+
+    ``f0`` / ``f1``: the method's offsets ``(2, h, w)`` (dy, dx) px on the unwarped / warped pair;
+    ``truth``: the known warp ``(2, h, w)`` (dy, dx) (:func:`known_warp`); ``rows`` / ``cols``:
+    tie points ``(n,)``. Returns per-point ``(n,)`` arrays: ``recovery`` = |F1 - F0 - k|, with k
+    taken where F0 puts the point (content of optical p sits at SAR p + F0(p) before the warp and
+    at p + F0(p) + k(p + F0(p)) after; k(p) itself when F0 = 0), ``absolute`` = |F1 - k(p)| (the
+    error if the pair were exactly co-registered) and ``unwarped`` = |F0|.
+    """
+    from scipy import ndimage
+    d0 = f0[:, rows, cols].astype(np.float64)
+    d1 = f1[:, rows, cols].astype(np.float64)
+    k_at_p = truth[:, rows, cols].astype(np.float64)
+    coords = np.stack([rows + d0[0], cols + d0[1]])
+    k_moved = np.stack([ndimage.map_coordinates(truth[b].astype(np.float64), coords, order=1, mode="nearest")
+                        for b in range(2)])
+    return {"recovery": np.hypot(*(d1 - d0 - k_moved)), "absolute": np.hypot(*(d1 - k_at_p)),
+            "unwarped": np.hypot(*d0)}
+
+
 def known_warp_errors(work: str | Path, optical: np.ndarray, sar: np.ndarray, seed: int,
                       config=None) -> dict[str, float]:
     """Warp a co-registered pair's SAR ``(h, w)`` by a known smooth field (a 2 px shift + a 4 px
@@ -120,8 +181,7 @@ def known_warp_errors(work: str | Path, optical: np.ndarray, sar: np.ndarray, se
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     h, w = sar.shape
-    field = smooth_field(h, w, 4.0, 80.0, seed=seed, affine=(2.0, -2.0, 0.0, 0.0, 0.0, 0.0))
-    truth = true_offsets(field)
+    field, truth = known_warp(h, w, seed)
     write_raster(work / f"o{seed}.tif", optical.astype(np.float32))
     write_raster(work / f"s{seed}.tif", warp_by_field(sar, field).astype(np.float32))
     res = register_scene(work / f"o{seed}.tif", work / f"s{seed}.tif", work / f"d{seed}.tif", config=config)
