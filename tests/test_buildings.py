@@ -264,7 +264,7 @@ def test_folds_calibrate_out_of_fold_with_the_test_tta(scene, tmp_path, monkeypa
     monkeypatch.setattr(B, "calibrate_watershed", calibrate)
     monkeypatch.setattr(B, "predict_probabilities", probs)
     cfg = dataclasses.replace(_tiny_config(), folds=2, tta=True, tta_scales=(0.75, 1.0), calibrate_tiles=4,
-                              fold_gap_m=0.0)
+                              fold_gap_m=0.0, select_best=False)  # best-checkpoint validation: the next test
     weights = B.train_buildings(scene["train_aoi"], tmp_path / "w", config=cfg)
     assert sorted(p.name for p in weights.glob("buildings_fold*.pt")) == ["buildings_fold0.pt", "buildings_fold1.pt"]
     (_, pairs), = [c for c in calls if c[0] == "calibrate"]
@@ -277,6 +277,33 @@ def test_folds_calibrate_out_of_fold_with_the_test_tta(scene, tmp_path, monkeypa
     report = json.loads((weights / "buildings_train_report.json").read_text())
     assert len(report["folds"]) == 2 and all("val" in f for f in report["folds"])
     assert set(report["calibration"]["tiles"]) <= {i for i, _ in pairs}
+
+
+def test_each_fold_keeps_its_best_validated_checkpoint(scene, tmp_path, monkeypatch):
+    """Validation F1 at every checkpoint; the fold's saved model is the best step's weights, not the
+    last step's. The F1 values are scripted (a 4-step tiny run learns nothing to choose between)."""
+    scripted = {1: 0.10, 2: 0.50, 3: 0.20, 4: 0.30}
+    snapshots: dict[tuple[int, int], dict] = {}
+    real_f1 = B.validation_f1
+
+    def validation_f1(models, tiles, polygons, prepared, cfg):
+        real_f1(models, tiles, polygons, prepared, cfg)  # the real path runs, its value is replaced
+        fold, step = divmod(len(snapshots), 4)  # called at checkpoint steps 1..4 of fold 0, then fold 1
+        step += 1
+        snapshots[(fold, step)] = {k: v.clone() for k, v in models[0].net.state_dict().items()}
+        return scripted[step]
+
+    monkeypatch.setattr(B, "validation_f1", validation_f1)
+    cfg = dataclasses.replace(_tiny_config(), folds=2, fold_gap_m=0.0, calibrate_tiles=0,
+                              engine=EngineConfig(max_steps=4, batch_size=2, checkpoint_every=1, log_every=1))
+    weights = B.train_buildings(scene["train_aoi"], tmp_path / "w", config=cfg, work_dir=tmp_path / "runs")
+    report = json.loads((weights / "buildings_train_report.json").read_text())
+    for fold in (0, 1):
+        assert report["folds"][fold]["best_step"] == 2 and report["folds"][fold]["best_val_f1"] == 0.5
+        saved = torch.load(weights / f"buildings_fold{fold}.pt", weights_only=False)["state_dict"]
+        assert all(torch.equal(saved[k], v) for k, v in snapshots[(fold, 2)].items())
+        assert not all(torch.equal(saved[k], v) for k, v in snapshots[(fold, 4)].items())
+    assert (tmp_path / "runs" / "fold0" / "best.pt").is_file()
 
 
 def test_fused_input_needs_optical(scene, tmp_path):

@@ -284,8 +284,11 @@ class Engine:
 
     # the loop --------------------------------------------------------------------------------
     def fit(self, loader: DataLoader, step_fn: Callable[[StepContext, Any], Mapping[str, float]],
-            desc: str = "train", on_log: Callable[[int, dict], None] | None = None) -> dict[str, float]:
-        """Train until ``max_steps``; returns the last logged (averaged) metrics."""
+            desc: str = "train", on_log: Callable[[int, dict], None] | None = None,
+            on_checkpoint: Callable[[int], None] | None = None) -> dict[str, float]:
+        """Train until ``max_steps``; returns the last logged (averaged) metrics. ``on_checkpoint``
+        runs on every rank at each checkpoint step, just before the checkpoint is written (e.g. a
+        validation that keeps the best weights: what it saves is then never ahead of a resume)."""
         cfg = self.config
         self.try_resume()
         sampler = loader.sampler
@@ -333,6 +336,8 @@ class Engine:
                         on_log(self.step, last)
                     sums, count = {}, 0
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:
+                    if on_checkpoint:
+                        on_checkpoint(self.step)
                     self.save_checkpoint()
             epoch, in_epoch = epoch + 1, 0
         bar.close()

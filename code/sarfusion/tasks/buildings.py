@@ -74,7 +74,10 @@ class BuildingsConfig:
     # Test-time augmentation (flips and tta_scales) at prediction AND in the threshold calibration,
     # so thresholds are chosen on the probabilities test.sh will threshold.
     tta: bool = False
-    folds: int = 1  # easting-band folds: K > 1 trains K models (an ensemble) with out-of-fold validation
+    folds: int = 1
+    # With validation tiles (folds > 1): F1 on them at every checkpoint, and the weights of the best
+    # checkpoint are the fold's model (not the last step's). The watershed as configured, no TTA.
+    select_best: bool = True  # easting-band folds: K > 1 trains K models (an ensemble) with out-of-fold validation
     fold_gap_m: float | None = None  # exclusion around a validation band; None = one tile width
     stats_max_tiles: int = 64  # tiles read to compute the normalisation statistics
     cache_tiles: bool = True  # keep decoded training tiles in memory (demo-sized sets)
@@ -220,11 +223,15 @@ def _norm_stats(tiles: Sequence[SN6Tile], mode: str, prepared: dict[str, Path], 
 
 
 def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], cfg: BuildingsConfig,
-                run_dir: Path, out_path: Path, encoder_state: dict | None = None) -> dict[str, Any]:
+                run_dir: Path, out_path: Path, encoder_state: dict | None = None,
+                val_tiles: Sequence[SN6Tile] = ()) -> dict[str, Any]:
     """Train one U-Net on ``tiles`` with the shared engine; save ``out_path`` (weights + stats).
     ``encoder_state``: pretrained 3-band encoder weights to start from (None: random init).
+    ``val_tiles`` (with ``cfg.select_best``): validated at every checkpoint; the best F1's weights
+    are saved (kept in ``run_dir/best.pt`` across a resume).
 
-    Returns ``{"path", "steps", "seconds", "steps_per_s", "loss"}``.
+    Returns ``{"path", "steps", "seconds", "steps_per_s", "loss"}`` (+ ``best_step``,
+    ``best_val_f1`` and ``val_f1`` per checkpoint step when validating).
     """
     import torch
 
@@ -255,22 +262,57 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
         ctx.backward(loss, "opt")
         return {"loss": float(loss.detach()), **parts}
 
+    best_path = run_dir / "best.pt"
+    best = torch.load(best_path, map_location="cpu", weights_only=False) if best_path.exists() else None
+    curve: dict[int, float] = dict(best["curve"]) if best else {}
+    validate = bool(val_tiles) and cfg.select_best
+
+    def on_checkpoint(step: int) -> None:
+        nonlocal best
+        net = engine.unwrap("model")
+        net.eval()
+        f1 = validation_f1([LoadedModel(net, stats, cfg.input_mode, cfg.input_scale)], val_tiles, polygons,
+                           prepared, cfg)
+        net.train()
+        curve[step] = f1
+        log.info("step %d: validation F1 %.4f on %d tiles%s", step, f1, len(val_tiles),
+                 " (best so far)" if best is None or f1 > best["f1"] else "")
+        if best is None or f1 > best["f1"]:
+            best = {"step": step, "f1": f1, "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+        if engine.is_main:
+            save_torch_atomic({**best, "curve": curve}, best_path)
+
     start_step = 0
     t0 = time.time()
     if engine.checkpoint_path.exists():
         start_step = int(torch.load(engine.checkpoint_path, map_location="cpu", weights_only=False)["step"])
-    last = engine.fit(loader, step_fn, desc=f"buildings {cfg.input_mode}")
+    last = engine.fit(loader, step_fn, desc=f"buildings {cfg.input_mode}", on_checkpoint=on_checkpoint if validate else None)
     seconds = time.time() - t0
     steps = engine.step - start_step
-    save_torch_atomic({"state_dict": engine.unwrap("model").state_dict(), "stats": dataclasses.asdict(stats),
+    state_dict = best["state_dict"] if validate and best is not None else engine.unwrap("model").state_dict()
+    save_torch_atomic({"state_dict": state_dict, "stats": dataclasses.asdict(stats),
                        "input_mode": cfg.input_mode, "encoder": cfg.encoder,
                        "decoder_channels": cfg.decoder_channels, "input_scale": cfg.input_scale,
                        "train_ids": [t.image_id for t in tiles]},
                       out_path)
     rate = steps / seconds if seconds > 0 else float("nan")
     log.info("trained %d steps in %.1f s (%.2f steps/s) -> %s", steps, seconds, rate, out_path)
-    return {"path": str(out_path), "steps": steps, "seconds": round(seconds, 1),
-            "steps_per_s": round(rate, 3), "loss": last.get("loss")}
+    out = {"path": str(out_path), "steps": steps, "seconds": round(seconds, 1),
+           "steps_per_s": round(rate, 3), "loss": last.get("loss")}
+    if validate and best is not None:
+        log.info("kept the weights of step %d (validation F1 %.4f; last step %d)", best["step"], best["f1"], engine.step)
+        out.update(best_step=best["step"], best_val_f1=best["f1"], val_f1={str(k): v for k, v in sorted(curve.items())})
+    return out
+
+
+def validation_f1(models: Sequence["LoadedModel"], tiles: Sequence[SN6Tile], polygons: dict,
+                  prepared: dict[str, Path], cfg: BuildingsConfig) -> float:
+    """SpaceNet F1 of ``models`` on labelled ``tiles`` with the configured watershed, no TTA."""
+    from sarfusion.metrics.buildings import score_buildings
+
+    ids = [t.image_id for t in tiles]
+    rows = _predict_rows(models, tiles, prepared, cfg)
+    return float(score_buildings(_truth_frame(polygons, ids), _with_empty_rows(rows, ids))["f1"])
 
 
 def _load_labels(aoi_dir: Path) -> dict:
@@ -359,7 +401,8 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
     for k, (train_ids, val_ids) in enumerate(splits):
         log.info("fold %d/%d: %d training tiles, %d validation tiles", k + 1, len(splits), len(train_ids), len(val_ids))
         info = train_model([by_id[i] for i in train_ids], polygons, prepared, cfg, work / f"fold{k}",
-                           weights_dir / f"buildings_fold{k}.pt", encoder_state)
+                           weights_dir / f"buildings_fold{k}.pt", encoder_state,
+                           val_tiles=[by_id[i] for i in val_ids])
         if val_ids:
             models = [_load_model(Path(info["path"]))]
             out_of_fold += [(by_id[i], models) for i in val_ids]
