@@ -306,6 +306,29 @@ def test_each_fold_keeps_its_best_validated_checkpoint(scene, tmp_path, monkeypa
     assert (tmp_path / "runs" / "fold0" / "best.pt").is_file()
 
 
+def test_full_recipe_runs_end_to_end_at_tiny_size(scene, tmp_path):
+    """The full preset's code path on CPU (sizes overridden to tiny; everything else is the recipe:
+    8-connected seeds, dividing lines, 0.5 px outlines, grad clipping, 2 folds with best-checkpoint
+    selection and out-of-fold calibration, TTA at test). Random init: nothing is downloaded."""
+    from sarfusion.metrics.buildings import score_buildings
+
+    full = choose_preset(B.PRESETS, "full")
+    cfg = dataclasses.replace(
+        full, encoder="efficientnet-b0", encoder_weights="none", decoder_channels=(16, 16, 16, 8, 8),
+        engine=dataclasses.replace(full.engine, max_steps=2, batch_size=2, num_workers=0, checkpoint_every=1,
+                                   log_every=1),
+        augment=dataclasses.replace(full.augment, crop=64), folds=2, fold_gap_m=0.0, calibrate_tiles=2,
+        calibrate_seed_thresholds=(0.3, 0.75), calibrate_mask_thresholds=(0.5,), cache_tiles=True)
+    weights = B.train_buildings(scene["train_aoi"], tmp_path / "w", config=cfg)
+    saved = B.load_models(weights)[1]
+    assert saved.tta and saved.folds == 2 and saved.watershed.dividing_lines and saved.engine.grad_clip == 1.2
+    report = json.loads((weights / "buildings_train_report.json").read_text())
+    assert [f["best_step"] in (1, 2) for f in report["folds"]] == [True, True]
+    out = B.predict_buildings(scene["test_aoi"], weights, tmp_path / "sub.csv", geo_path=tmp_path / "b.gpkg")
+    result = score_buildings(scene["test_truth_csv"], out)
+    assert result["n_images"] == len(find_tiles(scene["test_aoi"])) and 0.0 <= result["f1"] <= 1.0
+
+
 def test_fused_input_needs_optical(scene, tmp_path):
     tiles = find_tiles(scene["test_aoi"])
     with pytest.raises(InputError, match="PS-RGB"):

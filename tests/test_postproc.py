@@ -61,3 +61,61 @@ def test_small_polygons_dropped_and_seedless_blobs_ignored():
 def test_watershed_rejects_wrong_shape():
     with pytest.raises(ValueError, match="footprint/edge/contact"):
         watershed_instances(np.zeros((2, 8, 8), np.float32))
+
+
+# ----------------------------------------------------------------------------- the SN6 winner's variants
+
+def _two_touching(contact: bool = True) -> np.ndarray:
+    """Probabilities of two 20 x 20 buildings sharing a wall at column 30, as a trained model would
+    see them: footprint 1 on both, edge on their outer ring, contact along the shared wall."""
+    labels = rasterize_instances([box(10, 10, 30, 30), box(30, 10, 50, 30)], (40, 60))
+    return building_targets(labels, edge_width=1, contact_width=3 if contact else 0).astype(np.float32)
+
+
+def test_dividing_lines_part_touching_buildings_and_the_buffer_closes_them():
+    prob = _two_touching()
+    plain = watershed_instances(prob, WatershedParams(min_seed_area=1))
+    parted = watershed_instances(prob, WatershedParams(min_seed_area=1, dividing_lines=True))
+    for labels in (plain, parted):
+        assert set(np.unique(labels)) == {0, 1, 2}
+
+    def touching(labels):
+        right = (labels[:, :-1] > 0) & (labels[:, 1:] > 0) & (labels[:, :-1] != labels[:, 1:])
+        down = (labels[:-1] > 0) & (labels[1:] > 0) & (labels[:-1] != labels[1:])
+        return int(right.sum() + down.sum())
+
+    assert touching(plain) > 0 and touching(parted) == 0
+    assert (plain > 0).sum() - (parted > 0).sum() == 20  # exactly one 20 px line removed
+    p0 = WatershedParams(min_seed_area=1, min_area=0, simplify_tolerance=0, dividing_lines=True)
+    polys, _ = polygonize_instances(parted, prob[0], p0)
+    assert not polys[0].intersects(polys[1])
+    grown, _ = polygonize_instances(parted, prob[0], WatershedParams(**{**p0.__dict__, "outline_buffer": 0.5}))
+    # 0.5 px beyond the squares on every side: the two halves meet again along the old shared wall
+    # (overlapping only where the watershed line steps, by a few px^2 of mitred corners)
+    assert grown[0].distance(grown[1]) == 0.0
+    assert grown[0].intersection(grown[1]).area < 0.01 * min(g.area for g in grown)
+    for a, b in zip(polys, grown):
+        assert b.contains(a)
+        assert b.area == pytest.approx(a.buffer(0.5, join_style="mitre", mitre_limit=2.0).area, rel=0.01)
+
+
+def test_mask_minus_contact_and_8_connected_seeds():
+    prob = _two_touching()
+    prob[2] = 0.0
+    prob[2, 10:30, 28:33] = 0.9  # a wide contact band: footprint x (1 - contact) < 0.5 there
+    with_contact = watershed_instances(prob, WatershedParams(min_seed_area=1, mask_minus_contact=True))
+    assert (with_contact[10:30, 28:33] == 0).all() and (with_contact > 0).sum() < (prob[0] > 0.5).sum()
+    # two seed blobs touching only at a corner: one building when seeds are 8-connected
+    fp = np.zeros((3, 30, 30), np.float32)
+    fp[0, 5:25, 5:25] = 1.0
+    fp[1] = 0.0
+    fp[1, 5:25, 5:25] = 1.0
+    fp[1, 8:15, 8:15] = 0.0
+    fp[1, 15:22, 15:22] = 0.0  # two 7 x 7 seed squares meeting at the corner (14, 14) / (15, 15)
+    four = watershed_instances(fp, WatershedParams(min_seed_area=1))
+    eight = watershed_instances(fp, WatershedParams(min_seed_area=1, seed_connectivity=8))
+    assert four.max() == 2 and eight.max() == 1
+    # the winner's seed area rule: a 49 px seed is dropped at 110 px (its building then gets no label)
+    assert watershed_instances(fp, WatershedParams(min_seed_area=110, seed_connectivity=8)).max() == 0
+    with pytest.raises(ValueError, match="seed_connectivity"):
+        watershed_instances(fp, WatershedParams(seed_connectivity=6))

@@ -26,6 +26,14 @@ class WatershedParams:
     min_seed_area: int = 10  # px; smaller seed blobs are noise
     min_area: float = 80.0  # px^2; SN6 scorer drops smaller polygons anyway
     simplify_tolerance: float = 0.75  # px
+    # The SN6 winner's variants (all on in the full preset): the mask is footprint x (1 - contact),
+    # so contact pixels between buildings belong to none; seeds join diagonally (8-connected);
+    # touching buildings are parted by a 1 px background line (skimage's watershed_line), and each
+    # outline is then grown by ``outline_buffer`` px beyond its pixel squares (0.5 closes that line).
+    mask_minus_contact: bool = False
+    seed_connectivity: int = 4
+    dividing_lines: bool = False
+    outline_buffer: float = 0.0
 
 
 def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None) -> np.ndarray:
@@ -42,8 +50,10 @@ def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None)
         raise ValueError(f"prob must be (3, H, W) footprint/edge/contact, got {prob.shape}")
     fp, edge, contact = (np.asarray(c, dtype=np.float32) for c in prob)
     seeds_mask = fp * (1 - contact) * (1 - edge) > p.seed_threshold
-    mask = fp > p.mask_threshold
-    seeds, n = ndi.label(seeds_mask & mask)
+    mask = (fp * (1 - contact) if p.mask_minus_contact else fp) > p.mask_threshold
+    if p.seed_connectivity not in (4, 8):
+        raise ValueError(f"seed_connectivity must be 4 or 8, got {p.seed_connectivity}")
+    seeds, n = ndi.label(seeds_mask & mask, structure=np.ones((3, 3)) if p.seed_connectivity == 8 else None)
     if n == 0:
         return np.zeros(fp.shape, np.int32)
     sizes = np.bincount(seeds.ravel(), minlength=n + 1)
@@ -62,7 +72,26 @@ def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None)
     cost = np.clip(np.rint(8 * dist + 16 * (1 - fp)), 0, 65535).astype(np.uint16)
     labels = ndi.watershed_ift(cost, markers)
     labels[(labels < 0) | ~mask] = 0
+    if p.dividing_lines:
+        labels = _part_touching(labels)
     return labels.astype(np.int32)
+
+
+def _part_touching(labels: np.ndarray) -> np.ndarray:
+    """``labels`` with a 1 px background line wherever two buildings touch (4-neighbours): of
+    each touching pair of pixels, the one of the higher label is cleared."""
+    out = labels.copy()
+    for axis in (0, 1):
+        a = labels
+        b = np.roll(labels, -1, axis=axis)  # the neighbour below / to the right
+        touch = (a > 0) & (b > 0) & (a != b)
+        edge = [slice(None)] * 2
+        edge[axis] = -1
+        touch[tuple(edge)] = False  # np.roll wraps around: the last row / column has no neighbour
+        clear_self = touch & (a > b)
+        clear_next = np.roll(touch & (b > a), 1, axis=axis)
+        out[clear_self | clear_next] = 0
+    return out
 
 
 def _largest_polygon(geom: shapely.Geometry) -> Polygon | None:
@@ -81,8 +110,8 @@ def polygonize_instances(labels: np.ndarray, footprint: np.ndarray | None = None
     """Polygons (pixel coordinates) and confidences of the labelled buildings.
 
     Each label's outer contour (``cv2.findContours`` on pixel centres) is shifted by half a pixel
-    and grown by half a pixel with mitred corners, so a polygon covers its pixels' squares; holes
-    are kept; it is simplified and dropped when its area is under ``min_area``.
+    and grown by half a pixel with mitred corners, so a polygon covers its pixels' squares (plus
+    ``outline_buffer`` px); holes are kept; it is simplified and dropped when its area is under ``min_area``.
     Confidence = mean footprint probability over the building (1.0 without ``footprint``).
     """
     p = params or WatershedParams()
@@ -111,7 +140,7 @@ def polygonize_instances(labels: np.ndarray, footprint: np.ndarray | None = None
         geom = shapely.union_all([Polygon(s).buffer(0) for s in shells])
         if holes:
             geom = geom.difference(shapely.union_all([Polygon(h).buffer(0) for h in holes]))
-        geom = geom.buffer(0.5, join_style="mitre", mitre_limit=2.0)
+        geom = geom.buffer(0.5 + p.outline_buffer, join_style="mitre", mitre_limit=2.0)
         if p.simplify_tolerance > 0:
             geom = geom.simplify(p.simplify_tolerance, preserve_topology=True)
         poly = _largest_polygon(geom.buffer(0) if not geom.is_valid else geom)

@@ -110,18 +110,31 @@ PRESETS = {
         watershed=WatershedParams(seed_threshold=0.75, mask_threshold=0.5, min_seed_area=10),
         tta_scales=(1.0,),
     ),
-    # The SN6 winner's recipe: EfficientNet-B5 U-Net, AdamW 2e-4, 512 crops, scale 0.5-2,
-    # left-right flips, TTA over scales and flips, 8 easting folds (train with --folds 8).
+    # The SN6 winner's recipe (../shared/SN6_WINNER_RECIPE.md), element by element where this
+    # code has the piece: EfficientNet-B5 U-Net from ImageNet, AdamW 2e-4 / 1e-2, 512 px crops,
+    # scale 0.5-2, rotation +-5 deg (p 0.7), left-right flips; targets edge 1 px, contact 9 px;
+    # focal + dice with channel weights 1 / 0.25 / 0.1; gradient clipping 1.2; 8 easting folds,
+    # each fold's best checkpoint by validation F1; TTA scales 0.8 / 1 / 1.5 with flips; watershed
+    # on footprint x (1 - contact), 8-connected seeds of >= 110 px, dividing lines, outlines grown
+    # 0.5 px, simplify 0.5. Not here (yet): the winner's per-pixel / per-image loss weights, colour
+    # augmentation, the strip one-hot at the bottleneck, the stepped learning rate.
     "full": BuildingsConfig(
         preset="full",
         encoder="efficientnet-b5",
         encoder_weights="imagenet",  # every top-5 SN6 solution fine-tuned ImageNet encoders
         decoder_channels=None,
-        engine=EngineConfig(max_steps=20000, batch_size=8, num_workers=6, checkpoint_every=1000, log_every=50),
+        engine=EngineConfig(max_steps=20000, batch_size=8, num_workers=6, checkpoint_every=1000, log_every=50,
+                            grad_clip=1.2),
         lr=2e-4,
         warmup_steps=500,
-        augment=AugmentParams(crop=512, scale=(0.5, 2.0), rotate_deg=10.0, affine_p=0.7),
-        tta_scales=(0.75, 1.0, 1.25),
+        augment=AugmentParams(crop=512, scale=(0.5, 2.0), rotate_deg=5.0, affine_p=0.7),
+        edge_width=1,
+        contact_width=9,
+        channel_weights=(1.0, 0.25, 0.1),
+        watershed=WatershedParams(seed_threshold=0.75, mask_threshold=0.5, min_seed_area=110, min_area=80.0,
+                                  simplify_tolerance=0.5, mask_minus_contact=True, seed_connectivity=8,
+                                  dividing_lines=True, outline_buffer=0.5),
+        tta_scales=(0.8, 1.0, 1.5),
         tta=True,
         folds=8,
         cache_tiles=False,
