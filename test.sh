@@ -7,4 +7,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 [ $# -eq 2 ] || { echo "usage: test.sh /data OUT.csv" >&2; exit 2; }
 PY="${SARFUSION_PYTHON:-$here/.venv/bin/python}"; [ -x "$PY" ] || PY=python3
+# NPROC=N: N processes (one GPU each) share the SN6 tiles, SN9 scenes and translation folders;
+# rank 0 writes the same outputs one process writes (several nodes: README, "Several GPUs").
+if [ "${NPROC:-1}" -gt 1 ]; then
+    exec "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m sarfusion test "$1" "$2" \
+        --weights "$here/weights"
+fi
 exec "$PY" -m sarfusion test "$1" "$2" --weights "$here/weights"

@@ -117,3 +117,37 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (2400, 1280)
     assert img.std() > 20 and len(np.unique(img.reshape(-1, 3), axis=0)) > 1000  # text, tables, photos
+
+
+def test_two_processes_write_what_one_process_writes(run, tmp_path):
+    """test.sh under torchrun (2 gloo processes on CPU): the SN6 tiles, SN9 scenes and translation
+    folders are shared out, and rank 0 writes the files one process wrote, byte for byte."""
+    import os
+    import sys
+
+    out, _ = run
+    root = out.parent.parent
+    out2 = tmp_path / "out.csv"
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "sarfusion", "test", str(root / "data"), str(out2), "--weights", str(root / "weights")],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    from sarfusion.datasets.sn6 import find_tiles
+    assert len(find_tiles(root / "data" / "sn6" / "test_public" / "AOI_11_Rotterdam")) >= 2  # rank 1 has tiles too
+    assert out2.read_bytes() == out.read_bytes()  # the SN6 submission
+    one = json.loads(out.with_name("out_scores.json").read_text())
+    two = json.loads(out2.with_name("out_scores.json").read_text())
+    assert list(two) == list(one) and two == one
+    compared = 0
+    for folder in ("out_offsets", "out_aligned", "out_colorized", "out_translated"):
+        files = sorted(p.relative_to(out.parent / folder) for p in (out.parent / folder).rglob("*") if p.is_file())
+        assert files, folder
+        for rel in files:
+            assert (tmp_path / folder / rel).read_bytes() == (out.parent / folder / rel).read_bytes(), rel
+            compared += 1
+    geoms1, props1, _ = read_features(out.with_name("out_buildings.gpkg"))
+    geoms2, props2, _ = read_features(out2.with_name("out_buildings.gpkg"))
+    assert [g.wkb for g in geoms2] == [g.wkb for g in geoms1] and props2 == props1
+    assert (tmp_path / "out_report.html").is_file() and compared >= 4

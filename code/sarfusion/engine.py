@@ -57,6 +57,27 @@ def select_device(preference: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def process_group() -> tuple[int, int]:
+    """``(rank, world size)`` of this process: under ``torchrun`` a (gloo) process group is
+    started for inference, whose only collective is :func:`gather_objects` (small Python objects,
+    so gloo serves GPU machines too); ``(0, 1)`` otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """Half-precision autocast for inference on CUDA (as training's AMP); a no-op on the CPU,
     where float16 convolutions are slower and the results are compared bit for bit."""

@@ -107,8 +107,15 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
     ``OUT_colorized/``, ``OUT_translated/``, ``OUT_scores.json`` where truth is present,
     ``OUT_previews/`` (with ``preview``) and ``OUT_report.html``. ``timings``: earlier stages
     (e.g. the demo's training) to show in the report.
+
+    Under ``torchrun --nproc_per_node=N`` the work is shared out (SN6 tiles, colorized tiles, SN9
+    scenes and translation folders round-robin over the ranks, each on its own GPU) and rank 0
+    writes the same files a single process writes; the other ranks return an empty result.
     """
+    from sarfusion.engine import gather_objects, process_group
     from sarfusion.report import run_settings, write_report
+
+    rank, world = process_group()
 
     t_start = time.time()
     inv = detect_data(data)
@@ -121,6 +128,7 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
     scores: dict[str, Any] = {}
     outputs: list[dict[str, str]] = []
     result: dict[str, Any] = {"outputs": outputs, "scores": scores}
+    keyed: list[tuple[tuple[int, int], dict[str, str]]] = []  # (stage, item) -> output row, merged over ranks
     _require_weights(inv, weights)
     if inv.sn6_test:
         from sarfusion.datasets.sn6 import find_tiles
@@ -129,14 +137,16 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
         t = _stage(f"SN6 buildings on {aoi}")
         geo = Path(f"{base}_buildings.gpkg")
         predict_buildings(aoi, weights / "buildings", out_csv,
-                          preview_dir=(previews / "buildings") if previews else None, geo_path=geo)
-        outputs.append({"capability": "buildings", "input": str(aoi), "output": str(out_csv)})
-        outputs.append({"capability": "buildings (map)", "input": str(aoi), "output": str(geo)})
-        result["footprints"] = footprints_summary(out_csv, geo)
-        if previews:
+                          preview_dir=(previews / "buildings") if previews else None, geo_path=geo,
+                          shard=(rank, world))
+        keyed.append(((0, 0), {"capability": "buildings", "input": str(aoi), "output": str(out_csv)}))
+        keyed.append(((0, 1), {"capability": "buildings (map)", "input": str(aoi), "output": str(geo)}))
+        if rank == 0:
+            result["footprints"] = footprints_summary(out_csv, geo)
+        if previews and rank == 0:
             write_footprint_map(find_tiles(aoi), geo, previews / "buildings" / "footprints_map.png")
         timings["test: SN6 buildings"] = time.time() - t
-        if inv.sn6_test_truth is not None:
+        if inv.sn6_test_truth is not None and rank == 0:
             from sarfusion.metrics.buildings import score_buildings
             scores["buildings"] = score_buildings(inv.sn6_test_truth, out_csv)
             log.info("SN6 buildings: F1 %.4f  P %.4f  R %.4f  (truth %s)", scores["buildings"]["f1"],
@@ -145,23 +155,26 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
             from sarfusion.tasks.colorize import colorize_tiles
             t = _stage(f"SN6 colorization of {aoi}")
             sar_paths = sorted((aoi / "SAR-Intensity").glob("*.tif"))
-            colorize_tiles(sar_paths, weights / "colorize", Path(f"{base}_colorized"),
-                           preview_dir=(previews / "colorize") if previews else None, max_previews=MAX_PREVIEWS)
-            outputs.append({"capability": "colorize", "input": str(aoi), "output": f"{base}_colorized"})
+            mine = sar_paths[rank::world]  # previews stay those of the first MAX_PREVIEWS tiles overall
+            colorize_tiles(mine, weights / "colorize", Path(f"{base}_colorized"),
+                           preview_dir=(previews / "colorize") if previews else None,
+                           max_previews=len(range(rank, min(len(sar_paths), MAX_PREVIEWS), world)))
+            keyed.append(((1, 0), {"capability": "colorize", "input": str(aoi), "output": f"{base}_colorized"}))
             timings["test: SN6 colorization"] = time.time() - t
     test_scenes = [s for s in inv.sn9 if s.split != "train"] or inv.sn9
     if test_scenes:
         from sarfusion.registration.api import register_scene
         reg_weights = weights / "registration"
-        for scene in test_scenes:
+        for index, scene in list(enumerate(test_scenes))[rank::world]:
             t = _stage(f"SN9 registration of {scene.name}")
             out = Path(f"{base}_offsets") / f"{scene.name}_offsets.tif"
             aligned = Path(f"{base}_aligned") / f"{scene.name}_sar_aligned.tif"
             register_scene(scene.optical, scene.sar, out, mode="dense",
                            weights_dir=reg_weights if reg_weights.is_dir() else None,
                            preview_dir=(previews / "registration") if previews else None, aligned_sar_path=aligned)
-            outputs.append({"capability": "registration", "input": str(scene.optical), "output": str(out)})
-            outputs.append({"capability": "aligned SAR", "input": str(scene.sar), "output": str(aligned)})
+            keyed.append(((2, 2 * index), {"capability": "registration", "input": str(scene.optical), "output": str(out)}))
+            keyed.append(((2, 2 * index + 1), {"capability": "aligned SAR", "input": str(scene.sar),
+                                                "output": str(aligned)}))
             timings[f"test: SN9 {scene.name}"] = time.time() - t
             if scene.tiepoints is not None:
                 from sarfusion.metrics.tiepoints import score_tiepoints
@@ -171,17 +184,36 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
     translation_roots = inv.sen12 + inv.multiearth + inv.pairs
     if translation_roots and (weights / "translate").is_dir():
         from sarfusion.tasks.translate import score_translated, translate
-        for root in translation_roots:
+        for index, root in list(enumerate(translation_roots))[rank::world]:
             t = _stage(f"SAR->optical translation of {root}")
             out_dir = Path(f"{base}_translated") / root.name
             translate(root, out_dir, weights / "translate",
                       preview_dir=(previews / "translate" / root.name) if previews else None, max_previews=MAX_PREVIEWS)
-            outputs.append({"capability": "translate", "input": str(root), "output": str(out_dir)})
+            keyed.append(((3, index), {"capability": "translate", "input": str(root), "output": str(out_dir)}))
             # scored wherever the layout holds optical truth (tasks.translate.TRUTH_FINDERS)
             translation = score_translated(root, out_dir, weights / "translate")
             if translation is not None:
                 scores.setdefault("translation", {})[root.name] = translation
             timings[f"test: translation {root.name}"] = time.time() - t
+    if world > 1:  # rank 0 writes what every rank did, in the single-process order
+        parts = gather_objects((keyed, scores, timings))
+        if rank != 0:
+            return {"outputs": [], "scores": {}, "rank": rank}
+        keyed, scores, timings = [], {}, {}
+        for part_keyed, part_scores, part_timings in parts:
+            keyed += part_keyed
+            for k, v in part_scores.items():
+                if k in ("registration", "translation"):  # per scene / folder, from whichever rank ran it
+                    scores.setdefault(k, {}).update(v)
+                else:
+                    scores.setdefault(k, v)
+            for k, v in part_timings.items():
+                timings[k] = max(timings.get(k, 0.0), v)
+        result["scores"] = scores = {k: scores[k] for k in ("buildings", "registration", "translation") if k in scores}
+        for k in ("registration", "translation"):
+            if k in scores:  # the order a single process writes
+                scores[k] = dict(sorted(scores[k].items(), key=lambda kv: list(_names(inv, k)).index(kv[0])))
+    outputs += [row for _, row in sorted(keyed, key=lambda kv: kv[0])]
     if scores:
         with atomic_path(Path(f"{base}_scores.json")) as tmp:
             tmp.write_text(json.dumps(scores, indent=2, default=float))
@@ -197,6 +229,13 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
     log.info("report: %s", report)
     result["timings"] = timings
     return result
+
+
+def _names(inv: DataInventory, kind: str) -> list[str]:
+    """The scene / folder names of ``kind`` (registration, translation) in test order."""
+    if kind == "registration":
+        return [s.name for s in ([s for s in inv.sn9 if s.split != "train"] or inv.sn9)]
+    return [r.name for r in inv.sen12 + inv.multiearth + inv.pairs]
 
 
 def _require_weights(inv: DataInventory, weights: Path) -> None:

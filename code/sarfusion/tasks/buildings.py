@@ -567,21 +567,26 @@ def tta_settings(cfg: BuildingsConfig, tta: bool) -> tuple[tuple[float, ...], bo
 
 
 def _predict_rows(models: Sequence[LoadedModel], tiles: Sequence[SN6Tile], prepared: dict[str, Path],
-                  cfg: BuildingsConfig, tta: bool = False, preview_dir: Path | None = None) -> pd.DataFrame:
+                  cfg: BuildingsConfig, tta: bool = False, preview_dir: Path | None = None,
+                  preview_ids: set[str] | None = None) -> pd.DataFrame:
+    """Submission rows ``ImageId, PolygonWKT_Pix, Confidence`` plus ``Cut`` (the polygon comes
+    within 2 px of its tile's border or nodata: :func:`~sarfusion.postproc.touches_nodata`).
+    Previews (with ``preview_dir``) of the tiles in ``preview_ids``, else of the first
+    ``cfg.max_previews``."""
     from tqdm.auto import tqdm
 
-    """Submission rows ``ImageId, PolygonWKT_Pix, Confidence`` plus ``Cut`` (the polygon comes
-    within 2 px of its tile's border or nodata: :func:`~sarfusion.postproc.touches_nodata`)."""
+    if preview_ids is None:
+        preview_ids = {t.image_id for t in tiles[:cfg.max_previews]}
     scales, flip = tta_settings(cfg, tta)
     rows: list[tuple[str, str, float, bool]] = []
-    for i, tile in enumerate(tqdm(tiles, desc="predict buildings", mininterval=1.0)):
+    for tile in tqdm(tiles, desc="predict buildings", mininterval=1.0):
         raw, valid = read_model_input(tile, models[0].input_mode, prepared.get(tile.image_id))
         prob = predict_probabilities(models, raw, valid, tile.orientation, scales, flip)
         polys, conf = probabilities_to_polygons(prob, cfg.watershed)
         cut = touches_nodata(polys, distance_to_nodata(valid))
         for wkt, c, k in zip(geometries_to_wkt(polys), conf, cut):
             rows.append((tile.image_id, wkt, round(c, 4), k))
-        if preview_dir is not None and i < cfg.max_previews:
+        if preview_dir is not None and tile.image_id in preview_ids:
             write_building_preview(Path(preview_dir) / f"buildings_{tile.image_id}.png", tile, polys, prob)
     return pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence", "Cut"])
 
@@ -659,7 +664,7 @@ def _truth_frame(polygons: dict, image_ids: Sequence[str]) -> pd.DataFrame:
 def predict_buildings(aoi_dir: str | Path, weights_dir: str | Path, out_csv: str | Path,
                       preview_dir: str | Path | None = None, tta: bool = False,
                       orientations: str | Path | None = None, work_dir: str | Path | None = None,
-                      geo_path: str | Path | None = None) -> Path:
+                      geo_path: str | Path | None = None, shard: tuple[int, int] = (0, 1)) -> Path:
     """Predict building footprints for every SAR tile of an AOI and write the submission CSV.
 
     ``ImageId,PolygonWKT_Pix,Confidence``; a tile without detections gets a ``POLYGON EMPTY`` row.
@@ -667,7 +672,9 @@ def predict_buildings(aoi_dir: str | Path, weights_dir: str | Path, out_csv: str
     (default: the AOI's own, else a sibling ``train/AOI_*/SummaryData`` file, else the copy saved
     in ``weights_dir`` at training time). ``geo_path`` (``.gpkg`` or ``.geojson``): also the
     footprints in map coordinates, one polygon per building (:func:`write_map_footprints`).
-    Written atomically: a failure leaves any earlier ``out_csv`` untouched.
+    Written atomically: a failure leaves any earlier ``out_csv`` untouched. ``shard`` ``(rank,
+    world)`` (under torchrun, :func:`sarfusion.engine.process_group`): this process predicts tiles
+    ``rank::world``; rank 0 gathers them and writes the same files a single process writes.
     """
     aoi_dir = Path(aoi_dir)
     models, cfg = load_models(weights_dir)
@@ -680,8 +687,18 @@ def predict_buildings(aoi_dir: str | Path, weights_dir: str | Path, out_csv: str
     _check_sar_tiles(tiles)
     work = Path(work_dir) if work_dir else Path(out_csv).parent / f".buildings_inputs_{mode}"
     prepared = prepare_inputs(tiles, mode, work, weights_dir)
-    rows = _predict_rows(models, tiles, prepared, cfg, tta=tta,
-                         preview_dir=Path(preview_dir) if preview_dir else None)
+    rank, world = shard
+    rows = _predict_rows(models, tiles[rank::world], prepared, cfg, tta=tta,
+                         preview_dir=Path(preview_dir) if preview_dir else None,
+                         preview_ids={t.image_id for t in tiles[:cfg.max_previews]})
+    if world > 1:  # every rank predicted its share of the tiles; rank 0 writes them in tile order
+        from sarfusion.engine import gather_objects
+
+        order = {t.image_id: i for i, t in enumerate(tiles)}
+        rows = pd.concat(gather_objects(rows), ignore_index=True)
+        rows = rows.iloc[np.argsort([order[i] for i in rows["ImageId"]], kind="stable")].reset_index(drop=True)
+        if rank != 0:
+            return Path(out_csv)
     out = write_submission_csv(out_csv, rows, all_image_ids=[t.image_id for t in tiles])
     log.info("wrote %d polygons for %d tiles to %s", len(rows), len(tiles), out)
     if geo_path is not None:
