@@ -69,12 +69,34 @@ def process_group() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def current_shard() -> tuple[int, int]:
+    """``(rank, world size)`` of the running process group (started by the training engine or
+    :func:`process_group`); ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """Rank 0, or a single process (before any process group exists: torchrun's ``RANK``)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+_OBJECT_GROUP: Any = None
+
+
 def gather_objects(obj: Any) -> list[Any]:
-    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` in a single process)."""
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` in a single process). Also a
+    barrier. Objects travel over gloo (a gloo side group when training started NCCL)."""
+    global _OBJECT_GROUP
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return [obj]
+    if dist.get_backend() != "gloo" and _OBJECT_GROUP is None:
+        _OBJECT_GROUP = dist.new_group(backend="gloo")  # collective: every rank reaches it here
     out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=_OBJECT_GROUP if dist.get_backend() != "gloo" else None)
     return out
 
 

@@ -58,7 +58,27 @@ def build_segmentation_model(encoder: str, input_mode: str, classes: int = len(T
                      classes=classes, **kwargs)
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
+    freeze_unused_parameters(model, input_channels(input_mode))
     return model
+
+
+def freeze_unused_parameters(model: nn.Module, in_channels: int) -> list[str]:
+    """Set ``requires_grad=False`` on parameters the forward pass never uses (e.g. the
+    classification head smp keeps in its EfficientNet encoders), found by one backward pass of a
+    64 px zero image in eval mode (no batch-norm statistics change). Under DistributedDataParallel
+    such parameters otherwise stall the gradient reduction ("parameters that were not used in
+    producing loss"). They stay in the state dict. Returns their names."""
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    model(torch.zeros(1, in_channels, 64, 64)).float().sum().backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for name, p in model.named_parameters():
+        if name in unused:
+            p.requires_grad_(False)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return unused
 
 
 def resolve_encoder_weights(encoder: str, spec: str | Path | None) -> dict[str, torch.Tensor] | None:

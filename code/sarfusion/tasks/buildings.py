@@ -33,6 +33,7 @@ from sarfusion.datasets.sn6_buildings import (AugmentParams, NormStats, compute_
                                               orient, read_building_polygons, read_model_input)
 from sarfusion.engine import EngineConfig
 from sarfusion.errors import InputError
+from sarfusion.io.atomic import atomic_path
 from sarfusion.io.raster import raster_info, write_raster
 from sarfusion.io.vector import geometries_to_wkt, write_submission_csv
 from sarfusion.models.segmentation import INPUT_CHANNELS
@@ -249,7 +250,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     import torch
 
     from sarfusion.datasets.sn6_buildings import BuildingTileDataset
-    from sarfusion.engine import Engine, save_torch_atomic, seed_everything
+    from sarfusion.engine import Engine, gather_objects, save_torch_atomic, seed_everything
     from sarfusion.models.segmentation import build_segmentation_model, focal_dice_loss
 
     stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
@@ -303,11 +304,13 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     seconds = time.time() - t0
     steps = engine.step - start_step
     state_dict = best["state_dict"] if validate and best is not None else engine.unwrap("model").state_dict()
-    save_torch_atomic({"state_dict": state_dict, "stats": dataclasses.asdict(stats),
+    if engine.is_main:
+        save_torch_atomic({"state_dict": state_dict, "stats": dataclasses.asdict(stats),
                        "input_mode": cfg.input_mode, "encoder": cfg.encoder,
-                       "decoder_channels": cfg.decoder_channels, "input_scale": cfg.input_scale,
-                       "train_ids": [t.image_id for t in tiles]},
-                      out_path)
+                           "decoder_channels": cfg.decoder_channels, "input_scale": cfg.input_scale,
+                           "train_ids": [t.image_id for t in tiles]},
+                          out_path)
+    gather_objects(None)  # the other ranks load this file next: wait until rank 0 has written it
     rate = steps / seconds if seconds > 0 else float("nan")
     log.info("trained %d steps in %.1f s (%.2f steps/s) -> %s", steps, seconds, rate, out_path)
     out = {"path": str(out_path), "steps": steps, "seconds": round(seconds, 1),
@@ -324,7 +327,7 @@ def validation_f1(models: Sequence["LoadedModel"], tiles: Sequence[SN6Tile], pol
     from sarfusion.metrics.buildings import score_buildings
 
     ids = [t.image_id for t in tiles]
-    rows = _predict_rows(models, tiles, prepared, cfg)
+    rows = predict_rows_sharded(models, tiles, prepared, cfg)
     return float(score_buildings(_truth_frame(polygons, ids), _with_empty_rows(rows, ids))["f1"])
 
 
@@ -400,15 +403,17 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
     gap = cfg.fold_gap_m if cfg.fold_gap_m is not None else width_m
     splits = easting_folds(x_origin, folds, gap)
     by_id = {t.image_id: t for t in tiles}
-    for stale in weights_dir.glob("buildings_fold*.pt"):
-        if int(stale.stem.removeprefix("buildings_fold")) >= len(splits):
-            stale.unlink()  # an older run with more folds must not join this ensemble
-    from sarfusion.engine import save_config
+    from sarfusion.engine import is_main_process, save_config
 
-    save_config(cfg, weights_dir / CONFIG_NAME)
-    orient_file = find_orientations(aoi_dir)
-    if orient_file:  # the real file lists test strips too: predict falls back to this copy
-        shutil.copyfile(orient_file, weights_dir / orient_file.name)
+    main = is_main_process()  # under torchrun only rank 0 writes files; every rank trains and predicts
+    if main:
+        for stale in weights_dir.glob("buildings_fold*.pt"):
+            if int(stale.stem.removeprefix("buildings_fold")) >= len(splits):
+                stale.unlink()  # an older run with more folds must not join this ensemble
+        save_config(cfg, weights_dir / CONFIG_NAME)
+        orient_file = find_orientations(aoi_dir)
+        if orient_file:  # the real file lists test strips too: predict falls back to this copy
+            shutil.copyfile(orient_file, weights_dir / orient_file.name)
     report = []
     out_of_fold: list[tuple[SN6Tile, list[LoadedModel]]] = []
     for k, (train_ids, val_ids) in enumerate(splits):
@@ -419,7 +424,7 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
         if val_ids:
             models = [_load_model(Path(info["path"]))]
             out_of_fold += [(by_id[i], models) for i in val_ids]
-            rows = _predict_rows(models, [by_id[i] for i in val_ids], prepared, cfg, tta=cfg.tta)
+            rows = predict_rows_sharded(models, [by_id[i] for i in val_ids], prepared, cfg, tta=cfg.tta)
             truth = _truth_frame(polygons, val_ids)
             from sarfusion.metrics.buildings import score_buildings
 
@@ -431,9 +436,10 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
         ensemble = load_models(weights_dir)[0]
         out_of_fold = [(t, ensemble) for t in tiles]
     calibration = calibrate_watershed(out_of_fold, polygons, prepared, cfg)
-    save_config(cfg, weights_dir / CONFIG_NAME)
-    (weights_dir / "buildings_train_report.json").write_text(
-        json.dumps({"folds": report, "calibration": calibration}, indent=2, default=float))
+    if main:
+        save_config(cfg, weights_dir / CONFIG_NAME)
+        with atomic_path(weights_dir / "buildings_train_report.json") as tmp:
+            tmp.write_text(json.dumps({"folds": report, "calibration": calibration}, indent=2, default=float))
     return weights_dir
 
 
@@ -453,11 +459,17 @@ def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]]
 
     step = max(1, len(tiles) // cfg.calibrate_tiles)
     chosen = list(tiles)[::step][: cfg.calibrate_tiles]
+    from sarfusion.engine import current_shard, gather_objects
+
     scales, flip = tta_settings(cfg, cfg.tta)
-    probs = []
-    for tile, models in chosen:
+    rank, world = current_shard()  # under torchrun each rank predicts its share; all choose alike
+    mine = {}
+    for i in range(rank, len(chosen), world):
+        tile, models = chosen[i]
         raw, valid = read_model_input(tile, models[0].input_mode, prepared.get(tile.image_id))
-        probs.append(predict_probabilities(models, raw, valid, tile.orientation, scales, flip))
+        mine[i] = predict_probabilities(models, raw, valid, tile.orientation, scales, flip)
+    gathered = {i: p for part in gather_objects(mine) for i, p in part.items()}
+    probs = [gathered[i] for i in range(len(chosen))]
     ids = [t.image_id for t, _ in chosen]
     truth = _truth_frame(polygons, ids)
     grid = {}
@@ -591,6 +603,24 @@ def _predict_rows(models: Sequence[LoadedModel], tiles: Sequence[SN6Tile], prepa
     return pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence", "Cut"])
 
 
+def predict_rows_sharded(models: Sequence[LoadedModel], tiles: Sequence[SN6Tile], prepared: dict[str, Path],
+                         cfg: BuildingsConfig, tta: bool = False, preview_dir: Path | None = None,
+                         shard: tuple[int, int] | None = None) -> pd.DataFrame:
+    """:func:`_predict_rows` of tiles ``rank::world`` (``shard``, default: the running process
+    group's), gathered on every rank in tile order: the rows one process would make. Previews of
+    the first ``cfg.max_previews`` tiles overall, each by the rank that predicts it."""
+    from sarfusion.engine import current_shard, gather_objects
+
+    rank, world = shard or current_shard()
+    rows = _predict_rows(models, list(tiles)[rank::world], prepared, cfg, tta=tta, preview_dir=preview_dir,
+                         preview_ids={t.image_id for t in list(tiles)[:cfg.max_previews]})
+    if world == 1:
+        return rows
+    order = {t.image_id: i for i, t in enumerate(tiles)}
+    rows = pd.concat(gather_objects(rows), ignore_index=True)
+    return rows.iloc[np.argsort([order[i] for i in rows["ImageId"]], kind="stable")].reset_index(drop=True)
+
+
 def _with_empty_rows(rows: pd.DataFrame, image_ids: Sequence[str]) -> pd.DataFrame:
     """Add a ``POLYGON EMPTY`` row for every id without detections (the scorer only scores ids present)."""
     missing = sorted(set(image_ids) - set(rows["ImageId"]))
@@ -687,18 +717,10 @@ def predict_buildings(aoi_dir: str | Path, weights_dir: str | Path, out_csv: str
     _check_sar_tiles(tiles)
     work = Path(work_dir) if work_dir else Path(out_csv).parent / f".buildings_inputs_{mode}"
     prepared = prepare_inputs(tiles, mode, work, weights_dir)
-    rank, world = shard
-    rows = _predict_rows(models, tiles[rank::world], prepared, cfg, tta=tta,
-                         preview_dir=Path(preview_dir) if preview_dir else None,
-                         preview_ids={t.image_id for t in tiles[:cfg.max_previews]})
-    if world > 1:  # every rank predicted its share of the tiles; rank 0 writes them in tile order
-        from sarfusion.engine import gather_objects
-
-        order = {t.image_id: i for i, t in enumerate(tiles)}
-        rows = pd.concat(gather_objects(rows), ignore_index=True)
-        rows = rows.iloc[np.argsort([order[i] for i in rows["ImageId"]], kind="stable")].reset_index(drop=True)
-        if rank != 0:
-            return Path(out_csv)
+    rows = predict_rows_sharded(models, tiles, prepared, cfg, tta=tta,
+                                preview_dir=Path(preview_dir) if preview_dir else None, shard=shard)
+    if shard[0] != 0:  # every rank predicted its share of the tiles; rank 0 writes them all
+        return Path(out_csv)
     out = write_submission_csv(out_csv, rows, all_image_ids=[t.image_id for t in tiles])
     log.info("wrote %d polygons for %d tiles to %s", len(rows), len(tiles), out)
     if geo_path is not None:
