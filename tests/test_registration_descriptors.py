@@ -154,6 +154,7 @@ def test_dense_mode_uses_the_trained_descriptors_from_weights(sn9, trained_descr
     zero = np.hypot(*reference_offsets(pts, raster_info(sc["optical"]), raster_info(sc["sar"]))).mean()
     print(f"dense with learned descriptors: {out['mean_px']:.2f} px (zero offsets {zero:.2f})")
     assert out["mean_px"] < 0.5 * zero
+    assert np.isfinite(read_raster(tmp_path / "d.tif")).all()
 
 
 def test_descriptor_training_rejects_scenes_too_small(tmp_path):
