@@ -256,11 +256,7 @@ class Engine:
 
     def save_checkpoint(self) -> None:
         """Every rank calls this (the ranks' generators are gathered); rank 0 writes the file."""
-        rng = self._rng_state()
-        rng_by_rank = [rng]
-        if self.distributed:
-            rng_by_rank = [None] * self.world
-            dist.all_gather_object(rng_by_rank, rng)
+        rng_by_rank = gather_objects(self._rng_state())
         if not self.is_main:
             return
         state = {

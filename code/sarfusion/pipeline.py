@@ -209,10 +209,11 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
                     scores.setdefault(k, v)
             for k, v in part_timings.items():
                 timings[k] = max(timings.get(k, 0.0), v)
-        result["scores"] = scores = {k: scores[k] for k in ("buildings", "registration", "translation") if k in scores}
-        for k in ("registration", "translation"):
-            if k in scores:  # the order a single process writes
-                scores[k] = dict(sorted(scores[k].items(), key=lambda kv: list(_names(inv, k)).index(kv[0])))
+        # the order a single process writes: stages, then scenes / folders in test order
+        names = {"registration": [s.name for s in test_scenes], "translation": [r.name for r in translation_roots]}
+        result["scores"] = scores = {k: ({n: scores[k][n] for n in names[k] if n in scores[k]} if k in names
+                                         else scores[k])
+                                     for k in ("buildings", "registration", "translation") if k in scores}
     outputs += [row for _, row in sorted(keyed, key=lambda kv: kv[0])]
     if scores:
         with atomic_path(Path(f"{base}_scores.json")) as tmp:
@@ -229,13 +230,6 @@ def test_all(data: str | Path, out_csv: str | Path, weights: str | Path, preview
     log.info("report: %s", report)
     result["timings"] = timings
     return result
-
-
-def _names(inv: DataInventory, kind: str) -> list[str]:
-    """The scene / folder names of ``kind`` (registration, translation) in test order."""
-    if kind == "registration":
-        return [s.name for s in ([s for s in inv.sn9 if s.split != "train"] or inv.sn9)]
-    return [r.name for r in inv.sen12 + inv.multiearth + inv.pairs]
 
 
 def _require_weights(inv: DataInventory, weights: Path) -> None:

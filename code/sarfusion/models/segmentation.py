@@ -58,7 +58,6 @@ def build_segmentation_model(encoder: str, input_mode: str, classes: int = len(T
                      classes=classes, **kwargs)
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
-    freeze_unused_parameters(model, input_channels(input_mode))
     return model
 
 
@@ -67,7 +66,8 @@ def freeze_unused_parameters(model: nn.Module, in_channels: int) -> list[str]:
     classification head smp keeps in its EfficientNet encoders), found by one backward pass of a
     64 px zero image in eval mode (no batch-norm statistics change). Under DistributedDataParallel
     such parameters otherwise stall the gradient reduction ("parameters that were not used in
-    producing loss"). They stay in the state dict. Returns their names."""
+    producing loss"), so a trainer calls this once before wrapping; inference needs no such pass.
+    They stay in the state dict. Returns their names."""
     was_training = model.training
     model.eval()
     model.zero_grad(set_to_none=True)

@@ -75,10 +75,10 @@ class BuildingsConfig:
     # Test-time augmentation (flips and tta_scales) at prediction AND in the threshold calibration,
     # so thresholds are chosen on the probabilities test.sh will threshold.
     tta: bool = False
-    folds: int = 1
+    folds: int = 1  # easting-band folds: K > 1 trains K models (an ensemble) with out-of-fold validation
     # With validation tiles (folds > 1): F1 on them at every checkpoint, and the weights of the best
     # checkpoint are the fold's model (not the last step's). The watershed as configured, no TTA.
-    select_best: bool = True  # easting-band folds: K > 1 trains K models (an ensemble) with out-of-fold validation
+    select_best: bool = True
     fold_gap_m: float | None = None  # exclusion around a validation band; None = one tile width
     stats_max_tiles: int = 64  # tiles read to compute the normalisation statistics
     cache_tiles: bool = True  # keep decoded training tiles in memory (demo-sized sets)
@@ -253,7 +253,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
 
     from sarfusion.datasets.sn6_buildings import BuildingTileDataset
     from sarfusion.engine import Engine, gather_objects, save_torch_atomic, seed_everything
-    from sarfusion.models.segmentation import build_segmentation_model, focal_dice_loss
+    from sarfusion.models.segmentation import build_segmentation_model, focal_dice_loss, freeze_unused_parameters
 
     stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
     log.info("normalisation (%s): mean %s std %s", cfg.input_mode,
@@ -264,6 +264,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     seed_everything(cfg.engine.seed)  # initial weights from the seed (torch's own start seed varies)
     model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels,
                                      encoder_weights=encoder_state)
+    freeze_unused_parameters(model, INPUT_CHANNELS[cfg.input_mode])  # DDP waits for every trainable one
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.engine.max_steps))
     engine = Engine(run_dir, cfg.engine, {"model": model}, {"opt": opt}, {"opt": sched}, task_config=cfg)
@@ -308,7 +309,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     state_dict = best["state_dict"] if validate and best is not None else engine.unwrap("model").state_dict()
     if engine.is_main:
         save_torch_atomic({"state_dict": state_dict, "stats": dataclasses.asdict(stats),
-                       "input_mode": cfg.input_mode, "encoder": cfg.encoder,
+                           "input_mode": cfg.input_mode, "encoder": cfg.encoder,
                            "decoder_channels": cfg.decoder_channels, "input_scale": cfg.input_scale,
                            "train_ids": [t.image_id for t in tiles]},
                           out_path)
