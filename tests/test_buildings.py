@@ -6,6 +6,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -17,11 +18,11 @@ import torch
 from sarfusion.config import choose_preset
 from sarfusion.datasets.sn6 import find_tiles
 from sarfusion.datasets.sn6_buildings import (AugmentParams, BuildingTileDataset, NormStats, easting_folds,
-                                              orient, rasterize_instances, read_building_polygons)
+                                              jitter_color, orient, rasterize_instances, read_building_polygons)
 from sarfusion.engine import EngineConfig
 from sarfusion.errors import InputError
 from sarfusion.io.raster import raster_info, read_raster, write_raster
-from sarfusion.models.segmentation import build_segmentation_model, focal_dice_loss
+from sarfusion.models.segmentation import build_segmentation_model, focal_dice_loss, loss_pixel_weights
 from sarfusion.tasks import buildings as B
 
 
@@ -73,6 +74,179 @@ def test_focal_dice_loss_prefers_the_truth():
     good, _ = focal_dice_loss((target * 2 - 1) * 6, target, (1.0, 0.5, 0.5))
     bad, _ = focal_dice_loss((1 - target * 2) * 6, target, (1.0, 0.5, 0.5))
     assert good < 0.05 < 1.0 < bad
+
+
+def _focal_px(logit: float, t: float) -> float:
+    """Focal loss (gamma 2) of one pixel, written out from its definition."""
+    p = 1 / (1 + math.exp(-logit))
+    p_t = p if t else 1 - p
+    return (1 - p_t) ** 2 * -math.log(p_t)
+
+
+def test_winner_loss_weights_on_a_hand_made_batch():
+    """Building pixels x 0.5, each crop x (0.5 + 0.5 x buildings / 8), on the per-pixel term only;
+    expected values computed here pixel by pixel, not by the library."""
+    footprint = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]],   # crop 0: 4 buildings
+                              [[[0.0, 0.0], [0.0, 0.0]]]])  # crop 1: none
+    buildings = torch.tensor([4.0, 0.0])
+    weights = loss_pixel_weights(footprint, buildings, 0.5, 0.5, 0.5 / 8)
+    # crop 0 weighs 0.5 + 0.5 * 4 / 8 = 0.75 (its building pixels half that), crop 1 weighs 0.5
+    expected = torch.tensor([[[[0.375, 0.375], [0.75, 0.75]]], [[[0.5, 0.5], [0.5, 0.5]]]])
+    assert torch.equal(weights, expected)
+    assert torch.equal(loss_pixel_weights(footprint, buildings), torch.ones_like(footprint))  # neutral
+
+    logit_values = [[2.0, -1.0, 0.5, -3.0], [1.5, -0.5, 0.0, -2.0]]
+    logits = torch.zeros(2, 3, 2, 2)
+    logits[:, 0] = torch.tensor(logit_values).reshape(2, 2, 2)
+    target = torch.zeros(2, 3, 2, 2)
+    target[:, :1] = footprint
+    valid = torch.ones(2, 1, 2, 2)
+    valid[1, 0, 1, 1] = 0  # one nodata pixel: it drops out of sum and count
+    w = expected.flatten().tolist()
+    t = footprint.flatten().tolist()
+    v = valid.flatten().tolist()
+    px = [_focal_px(l, ti) for l, ti in zip(sum(logit_values, []), t)]
+    want = sum(wi * vi * f for wi, vi, f in zip(w, v, px)) / sum(v)  # divided by the 7 valid pixels
+    plain = sum(vi * f for vi, f in zip(v, px)) / sum(v)
+    # footprint channel only, focal only: the loss is the weighted focal mean itself
+    loss, parts = focal_dice_loss(logits, target, (1.0, 0.0, 0.0), 1.0, 0.0, valid=valid, pixel_weight=weights)
+    unweighted, _ = focal_dice_loss(logits, target, (1.0, 0.0, 0.0), 1.0, 0.0, valid=valid)
+    assert loss.item() == pytest.approx(want, rel=1e-6) and parts["focal"] == pytest.approx(want, rel=1e-6)
+    assert unweighted.item() == pytest.approx(plain, rel=1e-6) and abs(want - plain) > 0.05
+    ones, _ = focal_dice_loss(logits, target, (1.0, 0.0, 0.0), 1.0, 0.0, valid=valid,
+                              pixel_weight=torch.ones(2, 1, 2, 2))
+    assert ones.item() == pytest.approx(plain, rel=1e-6)
+    # the dice term is not weighted
+    dice_w, _ = focal_dice_loss(logits, target, (1.0, 0.0, 0.0), 0.0, 1.0, valid=valid, pixel_weight=weights)
+    dice, _ = focal_dice_loss(logits, target, (1.0, 0.0, 0.0), 0.0, 1.0, valid=valid)
+    assert dice_w.item() == dice.item()
+    with pytest.raises(ValueError, match="buildings"):
+        loss_pixel_weights(footprint, None, 0.5, 0.5, 0.5 / 8)
+
+
+def test_presets_turn_the_winner_recipe_on_in_full_only():
+    demo, cpu, full = (choose_preset(B.PRESETS, p) for p in ("demo", "cpu", "full"))
+    for cfg in (demo, cpu):  # neutral: the demo's numbers do not move
+        assert (cfg.positive_pixel_weight, cfg.image_weight_base, cfg.image_weight_per_building) == (1.0, 1.0, 0.0)
+        assert not cfg.augment.color_on and cfg.lr_milestones == ()
+    assert (full.positive_pixel_weight, full.image_weight_base, full.image_weight_per_building) == (0.5, 0.5, 1 / 16)
+    assert full.augment.color_on and full.lr_milestones == (80 / 140, 100 / 140, 120 / 140) and full.lr_gamma == 0.5
+    # and the saved config reads back with them
+    assert B._config_from_dict(json.loads(json.dumps(dataclasses.asdict(full)))) == full
+
+
+def test_stepped_lr_halves_at_80_100_120_of_140():
+    fn = B._lr_lambda(0, 140, (80 / 140, 100 / 140, 120 / 140), 0.5)
+    assert [fn(s) for s in range(140)] == [1.0] * 80 + [0.5] * 20 + [0.25] * 20 + [0.125] * 20
+    warm = B._lr_lambda(4, 140, (80 / 140,), 0.5)
+    assert [warm(s) for s in (0, 1, 3, 4, 79, 80, 139)] == [0.25, 0.5, 1.0, 1.0, 1.0, 0.5, 0.5]
+    with pytest.raises(InputError, match="fractions"):
+        B._lr_lambda(0, 140, (80,))
+
+
+def test_stepped_lr_resumes_from_a_checkpoint(tmp_path):
+    """A run stopped at step 9 of 14 and resumed uses, step by step, the lr of an uninterrupted run."""
+    from sarfusion.engine import Engine
+
+    class Points(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return {"x": torch.full((2,), float(i))}
+
+    cfg = dataclasses.replace(choose_preset(B.PRESETS, "demo"), lr=1.0, warmup_steps=2,
+                              lr_milestones=(80 / 140, 100 / 140, 120 / 140))
+    cfg.engine = EngineConfig(max_steps=14, batch_size=2, checkpoint_every=3, log_every=1)
+
+    def run(run_dir, stop_at):
+        net = torch.nn.Linear(2, 1)
+        opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+        sched = B.make_scheduler(opt, cfg)  # planned for 14 steps, whatever this process runs
+        engine = Engine(run_dir, dataclasses.replace(cfg.engine, max_steps=stop_at), {"net": net}, {"opt": opt},
+                        {"opt": sched})
+        lrs = {}
+
+        def step(ctx, batch):
+            lrs[ctx.step] = opt.param_groups[0]["lr"]
+            loss = ctx.models["net"](batch["x"]).pow(2).mean()
+            ctx.backward(loss, "opt")
+            return {"loss": loss.item()}
+
+        engine.fit(engine.make_loader(Points()), step)
+        return lrs
+
+    whole = run(tmp_path / "a", 14)
+    assert [whole[s] for s in range(14)] == [0.5] + [1.0] * 7 + [0.5] * 2 + [0.25] * 2 + [0.125] * 2
+    first = run(tmp_path / "b", 9)
+    second = run(tmp_path / "b", 14)  # resumes the step-9 checkpoint
+    assert sorted(first) == list(range(9)) and sorted(second) == list(range(9, 14))
+    assert {**first, **second} == whole
+
+
+def test_dataset_counts_the_buildings_in_each_crop(scene):
+    """Without geometric augmentation a 160 px crop is the whole tile: its count is the number of
+    polygons that cover a pixel; the targets are those of the dataset without counting."""
+    tiles = find_tiles(scene["train_aoi"])
+    polygons = read_building_polygons(scene["train_csv"])
+    stats = NormStats([0.0] * 4, [1.0] * 4)
+    still = AugmentParams(crop=160, scale=(1.0, 1.0), rotate_deg=0.0, affine_p=0.0, hflip_p=0.0)
+    counting = BuildingTileDataset(tiles, {}, "sar4", polygons, stats, still, cache=False, count_buildings=True)
+    plain = BuildingTileDataset(tiles, {}, "sar4", polygons, stats, still, cache=False)
+    counts = []
+    for i, tile in enumerate(tiles):
+        item, ref = counting[i], plain[i]
+        labels = rasterize_instances(polygons.get(tile.image_id, []), (160, 160))
+        assert item["buildings"].item() == len(np.unique(labels[labels > 0]))
+        assert torch.equal(item["target"], ref["target"]) and torch.equal(item["valid"], ref["valid"])
+        assert torch.equal(item["image"], ref["image"]) and "buildings" not in ref
+        counts.append(item["buildings"].item())
+    assert max(counts) >= 3
+    # with augmentation the count follows the crop: at most the tile's, and a batch collates it
+    moving = BuildingTileDataset(tiles, {}, "sar4", polygons, stats, AugmentParams(crop=64), cache=False,
+                                 count_buildings=True)
+    batch = torch.utils.data.default_collate([moving[i] for i in range(len(tiles))])
+    assert batch["buildings"].shape == (len(tiles),) and (batch["buildings"] <= torch.tensor(counts)).all()
+
+
+def test_color_augmentation_changes_inputs_only_and_is_seeded(scene):
+    tiles = find_tiles(scene["train_aoi"])
+    polygons = read_building_polygons(scene["train_csv"])
+    stats = NormStats([0.0] * 4, [1.0] * 4)
+    geometry = dict(crop=64, scale=(0.8, 1.25), rotate_deg=10.0, affine_p=1.0)
+    color = AugmentParams(**geometry, color_p=1.0, brightness=0.3, contrast=0.3, saturation=0.3)
+
+    def make(params):
+        return BuildingTileDataset(tiles[:3], {}, "sar4", polygons, stats, params, cache=False, seed=5)
+
+    jittered, plain, again = make(color), make(AugmentParams(**geometry)), make(color)
+    for i in range(3):
+        a, b, c = jittered[i], plain[i], again[i]
+        assert torch.equal(a["target"], b["target"]) and torch.equal(a["valid"], b["valid"])  # masks untouched
+        assert torch.equal(a["image"], c["image"])  # the same seed, the same colours
+        valid = b["valid"][0] > 0
+        assert not torch.equal(a["image"][:, valid], b["image"][:, valid])
+        assert (a["image"][:, ~valid] == 0).all()  # nodata stays nodata
+    # the demo preset has it off: with the same geometry, its items are those of the geometry alone
+    demo = dataclasses.replace(choose_preset(B.PRESETS, "demo").augment, hflip_p=0.5, min_valid_fraction=0.3,
+                               **geometry)
+    assert not demo.color_on and torch.equal(make(demo)[0]["image"], plain[0]["image"])
+
+    # saturation acts on 3-band colour in its RGB values: a grey picture stays grey, colour changes
+    rgb_stats = NormStats([100.0, 90.0, 80.0], [20.0, 25.0, 30.0])
+    valid = np.ones((4, 4), bool)
+    sat = AugmentParams(color_p=1.0, saturation=0.5)
+    grey = np.full((3, 4, 4), 120.0, np.float32)
+    mean, std = (np.array(v, np.float32)[:, None, None] for v in (rgb_stats.mean, rgb_stats.std))
+    normalised = (grey - mean) / std
+    out = jitter_color(normalised, valid, sat, rgb_stats, np.random.default_rng(0))
+    np.testing.assert_allclose(out, normalised, atol=1e-5)
+    colourful = normalised.copy()
+    colourful[0] += 1.0
+    assert not np.allclose(jitter_color(colourful, valid, sat, rgb_stats, np.random.default_rng(0)), colourful)
+    four = np.random.default_rng(1).normal(size=(4, 4, 4)).astype(np.float32)  # SAR: no saturation
+    np.testing.assert_array_equal(jitter_color(four, valid, sat, NormStats([0.0] * 4, [1.0] * 4),
+                                               np.random.default_rng(0)), four)
 
 
 def test_dataset_rotates_direction1_tiles(scene):
@@ -308,8 +482,9 @@ def test_each_fold_keeps_its_best_validated_checkpoint(scene, tmp_path, monkeypa
 
 def test_full_recipe_runs_end_to_end_at_tiny_size(scene, tmp_path):
     """The full preset's code path on CPU (sizes overridden to tiny; everything else is the recipe:
-    8-connected seeds, dividing lines, 0.5 px outlines, grad clipping, 2 folds with best-checkpoint
-    selection and out-of-fold calibration, TTA at test). Random init: nothing is downloaded."""
+    loss weights from each crop's building count, colour augmentation, the stepped lr, 8-connected
+    seeds, dividing lines, 0.5 px outlines, grad clipping, 2 folds with best-checkpoint selection
+    and out-of-fold calibration, TTA at test). Random init: nothing is downloaded."""
     from sarfusion.metrics.buildings import score_buildings
 
     full = choose_preset(B.PRESETS, "full")
@@ -322,6 +497,7 @@ def test_full_recipe_runs_end_to_end_at_tiny_size(scene, tmp_path):
     weights = B.train_buildings(scene["train_aoi"], tmp_path / "w", config=cfg)
     saved = B.load_models(weights)[1]
     assert saved.tta and saved.folds == 2 and saved.watershed.dividing_lines and saved.engine.grad_clip == 1.2
+    assert saved.positive_pixel_weight == 0.5 and saved.augment.color_on and saved.lr_milestones  # the recipe
     report = json.loads((weights / "buildings_train_report.json").read_text())
     assert [f["best_step"] in (1, 2) for f in report["folds"]] == [True, True]
     out = B.predict_buildings(scene["test_aoi"], weights, tmp_path / "sub.csv", geo_path=tmp_path / "b.gpkg")

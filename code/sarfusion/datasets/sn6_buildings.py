@@ -193,7 +193,14 @@ def easting_folds(x_origin: Mapping[str, float], n_folds: int, gap_m: float) -> 
 # --- torch dataset -----------------------------------------------------------------------------------
 @dataclass
 class AugmentParams:
-    """Training augmentation (SAR-safe: left-right flip only, no up-down flip, no rot90)."""
+    """Training augmentation (SAR-safe: left-right flip only, no up-down flip, no rot90).
+
+    Colour (:func:`jitter_color`, off by default; the SN6 winner's saturation / brightness /
+    contrast), drawn once per crop with probability ``color_p``: ``brightness`` the largest shift
+    added to the normalised input (units of the per-band std), ``contrast`` and ``saturation``
+    the largest relative change (factor in ``[1 - x, 1 + x]``); saturation only on 3-band colour
+    inputs (``fused``, ``colorized``).
+    """
 
     crop: int = 512
     scale: tuple[float, float] = (0.5, 2.0)
@@ -201,6 +208,54 @@ class AugmentParams:
     affine_p: float = 0.7
     hflip_p: float = 0.5
     min_valid_fraction: float = 0.3  # re-draw crops that are mostly nodata (a few tries)
+    color_p: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+
+    @property
+    def color_on(self) -> bool:
+        return self.color_p > 0 and (self.brightness > 0 or self.contrast > 0 or self.saturation > 0)
+
+
+# ITU-R BT.601 luma, the grey that PIL / albumentations saturation blends towards
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def jitter_color(image: np.ndarray, valid: np.ndarray, params: AugmentParams, stats: NormStats,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Random saturation, contrast and brightness of one normalised crop (a new array).
+
+    ``image`` ``(C, H, W)`` float32 normalised by ``stats`` (nodata 0), ``valid`` ``(H, W)`` bool.
+    With probability ``params.color_p``: saturation (3 bands only) blends the de-normalised RGB
+    with its luma grey; contrast scales each band about its mean over valid pixels; brightness adds
+    one shift to every band. Invalid pixels stay 0 and the masks are not touched: this changes the
+    look of a crop, never its geometry. Four numbers are drawn from ``rng`` every call, so a given
+    generator state always gives the same result.
+    """
+    if image.ndim != 3 or image.shape[1:] != valid.shape:
+        raise ValueError(f"image (C, H, W) and valid (H, W) expected, got {image.shape} and {valid.shape}")
+    apply, u_sat, u_con, u_bri = rng.random(4)
+    out = image.astype(np.float32, copy=True)
+    if apply >= params.color_p or not valid.any():
+        return out
+    if params.saturation > 0 and out.shape[0] == 3:
+        # in the input's own RGB values: the normalised bands have different offsets, so their
+        # grey is not the picture's grey
+        mean = np.asarray(stats.mean, np.float32)[:, None, None]
+        std = np.asarray(stats.std, np.float32)[:, None, None]
+        rgb = out * std + mean
+        grey = np.tensordot(_LUMA, rgb, axes=1)[None]
+        factor = 1.0 + params.saturation * (2.0 * u_sat - 1.0)
+        out = ((grey + factor * (rgb - grey)) - mean) / std
+    if params.contrast > 0:
+        factor = 1.0 + params.contrast * (2.0 * u_con - 1.0)
+        band_mean = out[:, valid].mean(axis=1)[:, None, None]
+        out = band_mean + factor * (out - band_mean)
+    if params.brightness > 0:
+        out = out + params.brightness * (2.0 * u_bri - 1.0)
+    out[:, ~valid] = 0.0
+    return out.astype(np.float32)
 
 
 def build_augment(params: AugmentParams, seed: int):
@@ -225,14 +280,17 @@ class BuildingTileDataset(Dataset):
 
     Each item: ``image`` ``(C, crop, crop)`` float32 (normalised, nodata 0), ``target``
     ``(3, crop, crop)`` float32 footprint/edge/contact, ``valid`` ``(1, crop, crop)`` float32,
-    ``meta`` ``{"image_id": str}``. Tiles are in network orientation (direction 1 rotated).
+    ``meta`` ``{"image_id": str}``; with ``count_buildings``, also ``buildings``: float32 scalar,
+    the number of buildings with at least one pixel in the augmented crop (the winner's per-image
+    loss weight). Tiles are in network orientation (direction 1 rotated).
     """
 
     def __init__(self, tiles: Sequence, prepared: Mapping[str, Path], input_mode: str,
                  polygons: Mapping[str, list], stats: NormStats, augment: AugmentParams,
                  edge_width: int = 2, contact_width: int = 3, cache: bool = True, seed: int = 0,
-                 input_scale: float = 1.0):
+                 input_scale: float = 1.0, count_buildings: bool = False):
         self.tiles = list(tiles)
+        self.count_buildings = bool(count_buildings)
         self.input_scale = float(input_scale)
         self.prepared = dict(prepared)
         self.input_mode = input_mode
@@ -253,7 +311,12 @@ class BuildingTileDataset(Dataset):
         return len(self.tiles)
 
     def load_tile(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(image (C,H,W) float16, masks (4,H,W) uint8 = footprint, edge, contact, valid)``, oriented."""
+        """``(image (C,H,W) float16, masks (4,H,W) uint8 = footprint, edge, contact, valid)``, oriented.
+
+        With ``count_buildings`` the masks are ``(5, H, W)`` uint16, the 5th the instance labels
+        (0 = background), so the augmentation moves them with the targets and the buildings left
+        in a crop can be counted.
+        """
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         tile = self.tiles[index]
@@ -269,6 +332,11 @@ class BuildingTileDataset(Dataset):
         labels = rasterize_instances(polygons, valid.shape)
         masks = np.concatenate([building_targets(labels, edge_width, contact_width),
                                 valid[None].astype(np.uint8)])
+        if self.count_buildings:
+            if labels.max(initial=0) > np.iinfo(np.uint16).max:
+                raise InputError(f"{labels.max()} buildings in one tile: more than uint16 labels hold",
+                                 tile.sar_path)
+            masks = np.concatenate([masks.astype(np.uint16), labels[None].astype(np.uint16)])
         out = (orient(image, tile.orientation).astype(np.float16), orient(masks, tile.orientation))
         if self.cache is not None:
             self.cache[index] = out
@@ -298,7 +366,13 @@ class BuildingTileDataset(Dataset):
         image, masks = self._precrop(*self.load_tile(index), rng)
         self.augment.set_random_seed(int(rng.integers(2**31 - 1)))
         out = self.augment(image=np.moveaxis(image.astype(np.float32), 0, -1), mask=np.moveaxis(masks, 0, -1))
-        img = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.atleast_3d(out["image"]), -1, 0)))
-        msk = torch.from_numpy(np.ascontiguousarray(np.moveaxis(out["mask"], -1, 0))).float()
-        return {"image": img, "target": msk[:3], "valid": msk[3:4],
-                "meta": {"image_id": self.tiles[index].image_id}}
+        img = np.ascontiguousarray(np.moveaxis(np.atleast_3d(out["image"]), -1, 0))
+        msk = np.ascontiguousarray(np.moveaxis(out["mask"], -1, 0))
+        if self.params.color_on:  # after the geometry, from the same generator: crops stay as without it
+            img = jitter_color(img, msk[3] > 0, self.params, self.stats, rng)
+        item = {"image": torch.from_numpy(img), "target": torch.from_numpy(msk[:3]).float(),
+                "valid": torch.from_numpy(msk[3:4]).float(), "meta": {"image_id": self.tiles[index].image_id}}
+        if self.count_buildings:
+            ids = np.unique(msk[4])
+            item["buildings"] = torch.tensor(float(np.count_nonzero(ids)), dtype=torch.float32)
+        return item

@@ -155,14 +155,46 @@ def load_encoder_weights(encoder_module: nn.Module, state: Mapping[str, torch.Te
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
-               weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Binary focal loss per channel, ``(C,)``; logits/target ``(N, C, H, W)``, weight ``(N, 1, H, W)``."""
+               weight: torch.Tensor | None = None, total: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Binary focal loss per channel, ``(C,)``; logits/target ``(N, C, H, W)``, weight ``(N, 1, H, W)``.
+
+    With ``weight``, the weighted sum over pixels is divided by ``total`` (default: the sum of
+    the weights, i.e. a weighted mean; at least 1).
+    """
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_t = torch.exp(-bce)
     loss = (1 - p_t) ** gamma * bce
     if weight is None:
         return loss.mean(dim=(0, 2, 3))
-    return (loss * weight).sum(dim=(0, 2, 3)) / weight.sum().clamp_min(1.0)
+    denominator = weight.sum() if total is None else torch.as_tensor(total, dtype=loss.dtype, device=loss.device)
+    return (loss * weight).sum(dim=(0, 2, 3)) / denominator.clamp_min(1.0)
+
+
+def loss_pixel_weights(footprint: torch.Tensor, buildings: torch.Tensor | None = None,
+                       positive_weight: float = 1.0, image_weight_base: float = 1.0,
+                       image_weight_per_building: float = 0.0) -> torch.Tensor:
+    """The SN6 winner's per-pixel loss weights, ``(N, 1, H, W)`` float (dimensionless multipliers).
+
+    ``positive_weight`` on building pixels (``footprint`` > 0.5), 1 elsewhere, times a per-image
+    weight ``image_weight_base + image_weight_per_building * buildings[n]``; the winner's recipe
+    is 0.5 / 0.5 / 0.5 / 8 (building pixels at half weight; a crop with 8 buildings weighs 1, an
+    empty one 0.5). The neutral values (1 / 1 / 0) give all ones.
+
+    Args:
+        footprint: ``(N, 1, H, W)`` footprint target in {0, 1}.
+        buildings: ``(N,)`` count of buildings in each crop (needed when
+            ``image_weight_per_building`` is not 0).
+    """
+    if footprint.ndim != 4 or footprint.shape[1] != 1:
+        raise ValueError(f"footprint must be (N, 1, H, W), got {tuple(footprint.shape)}")
+    weight = torch.where(footprint > 0.5, positive_weight, 1.0).to(footprint.dtype)
+    if image_weight_per_building:
+        if buildings is None or buildings.shape != (footprint.shape[0],):
+            got = None if buildings is None else tuple(buildings.shape)
+            raise ValueError(f"buildings must be ({footprint.shape[0]},) counts per crop, got {got}")
+        per_image = image_weight_base + image_weight_per_building * buildings.to(footprint.dtype)
+        return weight * per_image[:, None, None, None]
+    return weight * image_weight_base
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
@@ -178,13 +210,19 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor |
 
 def focal_dice_loss(logits: torch.Tensor, target: torch.Tensor, channel_weights: Sequence[float],
                     focal_weight: float = 1.0, dice_weight: float = 1.0,
-                    valid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                    valid: torch.Tensor | None = None,
+                    pixel_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """``sum_c w_c * (focal_weight * focal_c + dice_weight * dice_c)`` / ``sum w``.
 
     Args:
         logits, target: ``(N, C, H, W)``; target in {0, 1} float.
         channel_weights: one weight per channel (footprint, edge, contact).
         valid: optional ``(N, 1, H, W)`` mask of pixels that count (nodata excluded).
+        pixel_weight: optional ``(N, 1, H, W)`` multipliers of the per-pixel (focal) loss
+            (:func:`loss_pixel_weights`). The focal term is then ``sum(focal_px * valid *
+            pixel_weight) / sum(valid)``: divided by the pixel count, not the weights' sum, so the
+            weights scale the loss as they read (a weighted mean would cancel a per-image weight
+            shared by the batch). The dice term, a ratio over the whole batch, is not weighted.
     Returns the scalar loss and ``{"focal": .., "dice": ..}`` (footprint channel) for logging.
     """
     if logits.shape != target.shape:
@@ -192,7 +230,15 @@ def focal_dice_loss(logits: torch.Tensor, target: torch.Tensor, channel_weights:
     w = torch.as_tensor(list(channel_weights), dtype=logits.dtype, device=logits.device)
     if w.numel() != logits.shape[1]:
         raise ValueError(f"{w.numel()} channel weights for {logits.shape[1]} channels")
-    focal = focal_loss(logits, target, weight=valid)
+    if pixel_weight is None:
+        focal = focal_loss(logits, target, weight=valid)
+    else:
+        n, _, h, wd = logits.shape
+        if pixel_weight.shape != (n, 1, h, wd):
+            raise ValueError(f"pixel_weight must be {(n, 1, h, wd)}, got {tuple(pixel_weight.shape)}")
+        weight = pixel_weight if valid is None else pixel_weight * valid
+        total = float(n * h * wd) if valid is None else valid.sum()
+        focal = focal_loss(logits, target, weight=weight, total=total)
     dice = dice_loss(logits, target, weight=valid)
     per_channel = focal_weight * focal + dice_weight * dice
     loss = (w * per_channel).sum() / w.sum()

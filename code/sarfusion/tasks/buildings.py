@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,12 +63,23 @@ class BuildingsConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 20
+    # Stepped learning rate (the SN6 winner's): after the warm-up the lr stays at ``lr`` and is
+    # multiplied by ``lr_gamma`` at each of these fractions of ``engine.max_steps``. Empty: cosine
+    # decay to 5 % of ``lr`` instead.
+    lr_milestones: tuple[float, ...] = ()
+    lr_gamma: float = 0.5
     augment: AugmentParams = field(default_factory=AugmentParams)
     edge_width: int = 2  # px, target "edge" band inside each footprint
     contact_width: int = 3  # px, target "contact" between two buildings
     channel_weights: tuple[float, float, float] = (1.0, 0.5, 0.5)  # footprint, edge, contact
     focal_weight: float = 1.0
     dice_weight: float = 1.0
+    # The winner's loss weights (models.segmentation.loss_pixel_weights), on the per-pixel (focal)
+    # term: building pixels x positive_pixel_weight, each crop x (image_weight_base +
+    # image_weight_per_building x its building count). Neutral: 1, 1, 0.
+    positive_pixel_weight: float = 1.0
+    image_weight_base: float = 1.0
+    image_weight_per_building: float = 0.0
     watershed: WatershedParams = field(default_factory=WatershedParams)
     tta_scales: tuple[float, ...] = (1.0,)
     tta_flip: bool = False  # left-right flip TTA (predict --tta turns it and the scales on)
@@ -119,8 +130,9 @@ PRESETS = {
     # focal + dice with channel weights 1 / 0.25 / 0.1; gradient clipping 1.2; 8 easting folds,
     # each fold's best checkpoint by validation F1; TTA scales 0.8 / 1 / 1.5 with flips; watershed
     # on footprint x (1 - contact), 8-connected seeds of >= 110 px, dividing lines, outlines grown
-    # 0.5 px, simplify 0.5. Not here (yet): the winner's per-pixel / per-image loss weights, colour
-    # augmentation, the strip one-hot at the bottleneck, the stepped learning rate.
+    # 0.5 px, simplify 0.5; building pixels weighted 0.5 and each crop 0.5 + 0.5 x buildings / 8 in
+    # the per-pixel loss; saturation / brightness / contrast; lr halved at 80, 100 and 120 / 140 of
+    # the run. Not here: the strip one-hot / direction / y inputs at the bottleneck (README).
     "full": BuildingsConfig(
         preset="full",
         encoder="efficientnet-b5",
@@ -130,10 +142,18 @@ PRESETS = {
                             grad_clip=1.2),
         lr=2e-4,
         warmup_steps=500,
-        augment=AugmentParams(crop=512, scale=(0.5, 2.0), rotate_deg=5.0, affine_p=0.7),
+        lr_milestones=(80 / 140, 100 / 140, 120 / 140),  # the winner's epochs 80, 100, 120 of 140
+        lr_gamma=0.5,
+        # Colour strengths and probability: the recipe names the transforms, not their ranges;
+        # 0.2 is albumentations' ColorJitter default, brightness in std units of the normalised SAR.
+        augment=AugmentParams(crop=512, scale=(0.5, 2.0), rotate_deg=5.0, affine_p=0.7,
+                              color_p=0.5, brightness=0.2, contrast=0.2, saturation=0.2),
         edge_width=1,
         contact_width=9,
         channel_weights=(1.0, 0.25, 0.1),
+        positive_pixel_weight=0.5,
+        image_weight_base=0.5,
+        image_weight_per_building=0.5 / 8,
         watershed=WatershedParams(seed_threshold=0.75, mask_threshold=0.5, min_seed_area=110, min_area=80.0,
                                   simplify_tolerance=0.5, mask_minus_contact=True, seed_connectivity=8,
                                   dividing_lines=True, outline_buffer=0.5),
@@ -151,7 +171,7 @@ def _config_from_dict(data: dict) -> BuildingsConfig:
     data["augment"] = AugmentParams(**{**data["augment"], "scale": tuple(data["augment"]["scale"])})
     data["watershed"] = WatershedParams(**data["watershed"])
     for key in ("decoder_channels", "channel_weights", "tta_scales", "calibrate_seed_thresholds",
-                "calibrate_mask_thresholds"):
+                "calibrate_mask_thresholds", "lr_milestones"):
         if data.get(key) is not None:
             data[key] = tuple(data[key])
     known = {f.name for f in dataclasses.fields(BuildingsConfig)}
@@ -224,13 +244,36 @@ def _subset_aoi(aoi_dir: Path, tiles: Sequence[SN6Tile], out_dir: Path) -> Path:
 
 
 # --- training ----------------------------------------------------------------------------------------
-def _lr_lambda(warmup: int, total: int):
+def _lr_lambda(warmup: int, total: int, milestones: Sequence[float] = (), gamma: float = 0.5
+               ) -> Callable[[int], float]:
+    """The lr factor (of the configured lr) for optimiser step ``step`` (0-based) of ``total``.
+
+    A linear warm-up over ``warmup`` steps, then either cosine decay to 0.05 (``milestones``
+    empty) or a constant 1 multiplied by ``gamma`` from each step ``round(m * total)``, ``m`` in
+    ``milestones`` (fractions of the run). A pure function of the step, so the scheduler's saved
+    ``last_epoch`` alone restores it on resume.
+    """
+    if any(not 0 < m < 1 for m in milestones):
+        raise InputError(f"lr_milestones are fractions of the run in (0, 1), got {tuple(milestones)}")
+    starts = sorted(int(round(m * total)) for m in milestones)
+
     def fn(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
+        if starts:
+            return gamma ** sum(step >= s for s in starts)
         progress = (step - warmup) / max(1, total - warmup)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return fn
+
+
+def make_scheduler(opt: Any, cfg: BuildingsConfig) -> Any:
+    """The building model's lr schedule on ``opt`` (a ``LambdaLR`` over :func:`_lr_lambda`), stepped
+    once per optimiser step by the engine, which saves and restores its state with checkpoints."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(cfg.warmup_steps, cfg.engine.max_steps, cfg.lr_milestones, cfg.lr_gamma))
 
 
 def _norm_stats(tiles: Sequence[SN6Tile], mode: str, prepared: dict[str, Path], max_tiles: int) -> NormStats:
@@ -253,29 +296,37 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
 
     from sarfusion.datasets.sn6_buildings import BuildingTileDataset
     from sarfusion.engine import Engine, gather_objects, save_torch_atomic, seed_everything
-    from sarfusion.models.segmentation import build_segmentation_model, focal_dice_loss, freeze_unused_parameters
+    from sarfusion.models.segmentation import (build_segmentation_model, focal_dice_loss, freeze_unused_parameters,
+                                               loss_pixel_weights)
 
     stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
     log.info("normalisation (%s): mean %s std %s", cfg.input_mode,
              np.round(stats.mean, 2).tolist(), np.round(stats.std, 2).tolist())
     dataset = BuildingTileDataset(tiles, prepared, cfg.input_mode, polygons, stats, cfg.augment,
                                   cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed,
-                                  input_scale=cfg.input_scale)
+                                  input_scale=cfg.input_scale, count_buildings=cfg.image_weight_per_building != 0)
     seed_everything(cfg.engine.seed)  # initial weights from the seed (torch's own start seed varies)
     model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels,
                                      encoder_weights=encoder_state)
     freeze_unused_parameters(model, INPUT_CHANNELS[cfg.input_mode])  # DDP waits for every trainable one
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.engine.max_steps))
+    sched = make_scheduler(opt, cfg)
     engine = Engine(run_dir, cfg.engine, {"model": model}, {"opt": opt}, {"opt": sched}, task_config=cfg)
     loader = engine.make_loader(dataset, shuffle=True)
+    weighted = (cfg.positive_pixel_weight, cfg.image_weight_base, cfg.image_weight_per_building) != (1.0, 1.0, 0.0)
 
     def step_fn(ctx, batch) -> dict[str, float]:
         net = ctx.models["model"]
         with ctx.autocast():
             logits = net(batch["image"])
+        pixel_weight = None
+        if weighted:  # neutral weights skip this: the unweighted loss stays bit for bit as before
+            pixel_weight = loss_pixel_weights(batch["target"][:, :1], batch.get("buildings"),
+                                              cfg.positive_pixel_weight, cfg.image_weight_base,
+                                              cfg.image_weight_per_building)
         loss, parts = focal_dice_loss(logits.float(), batch["target"], cfg.channel_weights,
-                                      cfg.focal_weight, cfg.dice_weight, valid=batch["valid"])
+                                      cfg.focal_weight, cfg.dice_weight, valid=batch["valid"],
+                                      pixel_weight=pixel_weight)
         ctx.backward(loss, "opt")
         return {"loss": float(loss.detach()), **parts}
 
