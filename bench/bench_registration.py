@@ -16,13 +16,16 @@ field's bias, and measures how far the UNWARPED MultiEarth pair is from co-regis
 S1 date / polarisation and clear S2 date, and how much S1 and S2 share there (the global NCC
 peak between two dates of one modality vs across the modalities).
 
-``real26`` (needs ``../shared/real_samples/s1s2_pairs``; about a minute a pair on 2 cores) is the
-issue-22 protocol on the 26 real Sentinel-1 VH / Sentinel-2 RGB pairs (1024 px, 10 m): a seeded
-known warp per pair (global shift up to +-15 px per axis + a smooth field up to +-8 px, correlation
-length a tenth of the image), 150 seeded tie points, scored as warp recovery |F1 - F0 - k| (the
-pairs are not aligned to the pixel, so an absolute error has a floor) for zero offsets, a plain
-CFOG reference matcher (written here, not the project's code) and the training-free dense mode.
-``--pairs N`` runs the first N pairs only.
+``real26`` (needs ``../shared/real_samples``; about 45 s a pair on 2 cores) is the issue-22
+protocol on the 26 real Sentinel-1 VH / Sentinel-2 RGB pairs (1024 px, 10 m): a seeded known warp
+per pair (global shift up to +-15 px per axis + a smooth field up to +-8 px, correlation length a
+tenth of the image), 150 seeded tie points, scored as warp recovery |F1 - F0 - k| (the pairs are
+not aligned to the pixel, so an absolute error has a floor) for zero offsets, a plain CFOG
+reference matcher (written here, not the project's code) and the training-free dense mode, with
+the even-index pairs (which chose the dense mode's medium-resolution settings) and the odd-index
+ones (held out) summarised apart; then the same protocol on the 256 px SEN1-2 patches and the
+MultiEarth pair (4 warps; correlation length 102 px, that of the 1024 px pairs). ``--pairs N``
+runs the first N S1/S2 pairs only (and skips the other sets).
 
     .venv/bin/python bench/bench_registration.py --what real26 [--pairs 2]
 
@@ -356,83 +359,94 @@ def _parabola(a: float, b: float, c: float) -> float:
     return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den > 0 else 0.0
 
 
-def dense_offsets(work: Path, optical: np.ndarray, sar: np.ndarray, tag: str) -> np.ndarray:
-    """The training-free dense mode (``register_scene`` without weights, as ``known_warp_errors``
-    calls it) on ``optical`` ``(C, h, w)`` / ``sar`` ``(h, w)`` (0 = no data): ``(2, h, w)`` (dy, dx) px."""
-    from sarfusion.io.raster import write_raster
-    from sarfusion.registration.api import register_scene
-    work.mkdir(parents=True, exist_ok=True)
-    write_raster(work / f"o_{tag}.tif", optical.astype(np.float32))
-    write_raster(work / f"s_{tag}.tif", sar[None].astype(np.float32))
-    off = read_raster(register_scene(work / f"o_{tag}.tif", work / f"s_{tag}.tif", work / f"d_{tag}.tif")["offsets"])
-    return np.stack([off[1], off[0]])  # the offset map holds (dx, dy)
-
-
 R26_METHODS = ("zero", "cfog", "dense")
 
 
 def real26_pair(work: Path, optical: np.ndarray, sar: np.ndarray, seed: int, n_tie: int = 150,
-                methods: tuple[str, ...] = R26_METHODS) -> dict:
-    """One pair of the issue-22 protocol: ``optical`` ``(3, h, w)`` float32, ``sar`` ``(h, w)``
-    float32, both > 0 (0 is no data). Returns the known shift, the mean |k| at the tie points and
-    per method the mean ``recovery`` / ``absolute`` / ``unwarped`` errors (px) and seconds."""
-    from sarfusion.registration.testpair import random_known_warp, tiepoint_sample, warp_recovery
-    from sarfusion.registration.warp import warp_by_field
-    h, w = sar.shape
-    max_shift, amp = 15.0, 8.0
-    field, truth, shift = random_known_warp(h, w, seed, max_shift, amp)
-    warped = warp_by_field(sar, field)  # outside the original: 0, no data
-    # Tie points beyond the largest possible warp from the border (+8 px for the matchers' context).
-    rows, cols = tiepoint_sample(h, w, n_tie, int(max_shift + amp) + 8, seed)
-    out = {"shift": shift, "k_mean": float(np.hypot(*truth[:, rows, cols]).mean())}
+                methods: tuple[str, ...] = R26_METHODS, corr_px: float | None = None) -> dict:
+    """One pair of the issue-22 protocol (:func:`~sarfusion.registration.testpair.warp_recovery_errors`):
+    ``optical`` ``(3, h, w)`` float32, ``sar`` ``(h, w)`` float32, both > 0 (0 is no data). Returns
+    the known shift, the mean |k| at the tie points and per method the mean ``recovery`` /
+    ``absolute`` / ``unwarped`` errors (px) and seconds (dense: also confidence / kept)."""
+    from sarfusion.registration.testpair import warp_recovery_errors
+    matchers = {"zero": lambda o, s: np.zeros((2,) + s.shape, np.float32), "cfog": cfog_field, "dense": None}
+    out = {}
     for m in methods:
-        t0 = time.time()
-        if m == "zero":
-            f0 = f1 = np.zeros((2, h, w), np.float32)
-        elif m == "cfog":
-            f0, f1 = cfog_field(optical, sar), cfog_field(optical, warped)
-        else:
-            f0, f1 = dense_offsets(work, optical, sar, f"{seed}u"), dense_offsets(work, optical, warped, f"{seed}w")
-        e = warp_recovery(f0, f1, truth, rows, cols)
-        out[m] = {k: float(v.mean()) for k, v in e.items()} | {"seconds": time.time() - t0}
+        r = warp_recovery_errors(work, optical, sar, seed, corr_px=corr_px, n_tie=n_tie, matcher=matchers[m])
+        out |= {"shift": r.pop("shift"), "k_mean": r.pop("zero")}
+        out[m] = r
     return out
 
 
-def real26(work: Path, root: Path, n_pairs: int | None = None) -> dict | None:
-    """The issue-22 warp-recovery table on the real S1/S2 pairs under ``root`` (skipped if absent)."""
-    from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
-    if not root.is_dir():
-        print(f"real S1/S2 pairs not found at {root}; real26 skipped")
-        return None
-    pairs = find_pairs(root)[:n_pairs]
-    print(f"\nreal S1/S2 pairs ({len(pairs)}), issue-22 warp recovery |F1 - F0 - k| at 150 tie points, mean px "
-          f"(known warp: shift <= 15 px/axis + smooth field <= 8 px, corr. length h/10); abs = |F1 - k|, "
-          f"|F0| = offset on the unwarped pair")
-    print(f"{'pair':6s} {'shift (dy, dx)':>15s} {'|k|':>6s}  " + "  ".join(f"{m + ' rec/abs/|F0|':>22s}" for m in R26_METHODS)
-          + "  seconds (cfog, dense)")
+def recovery_table(work: Path, title: str, cases: list, split: bool = False) -> dict:
+    """Print the warp-recovery table of ``cases`` (``(name, optical, sar, seed, corr_px)``) for
+    every method of :data:`R26_METHODS`; ``split``: also summarise the even- / odd-index cases
+    apart (the dense mode's medium-resolution settings were chosen on the even ones)."""
+    print(f"\n{title}")
+    print(f"{'pair':8s} {'shift (dy, dx)':>15s} {'|k|':>6s}  " + "  ".join(f"{m + ' rec/abs/|F0|':>22s}" for m in R26_METHODS)
+          + "  dense conf (F0, F1)  seconds (cfog, dense)")
     res = {}
-    for seed, p in enumerate(pairs):  # seed = the pair's index in name order
-        # +1 so that 0 stays "no data" for the dense mode (as the SEN1-2 pairs of --what real).
-        opt = read_optical(p.optical).pixels.astype(np.float32) + 1
-        sar = read_sar(p.sar).pixels[0].astype(np.float32) + 1
-        r = real26_pair(work / "real26", opt, sar, seed)
-        res[p.name] = r
-        print(f"{p.name:6s} ({r['shift'][0]:+6.2f},{r['shift'][1]:+6.2f}) {r['k_mean']:6.2f}  "
+    for name, opt, sar, seed, corr in cases:
+        r = real26_pair(work, opt, sar, seed, corr_px=corr)
+        res[name] = r
+        conf = r["dense"].get("confidence", (None, None))
+        print(f"{name:8s} ({r['shift'][0]:+6.2f},{r['shift'][1]:+6.2f}) {r['k_mean']:6.2f}  "
               + "  ".join(f"{r[m]['recovery']:8.2f}/{r[m]['absolute']:5.2f}/{r[m]['unwarped']:5.2f}" for m in R26_METHODS)
-              + f"  ({r['cfog']['seconds']:.0f}, {r['dense']['seconds']:.0f})", flush=True)
-    summary = {"what": "real26", "pairs": len(res), "methods": {}}
-    print(f"\n| method | mean recovery (px) | worst pair (px) | mean abs |F1 - k| (px) | mean unwarped |F0| (px) |")
-    print("|---|---|---|---|---|")
-    for m in R26_METHODS:
-        rec = {n: r[m]["recovery"] for n, r in res.items()}
-        worst = max(rec, key=rec.get)
-        s = {"mean": float(np.mean(list(rec.values()))), "worst": rec[worst], "worst_pair": worst,
-             "abs": float(np.mean([r[m]["absolute"] for r in res.values()])),
-             "unwarped": float(np.mean([r[m]["unwarped"] for r in res.values()]))}
-        summary["methods"][m] = {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()}
-        print(f"| {m} | {s['mean']:.2f} | {s['worst']:.2f} ({worst}) | {s['abs']:.2f} | {s['unwarped']:.2f} |")
+              + f"  ({conf[0]:.2f}, {conf[1]:.2f})  ({r['cfog']['seconds']:.0f}, {r['dense']['seconds']:.0f})", flush=True)
+    names = list(res)
+    parts = {"all": names}
+    if split:
+        parts |= {"even (chose)": names[0::2], "odd (held out)": names[1::2]}
+    summary = {"pairs": len(res), "methods": {}}
+    print("\n| pairs | method | mean recovery (px) | worst pair (px) | worse than zero | mean abs |F1 - k| (px) | mean unwarped |F0| (px) |")
+    print("|---|---|---|---|---|---|---|")
+    for part, sel in parts.items():
+        for m in R26_METHODS:
+            rec = {n: res[n][m]["recovery"] for n in sel}
+            worst = max(rec, key=rec.get)
+            st = {"mean": float(np.mean(list(rec.values()))), "worst": rec[worst], "worst_pair": worst,
+                  "worse_than_zero": int(sum(rec[n] > res[n]["k_mean"] for n in sel)),
+                  "abs": float(np.mean([res[n][m]["absolute"] for n in sel])),
+                  "unwarped": float(np.mean([res[n][m]["unwarped"] for n in sel]))}
+            summary["methods"].setdefault(part, {})[m] = {k: round(v, 3) if isinstance(v, float) else v for k, v in st.items()}
+            print(f"| {part} ({len(sel)}) | {m} | {st['mean']:.2f} | {st['worst']:.2f} ({worst}) | {st['worse_than_zero']} | "
+                  f"{st['abs']:.2f} | {st['unwarped']:.2f} |")
     print(json.dumps(summary))
     return summary
+
+
+def real26(work: Path, root: Path, n_pairs: int | None = None) -> dict | None:
+    """The issue-22 warp-recovery tables: the real S1/S2 pairs under ``root / s1s2_pairs`` (1024 px;
+    the known warp's correlation length a tenth of the image, 102 px), then the SEN1-2 patches and
+    the MultiEarth pair (256 px; the same physical warp: 102 px correlation, not a tenth of the
+    patch, which would strain it by ~30%). Sets that are absent are skipped."""
+    from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
+    from sarfusion.registration.testpair import multiearth_pair, sen12_pairs
+    out = {}
+    pairs_root = root / "s1s2_pairs"
+    if pairs_root.is_dir():
+        cases = []
+        for seed, p in enumerate(find_pairs(pairs_root)[:n_pairs]):  # seed = the pair's index in name order
+            # +1 so that 0 stays "no data" for the dense mode (as the SEN1-2 pairs).
+            cases.append((p.name, read_optical(p.optical).pixels.astype(np.float32) + 1,
+                          read_sar(p.sar).pixels[0].astype(np.float32) + 1, seed, None))
+        out["s1s2"] = recovery_table(
+            work / "real26", f"real S1/S2 pairs ({len(cases)}), issue-22 warp recovery |F1 - F0 - k| at 150 tie "
+            "points, mean px (known warp: shift <= 15 px/axis + smooth field <= 8 px, corr. length h/10); "
+            "abs = |F1 - k|, |F0| = offset on the unwarped pair", cases, split=True)
+    else:
+        print(f"real S1/S2 pairs not found at {pairs_root}; skipped")
+    sen12 = root / "sen1-2" / "ROIs1158_spring"
+    if sen12.is_dir() and n_pairs is None:
+        cases = [(f"sen12_{i}", opt, sar, i, 102.4) for i, (_, opt, sar) in enumerate(sen12_pairs(sen12))]
+        out["sen12"] = recovery_table(work / "sen12", "SEN1-2 patches (10, 256 px), the same protocol", cases)
+    me = root / "multiearth"
+    if me.is_dir() and n_pairs is None:
+        opt, sar = multiearth_pair(me)
+        cases = [(f"me_{i}", opt, sar, i, 102.4) for i in range(4)]
+        out["multiearth"] = recovery_table(work / "multiearth", "MultiEarth S1 VV / S2 pair (256 px), the same "
+                                           "protocol, 4 warps (seeds 0-3)", cases)
+    return out
 
 
 def main() -> None:
@@ -466,7 +480,7 @@ def main() -> None:
         if "real" in what:
             real(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples")
         if "real26" in what:
-            real26(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples" / "s1s2_pairs", args.pairs)
+            real26(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples", args.pairs)
         if "diagnose" in what:
             diagnose(work, args.size, [int(s) for s in args.test_seeds.split(",")], args.weights)
         if "speed4096" in what:

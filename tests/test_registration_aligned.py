@@ -121,9 +121,14 @@ def test_register_cli_writes_the_aligned_sar(tmp_path, capsys):
 
     opt, sar = _linear_pair(tmp_path)
     rc = main(["register", "--optical", str(opt), "--sar", str(sar), "--out", str(tmp_path / "o.tif"),
-               "--mode", "none", "--aligned-sar", str(tmp_path / "al.tif"), "--json"])
+               "--mode", "none", "--aligned-sar", str(tmp_path / "al.tif"), "--confidence",
+               str(tmp_path / "conf.tif"), "--json"])
     assert rc == 0
     result = json.loads(capsys.readouterr().out)
     assert result["aligned_sar"] == str(tmp_path / "al.tif")
+    # zero offsets measured nothing: confidence 0 everywhere, no lattice to keep nodes of
+    assert result["confidence"] == 0.0 and result["kept"] is None
+    assert result["confidence_map"] == str(tmp_path / "conf.tif")
+    assert (read_raster(tmp_path / "conf.tif") == 0).all() and cog_errors(tmp_path / "conf.tif") == []
     assert cog_errors(tmp_path / "o.tif") == [] and cog_errors(tmp_path / "al.tif") == []
     assert raster_info(tmp_path / "al.tif").geotransform == OPT_GT

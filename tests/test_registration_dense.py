@@ -13,7 +13,8 @@ from sarfusion.metrics.tiepoints import score_tiepoints
 from sarfusion.registration.api import register_scene
 from sarfusion.registration.features import oriented_gradients
 from sarfusion.registration.matching import match_templates, ncc_map
-from sarfusion.registration.testpair import known_warp_errors, make_test_pair, multiearth_pair, sen12_pairs
+from sarfusion.registration.testpair import (known_warp_errors, make_test_pair, multiearth_pair, sen12_pairs,
+                                            warp_recovery_errors)
 
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real_samples"
 
@@ -154,15 +155,61 @@ def test_dense_does_no_harm_on_real_multiearth_pair(multiearth_error):
     assert err <= 1.05 * zero, (err, zero)
 
 
-@pytest.mark.xfail(reason="Amazon forest S1 VV vs S2 RGB: measured 3.29 px vs 5.32 px zero-offset; the result is "
-                          "the scene-wide translation, off by a constant (dy -2.7, dx -1.2) px, and the unwarped "
-                          "pair itself matches at about (dy -2, dx -4.5) px on every S1 / S2 date, and S1 / S2 share "
-                          "little here: global NCC peak 0.05 across the modalities (shift spread 2-3 px over "
-                          "date pairs) vs 0.54 / 0.63 between two S2 / two S1 dates (bench_registration "
-                          "--what real); the 2 px target is not reached", strict=False)
-def test_dense_recovers_known_warp_on_real_multiearth_pair_within_2px(multiearth_error):
-    err, zero = multiearth_error
-    assert err < 2.0, (err, zero)
+# --- the issue-22 protocol on the 256 px real patches: a known shift of up to +-15 px + a smooth
+# +-8 px field of 102 px correlation (that of the 1024 px S1/S2 pairs: the same physical warp),
+# registered before (F0) and after (F1) the warp; error |F1 - F0 - k| at 150 tie points.
+
+@pytest.fixture(scope="module")
+def sen12_recovery(tmp_path_factory) -> list[dict]:
+    root = REAL_SAMPLES / "sen1-2" / "ROIs1158_spring"
+    if not root.is_dir():
+        pytest.skip(f"real samples not found at {root}")
+    work = tmp_path_factory.mktemp("sen12_r22")
+    return [warp_recovery_errors(work, opt, sar, i, corr_px=102.4) for i, (_, opt, sar) in enumerate(sen12_pairs(root))]
+
+
+@pytest.fixture(scope="module")
+def multiearth_recovery(tmp_path_factory) -> list[dict]:
+    me = REAL_SAMPLES / "multiearth"
+    if not me.is_dir():
+        pytest.skip(f"real samples not found at {me}")
+    work = tmp_path_factory.mktemp("me_r22")
+    opt, sar = multiearth_pair(me)
+    return [warp_recovery_errors(work, opt, sar, seed, corr_px=102.4) for seed in range(4)]
+
+
+def test_dense_warp_recovery_on_real_sen12_pairs_far_below_zero_offsets(sen12_recovery):
+    """256 px patches take the small-image route. Measured 3.55 px mean against 13.12 without
+    registration (median 2.50, worst 11.41; none worse than zero)."""
+    rec = [r["recovery"] for r in sen12_recovery]
+    zero = [r["zero"] for r in sen12_recovery]
+    assert len(rec) == 10
+    assert np.mean(rec) < 0.4 * np.mean(zero), (rec, zero)
+    assert all(r <= z for r, z in zip(rec, zero)), (rec, zero)
+
+
+@pytest.mark.xfail(reason="issue-22 protocol on 10 SEN1-2 256 px patches: measured 3.55 px mean (median 2.50, "
+                          "worst 11.41; target 2). A warp of up to 23 px moves a tenth of a 256 px patch out of "
+                          "view and the S1 / S2 peaks are weak; the medium recipe of the 1024 px pairs does no "
+                          "better here (3.67 px)", strict=False)
+def test_dense_warp_recovery_on_real_sen12_pairs_within_2px(sen12_recovery):
+    assert np.mean([r["recovery"] for r in sen12_recovery]) < 2.0
+
+
+def test_dense_warp_recovery_on_real_multiearth_pair_does_no_harm(multiearth_recovery):
+    """Measured 3.39 px mean against 13.59 without registration (per warp 8.80 / 1.95 / 0.88 /
+    1.93... see the notes); no warp worse than zero."""
+    rec = [r["recovery"] for r in multiearth_recovery]
+    zero = [r["zero"] for r in multiearth_recovery]
+    assert all(r <= z for r, z in zip(rec, zero)), (rec, zero)
+    assert np.mean(rec) < 0.5 * np.mean(zero), (rec, zero)
+
+
+@pytest.mark.xfail(reason="issue-22 protocol on the MultiEarth forest pair (4 warps): measured 3.39 px mean "
+                          "(median 1.95, worst 8.80), target 2. S1 and S2 share little there (global NCC ~0.05); "
+                          "the result is essentially a scene-wide translation", strict=False)
+def test_dense_warp_recovery_on_real_multiearth_pair_within_2px(multiearth_recovery):
+    assert np.mean([r["recovery"] for r in multiearth_recovery]) < 2.0
 
 
 def test_known_warp_errors_on_a_synthetic_patch(tmp_path):
@@ -308,3 +355,31 @@ def test_layover_shadow_mask_covers_bright_and_dark_blocks_not_speckle():
     from dataclasses import replace
     no_dark = _layover_shadow_mask(sar, np.ones_like(bright), replace(cfg, sar_dark_quantile=0.0))
     assert no_dark[dark].mean() < 0.05 and no_dark[bright].mean() > 0.95
+
+
+def test_dense_does_no_harm_on_an_unrelated_pair_and_reports_its_confidence(tmp_path):
+    """Do no harm: an optical scene against the SAR of ANOTHER scene has nothing to match, so the
+    field must stay near zero offsets and say so (confidence near 0), while the true pair, same
+    sizes and sensors, is matched with high confidence. Non-georeferenced 512 px images take the
+    medium-resolution recipe (global translation + lattice + the evidence gate)."""
+    from sarfusion.io.raster import write_raster
+    from sarfusion.registration.testpair import sar_like, urban_optical
+    opt = urban_optical(512, 3).astype(np.float32) + 1
+    other = urban_optical(512, 4).astype(np.float32) + 1
+    write_raster(tmp_path / "o.tif", opt)
+    write_raster(tmp_path / "same.tif", (sar_like(opt.mean(0), 4) + 1)[None])
+    write_raster(tmp_path / "other.tif", (sar_like(other.mean(0), 4) + 1)[None])
+    same = register_scene(tmp_path / "o.tif", tmp_path / "same.tif", tmp_path / "d_same.tif",
+                          confidence_path=tmp_path / "c_same.tif")
+    unrelated = register_scene(tmp_path / "o.tif", tmp_path / "other.tif", tmp_path / "d_other.tif",
+                               confidence_path=tmp_path / "c_other.tif")
+    off = read_raster(unrelated["offsets"])
+    assert np.hypot(*off).mean() < 1.0, np.hypot(*off).mean()
+    assert unrelated["confidence"] < 0.2 and same["confidence"] > 0.8, (unrelated["confidence"], same["confidence"])
+    assert same["kept"] > unrelated["kept"], (same["kept"], unrelated["kept"])
+    conf_map = read_raster(same["confidence_map"])
+    info = raster_info(same["confidence_map"])
+    assert (info.count, info.dtype, info.width, info.height) == (1, np.dtype("float32"), 512, 512)
+    assert conf_map.min() >= 0 and conf_map.max() <= 1 and conf_map.mean() > 0.8
+    assert read_raster(unrelated["confidence_map"]).mean() < 0.2
+    assert read_raster(same["offsets"]).shape == (2, 512, 512)  # the offset map itself stays 2 bands

@@ -16,7 +16,8 @@ MODES = ("dense", "baseline", "none")
 def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str | Path,
                    mode: str = "dense", weights_dir: str | Path | None = None,
                    preview_dir: str | Path | None = None, config=None,
-                   aligned_sar_path: str | Path | None = None) -> dict:
+                   aligned_sar_path: str | Path | None = None,
+                   confidence_path: str | Path | None = None) -> dict:
     """Register one optical / SAR pair and write the SPEC offset map to ``out_path``.
 
     ``mode``: ``dense`` (local matching, the default; training-free, or with the learned
@@ -24,8 +25,13 @@ def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str
     + RANSAC affine; needs ``weights_dir``) or ``none`` (zero offsets). ``config``: a
     :class:`~sarfusion.registration.dense.DenseConfig` for the dense mode.
     ``aligned_sar_path``: also write the SAR resampled through the offsets onto the optical grid
-    (:func:`~sarfusion.registration.aligned.write_aligned_sar`).
-    Returns ``{"offsets": path, "mode", "seconds", "stats"}`` (+ ``"aligned_sar"``).
+    (:func:`~sarfusion.registration.aligned.write_aligned_sar`). ``confidence_path``: also write
+    the per-pixel confidence in [0, 1] (how much of the offset local matches decided rather than
+    the fallback; :func:`~sarfusion.registration.field.node_confidence`) as a 1-band GeoTIFF.
+    Returns ``{"offsets": path, "mode", "seconds", "stats", "confidence", "kept"}`` (+
+    ``"aligned_sar"``, ``"confidence_map"``): ``confidence`` the mean confidence over the field
+    (0 for ``none``, None for ``baseline``), ``kept`` the fraction of the finest level's nodes
+    whose matches were kept (dense mode; else None).
     """
     if mode not in MODES:
         raise InputError(f"unknown registration mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -47,8 +53,10 @@ def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str
         from sarfusion.registration.descriptors import load_descriptors
         device = select_device(config.device if config is not None else None)
         field, stats = dense_field(grid, config, descriptors=load_descriptors(weights_dir, device))
-    out = write_offsets(grid, field, out_path)
-    result = {"offsets": str(out), "mode": mode, "stats": stats}
+    out = write_offsets(grid, field, out_path, confidence_path=confidence_path)
+    result = {"offsets": str(out), "mode": mode, "stats": stats, **field_summary(field, stats)}
+    if confidence_path is not None:
+        result["confidence_map"] = str(confidence_path)
     if aligned_sar_path is not None:
         from sarfusion.registration.aligned import write_aligned_sar
         result["aligned_sar"] = write_aligned_sar(optical_path, sar_path, out, aligned_sar_path)["aligned_sar"]
@@ -58,6 +66,16 @@ def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str
         if aligned_sar_path is not None:
             write_aligned_preview(optical_path, aligned_sar_path, preview_dir, Path(optical_path).stem)
     return {**result, "seconds": round(time.time() - t0, 2)}
+
+
+def field_summary(field, stats) -> dict:
+    """``confidence`` (mean node confidence of a dense field; 0 for zero offsets; None when the
+    field carries none) and ``kept`` (kept / matched-lattice nodes of the last dense level)."""
+    conf = getattr(field, "confidence", None)
+    confidence = 0.0 if isinstance(field, ZeroField) else (None if conf is None else round(float(conf.mean()), 4))
+    levels = [st for st in stats if isinstance(st, dict) and "kept" in st] if isinstance(stats, list) else []
+    kept = round(levels[-1]["kept"] / max(1, levels[-1]["nodes"]), 4) if levels else None
+    return {"confidence": confidence, "kept": kept}
 
 
 def register_pair(optical_path: str | Path, sar_path: str | Path, out_path: str | Path,

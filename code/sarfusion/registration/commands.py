@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also write the SAR resampled through the offsets onto the optical grid (same size, "
                         "geotransform and CRS as the optical; the SAR's bands and dtype; nodata where the SAR has "
                         "none): a Cloud-Optimized GeoTIFF to compare with the optical pixel by pixel")
+    p.add_argument("--confidence", default=None, metavar="OUT.tif",
+                   help="also write the dense field's confidence (float32 in [0, 1], same grid as the offset map): "
+                        "1 where local matches decided the offset, 0 where it fell back to the scene-wide "
+                        "translation or, where that is unreliable too, toward zero offsets. A sidecar, so the "
+                        "offset map stays the 2 bands the SpaceNet 9 scorer reads; --json also prints the "
+                        "mean confidence and the fraction of local matches kept")
     p.add_argument("--preview", default=None,
                    help="folder for PNG previews (offset vectors, checkerboards; the aligned SAR with --aligned-sar)")
     add_json_flag(p)
@@ -73,7 +79,7 @@ def _register(args: argparse.Namespace) -> int:
         from sarfusion.metrics.tiepoints import read_tiepoints
         read_tiepoints(args.tiepoints)
     result = register_scene(args.optical, args.sar, args.out, args.mode, args.weights, args.preview,
-                            aligned_sar_path=args.aligned_sar)
+                            aligned_sar_path=args.aligned_sar, confidence_path=args.confidence)
     if args.tiepoints:
         from sarfusion.metrics.tiepoints import score_tiepoints
         result.update(score_tiepoints(args.optical, args.sar, args.tiepoints, args.out))
@@ -83,6 +89,12 @@ def _register(args: argparse.Namespace) -> int:
         line = f"wrote {result['offsets']} ({result['mode']}, {result['seconds']} s)"
         if args.aligned_sar:
             line += f" and {result['aligned_sar']}"
+        if args.confidence:
+            line += f" and {result['confidence_map']}"
+        if result["confidence"] is not None:
+            line += f"; confidence {result['confidence']:.2f}"
+        if result["kept"] is not None:
+            line += f", {100 * result['kept']:.0f}% of local matches kept"
         if args.tiepoints:
             line += f"; mean error {result['mean_px']:.2f} px = {result['mean_m']:.2f} m, score {result['score']:.2f}"
         print(line)

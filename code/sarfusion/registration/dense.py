@@ -14,6 +14,13 @@ or third NCC peak when that one agrees with its neighbours. Survivors are interp
 smooth field that seeds the next level. The scene is processed
 in tiles of ``tile`` level pixels, so memory stays bounded for 13,000 px scenes.
 
+Grids that are not VHR (no CRS, or 1 m and coarser: 10 m Sentinel pairs), 512 px and larger, take a
+medium-resolution recipe instead (``DenseConfig.medium_levels``): a scene-wide translation, then one lattice of large
+templates around it and a finer pass, and a do-no-harm gate that scales the field toward zero
+offsets unless the scene-wide translation's NCC shows it is not chance.
+Every node carries a confidence in [0, 1] (how much of its offset local matches decided rather
+than the fallback), written by ``sarfusion register --confidence``.
+
 With trained descriptor nets (:mod:`~sarfusion.registration.descriptors`, from ``--weights``) the
 levels they were trained for match learned features instead of the oriented gradients, and
 without the SAR layover / shadow masks (the nets learned what does not move with the ground).
@@ -32,8 +39,9 @@ from tqdm.auto import tqdm
 
 from sarfusion.registration.align import SceneGrid, to_intensity, warped_sar
 from sarfusion.registration.features import oriented_gradients
-from sarfusion.registration.field import (NodeField, ZeroField, fill_smooth, reject_far_from_affine,
-                                          reject_inconsistent, rescue_with_candidates)
+from sarfusion.registration.field import (NodeField, ZeroField, fill_smooth, node_confidence,
+                                          reject_far_from_affine, reject_inconsistent,
+                                          rescue_with_candidates)
 from sarfusion.registration.matching import aggregate_maps, candidate_peaks, find_peaks, ncc_maps
 
 if TYPE_CHECKING:  # the training stack loads only when descriptors are actually used
@@ -111,6 +119,43 @@ class DenseConfig:
                                     # real S1/S2 local matches score 0.1-0.3 and pull the field off
                                     # (0.08: SEN1-2 2.51 px, forest 4.74; 0.3: 2.30; 0.4: 2.08),
                                     # synthetic / strongly structured pairs score ~0.8
+    # Grids that are not VHR (no CRS, or a CRS grid at vhr_m or coarser: 10 m Sentinel pairs) and at
+    # least medium_min_side px take the medium-resolution recipe instead of the levels above: a scene-wide translation (searched
+    # over +-medium_global_radius px), then ONE lattice of large templates around it, strict
+    # neighbour consistency and wide smoothing. On real 10 m S1 / S2 pairs local peaks are weak and
+    # noisy (speckle; NCC 0.1-0.3), a 128 px template is the smallest that localises reliably, and
+    # the field is smooth over far more than that (a 128 / 192 px box blur of the issue-22 warp
+    # leaves 0.3 / 0.6 px), so averaging wins over resolution. Chosen on the even-index real S1 /
+    # S2 pairs (warp recovery, docs/registration_notes.md): the SN9 levels there gave 11.5 px mean
+    # (fine levels search +-192 px and lock onto wrong basins; 52 px on one pair), the small-image
+    # levels with a +-32 px global shift 3.4 px, this recipe 1.5 px.
+    medium_levels: tuple[DenseLevel, ...] = dc_field(default_factory=lambda: (
+        DenseLevel(1, 128, 8, 16),
+        DenseLevel(1, 64, 4, 16),  # a second pass, smaller templates around the first: 1.68 -> 1.48 px
+    ))
+    medium_consistency: float = 2.0   # px: neighbour-median tolerance (10 m fields are smooth)
+    medium_smooth_nodes: float = 2.0  # nodes: smoothing sigma (32 px at spacing 16)
+    medium_global_radius: int = 32    # px: the issue-22 warps reach 23 px, plus the pairs' own offset
+    medium_tile: int = 256            # px per processing tile: 128 px templates every 16 px make
+                                      # large stacks (1024 px pair: 768 px tiles 53 s, 256 px 28 s)
+    global_max_side: int = 2048       # global translation on a downsampled grid above this side (px)
+    # Do no harm (medium recipe): the field counts in proportion to the evidence that the
+    # scene-wide translation is not chance: its NCC peak x sqrt(template side px) (the chance
+    # level of the peak falls with the template's size) through global_score_ramp; under the
+    # ramp's start the lattice searches around zero offsets instead, and the whole field is scaled
+    # toward zero offsets by that confidence. Measured against pairs of an optical image and the
+    # SAR of ANOTHER area (every match chance; real26 pairs i and i + 7): global NCC <= 0.046 on
+    # 1024 px (x sqrt(960) <= 1.43), 0.036 on a 512 px crop (0.76), <= 0.12 on 256 px SEN1-2
+    # (<= 1.66); real pairs 0.21-0.46 (6.5-14) and 0.11-0.44 (1.5-6.0). The lattice's own
+    # self-consistency was tried as a second signal (kept fraction) but its chance level depends on
+    # the lattice size (0.15-0.29 on 1024 px, 0.39 on 512 px), so it is only reported.
+    global_score_ramp: tuple[float, float] = (1.7, 3.4)
+    medium_min_side: int = 512        # px: smaller images (SEN1-2 / MultiEarth 256 px patches) keep the
+                                      # small-image route: issue-22 protocol SEN1-2 3.55 vs 3.67 px,
+                                      # MultiEarth 3.39 vs 15.18 (its S1 / S2 NCC is at chance level,
+                                      # so the gate sends it to zero offsets), known warp 1.94 vs 2.70
+    confidence_half: float = 0.05     # NCC weight density at which local matches and the fallback
+                                      # count equally in the confidence (field.node_confidence)
     n_orient: int = 8
     pre_sigma: float = 2.0      # level px, before gradients (speckle; 10 m S1 / S2 pairs need it)
     pre_sigma_vhr: float = 0.0  # level px, instead, on georeferenced grids finer than vhr_m: sharp
@@ -259,23 +304,32 @@ def _layover_shadow_mask(sar: np.ndarray, valid: np.ndarray, cfg: DenseConfig) -
     return mask
 
 
-def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device) -> tuple[np.ndarray, dict]:
+def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
+                 radius: int | None = None) -> tuple[np.ndarray, dict]:
     """One scene-wide translation (dy, dx) float32 in grid px, and its statistics.
 
-    The optical footprint minus a ``small_global_radius`` border is one template, matched by FFT
-    NCC in the SAR over +-``small_global_radius`` px; the NCC maps of the feature sets of
-    ``small_global_scales`` are summed before the (sub-pixel) peak is taken. For small images
-    only: their whole footprint is a far more distinctive template than any local patch.
+    The optical footprint minus a ``radius`` border (default ``small_global_radius``) is one
+    template, matched by FFT NCC in the SAR over +-``radius`` px; the NCC maps of the feature sets
+    of ``small_global_scales`` are summed before the (sub-pixel) peak is taken. Footprints wider
+    than ``global_max_side`` are matched on a downsampled grid. Stats: ``global_shift``,
+    ``global_score`` (mean NCC of the peak) and ``global_confidence`` (that score times the
+    square root of the template side, through ``global_score_ramp``; 0 for a peak on the search
+    border, i.e. possibly beyond the range).
     """
     col0, row0, bw, bh = grid.optical_box(1)
-    r = cfg.small_global_radius
+    f = 1
+    while min(bw, bh) / f > cfg.global_max_side:
+        f *= 2
+    col0, row0, bw, bh = grid.optical_box(f)
+    r = int(math.ceil((cfg.small_global_radius if radius is None else radius) / f))
     side = min(bh, bw) - 2 * r  # square template: the footprint's centre part
     if side < 16:
-        return np.zeros(2, np.float32), {"global_shift": [0.0, 0.0], "global_score": 0.0}
+        return np.zeros(2, np.float32), {"global_shift": [0.0, 0.0], "global_score": 0.0,
+                                         "global_confidence": 0.0}
     # Features on the whole footprint (optical) / footprint + radius (SAR), cropped afterwards,
     # so the template and search edges are not feature-border artefacts.
-    opt = to_intensity(grid.read("optical", (col0, row0, bw, bh), 1), "optical")
-    sar = to_intensity(grid.read("sar", (col0 - r, row0 - r, bw + 2 * r, bh + 2 * r), 1), "sar")
+    opt = to_intensity(grid.read("optical", (col0, row0, bw, bh), f), "optical")
+    sar = to_intensity(grid.read("sar", (col0 - r, row0 - r, bw + 2 * r, bh + 2 * r), f), "sar")
     total = None
     for pre_sigma, sigma in cfg.small_global_scales:
         fo = oriented_gradients(opt, cfg.n_orient, pre_sigma, sigma)[:, r:r + side, r:r + side]
@@ -283,9 +337,14 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device) -> tup
         m = ncc_maps(fo[None], fs[None], device)
         total = m if total is None else total + m
     res = find_peaks(torch.from_numpy(total))
-    shift = res.shift[0].astype(np.float32)
-    return shift, {"global_shift": [round(float(v), 3) for v in shift],
-                   "global_score": float(res.score[0]) / len(cfg.small_global_scales)}
+    shift = (res.shift[0] * f).astype(np.float32)
+    score = float(res.score[0]) / len(cfg.small_global_scales)
+    lo, hi = cfg.global_score_ramp
+    strength = score * math.sqrt(side)
+    confidence = 0.0 if res.on_edge[0] else float(np.clip((strength - lo) / max(hi - lo, 1e-9), 0.0, 1.0))
+    return shift, {"global_shift": [round(float(v), 3) for v in shift], "global_score": score,
+                   "global_strength": 0.0 if res.on_edge[0] else strength,
+                   "global_confidence": round(confidence, 4)}
 
 
 def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
@@ -431,9 +490,11 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         valid = new_valid
     stats = {"factor": f, "nodes": int(n_r * n_c), "matched": int(matched.sum()), "kept": int(valid.sum()),
              "rescued": rescued, "mean_score": float(weight[valid].mean()) if valid.any() else 0.0, **rejects}
+    prior_conf = prior.sample_confidence(nr_grid.astype(np.float64), nc_grid.astype(np.float64)) \
+        if isinstance(prior, NodeField) else np.zeros((n_r, n_c), np.float32)
     if valid.sum() < 3:
         log.warning("level x%d: only %d consistent matches; keeping the previous estimate", f, valid.sum())
-        return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), prior_grid), stats
+        return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), prior_grid, prior_conf), stats
     w_valid = np.where(valid, weight, 0.0)
     if isinstance(prior, ZeroField) and cfg.first_fill_free:
         # First level: nothing to fall back to, so gaps are filled from the matches themselves
@@ -444,7 +505,8 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         # 0 (the prior itself) far from any match.
         resid = np.where(valid, values - prior_grid, np.nan)
         smooth = prior_grid + fill_smooth(resid, w_valid, cfg.smooth_nodes, prior=np.zeros_like(prior_grid))
-    return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), smooth), stats
+    conf = node_confidence(w_valid, cfg.smooth_nodes, cfg.confidence_half, prior_conf)
+    return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), smooth, conf), stats
 
 
 def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None, prior: NodeField | None = None,
@@ -456,29 +518,71 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None, prior: NodeFiel
     diagnostics, to see where the matching settles when started from the true field).
     ``descriptors``: trained descriptor nets (:func:`~sarfusion.registration.descriptors.load_descriptors`)
     used instead of the oriented gradients where they apply; None: training-free.
+    Routes: VHR grids (a CRS, finer than ``vhr_m``) run ``levels`` (``small_levels`` after a global
+    translation when small); other grids of at least ``medium_min_side`` px the medium-resolution
+    recipe (``medium_levels``) and its do-no-harm gate (stats: ``field_confidence``,
+    ``kept_fraction``); smaller ones the small-image route.
     """
     cfg = cfg or DenseConfig()
     from sarfusion.engine import select_device
     device = select_device(cfg.device)
     current: NodeField | ZeroField = ZeroField() if prior is None else prior
     stats = []
+    vhr = bool(grid.crs_wkt) and grid.res < cfg.vhr_m
     small = is_small(grid, cfg)
+    _, _, bw, bh = grid.optical_box(1)
+    medium = not vhr and min(bw, bh) >= cfg.medium_min_side
     if prior is not None:
         finest = cfg.levels[-1].factor
         cfg = replace(cfg, levels=tuple(lv for lv in cfg.levels if lv.factor == finest))
-    elif small:
-        cfg = replace(cfg, levels=cfg.small_levels, consistency=cfg.small_consistency, pool_radius=0,
-                      pool_warped=0, min_score=cfg.small_min_score)
-        shift, st = global_shift(grid, cfg, device)
-        log.info("dense global shift: dy %.2f dx %.2f px (NCC %.3f)", shift[0], shift[1], st["global_score"])
+    elif medium or small:
+        radius = cfg.small_global_radius
+        if medium:  # the medium-resolution recipe (see DenseConfig.medium_levels)
+            cfg = replace(cfg, levels=cfg.medium_levels, consistency=cfg.medium_consistency,
+                          smooth_nodes=cfg.medium_smooth_nodes, min_score=0.0, min_ratio=1.0,
+                          candidates=1, warp_search=False, max_local_m=0.0, pool_radius=0, pool_warped=0,
+                          tile=cfg.medium_tile)
+            radius = cfg.medium_global_radius
+        else:
+            cfg = replace(cfg, levels=cfg.small_levels, consistency=cfg.small_consistency, pool_radius=0,
+                          pool_warped=0, min_score=cfg.small_min_score)
+        shift, st = global_shift(grid, cfg, device, radius)
+        log.info("dense global shift: dy %.2f dx %.2f px (NCC %.3f, confidence %.2f)", shift[0], shift[1],
+                 st["global_score"], st["global_confidence"])
         stats.append(st)
+        conf = st["global_confidence"]
+        if medium and st.get("global_strength", 0.0) < cfg.global_score_ramp[0]:
+            # A chance-level peak: the lattice searches around zero offsets instead (searched
+            # around such a peak, a textureless scene's lattice agrees with itself: MultiEarth
+            # forest kept 74% of its nodes around a peak on the search border, 37 px off).
+            shift = np.zeros(2, np.float32)
         current = NodeField(0.0, 0.0, float(max(grid.width, grid.height)),
-                            np.broadcast_to(shift[:, None, None], (2, 2, 2)).astype(np.float32).copy())
+                            np.broadcast_to(shift[:, None, None], (2, 2, 2)).astype(np.float32).copy(),
+                            np.full((2, 2), conf, np.float32))
     # the global shift already covers the range the dropped coarse levels would have searched
-    for level in plan_levels(grid, cfg, carry_reach=not small):
+    for level in plan_levels(grid, cfg, carry_reach=not (medium or small)):
         current, st = match_level(grid, level, current, cfg, device, descriptors)
         st.update(template=level.template, radius=level.radius, spacing=level.spacing)
         log.info("dense level x%d: %d nodes, %d matched, %d kept", st["factor"], st["nodes"],
                  st["matched"], st["kept"])
         stats.append(st)
+    if prior is None and medium and isinstance(current, NodeField):
+        current, st = _no_harm(current, stats, cfg)
+        log.info("dense field confidence %.2f (scene-wide %.2f, kept %.2f)", st["field_confidence"],
+                 stats[0]["global_confidence"], st["kept_fraction"])
+        stats.append(st)
     return current, stats
+
+
+def _no_harm(field: NodeField, stats: list[dict], cfg: DenseConfig) -> tuple[NodeField, dict]:
+    """The medium recipe's field scaled toward zero offsets by the scene-wide translation's
+    confidence (``DenseConfig.global_score_ramp``); the node confidences are scaled alike.
+    Also reports the first lattice's kept fraction (informational: its chance level depends
+    on the lattice size, 0.15-0.29 on 1024 px pairs, 0.39 on a 512 px one)."""
+    level = next((st for st in stats if "kept" in st), {})
+    kept = level["kept"] / max(1, level["nodes"]) if "kept" in level else 0.0
+    c = float(stats[0]["global_confidence"])
+    conf = field.confidence if field.confidence is not None else np.ones(field.values.shape[1:], np.float32)
+    out = NodeField(field.row0, field.col0, field.step, (field.values * c).astype(np.float32),
+                    (conf * c).astype(np.float32))
+    return out, {"field_confidence": round(c, 4), "kept_fraction": round(kept, 4)}
