@@ -405,7 +405,7 @@ def recovery_table(work: Path, title: str, cases: list, split: bool = False) -> 
             rec = {n: res[n][m]["recovery"] for n in sel}
             worst = max(rec, key=rec.get)
             st = {"mean": float(np.mean(list(rec.values()))), "worst": rec[worst], "worst_pair": worst,
-                  "worse_than_zero": int(sum(rec[n] > res[n]["k_mean"] for n in sel)),
+                  "worse_than_zero": int(sum(rec[n] > res[n]["k_mean"] + 1e-6 for n in sel)),  # float rounding
                   "abs": float(np.mean([res[n][m]["absolute"] for n in sel])),
                   "unwarped": float(np.mean([res[n][m]["unwarped"] for n in sel]))}
             summary["methods"].setdefault(part, {})[m] = {k: round(v, 3) if isinstance(v, float) else v for k, v in st.items()}
