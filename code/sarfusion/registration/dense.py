@@ -120,15 +120,15 @@ class DenseConfig:
                                     # (0.08: SEN1-2 2.51 px, forest 4.74; 0.3: 2.30; 0.4: 2.08),
                                     # synthetic / strongly structured pairs score ~0.8
     # Grids that are not VHR (no CRS, or a CRS grid at vhr_m or coarser: 10 m Sentinel pairs) and at
-    # least medium_min_side px take the medium-resolution recipe instead of the levels above: a scene-wide translation (searched
-    # over +-medium_global_radius px), then ONE lattice of large templates around it, strict
-    # neighbour consistency and wide smoothing. On real 10 m S1 / S2 pairs local peaks are weak and
+    # least medium_min_side px take the medium-resolution recipe instead of the levels above: a
+    # scene-wide translation (searched over +-medium_global_radius px), then a lattice of large
+    # templates around it and a finer pass, strict neighbour consistency and wide smoothing. On real 10 m S1 / S2 pairs local peaks are weak and
     # noisy (speckle; NCC 0.1-0.3), a 128 px template is the smallest that localises reliably, and
     # the field is smooth over far more than that (a 128 / 192 px box blur of the issue-22 warp
     # leaves 0.3 / 0.6 px), so averaging wins over resolution. Chosen on the even-index real S1 /
     # S2 pairs (warp recovery, docs/registration_notes.md): the SN9 levels there gave 11.5 px mean
     # (fine levels search +-192 px and lock onto wrong basins; 52 px on one pair), the small-image
-    # levels with a +-32 px global shift 3.4 px, this recipe 1.5 px.
+    # levels with a +-32 px global shift 3.4 px, this recipe 1.41 px (held-out odd pairs: 1.63).
     medium_levels: tuple[DenseLevel, ...] = dc_field(default_factory=lambda: (
         DenseLevel(1, 128, 8, 16),
         DenseLevel(1, 64, 4, 16),  # a second pass, smaller templates around the first: 1.68 -> 1.48 px
