@@ -370,7 +370,7 @@ def test_dense_does_no_harm_on_an_unrelated_pair_and_reports_its_confidence(tmp_
     write_raster(tmp_path / "same.tif", (sar_like(opt.mean(0), 4) + 1)[None])
     write_raster(tmp_path / "other.tif", (sar_like(other.mean(0), 4) + 1)[None])
     same = register_scene(tmp_path / "o.tif", tmp_path / "same.tif", tmp_path / "d_same.tif",
-                          confidence_path=tmp_path / "c_same.tif")
+                          confidence_path=tmp_path / "c_same.tif", preview_dir=tmp_path / "pv")
     unrelated = register_scene(tmp_path / "o.tif", tmp_path / "other.tif", tmp_path / "d_other.tif",
                                confidence_path=tmp_path / "c_other.tif")
     off = read_raster(unrelated["offsets"])
@@ -383,3 +383,5 @@ def test_dense_does_no_harm_on_an_unrelated_pair_and_reports_its_confidence(tmp_
     assert conf_map.min() >= 0 and conf_map.max() <= 1 and conf_map.mean() > 0.8
     assert read_raster(unrelated["confidence_map"]).mean() < 0.2
     assert read_raster(same["offsets"]).shape == (2, 512, 512)  # the offset map itself stays 2 bands
+    png = cv2.imread(str(tmp_path / "pv" / "o_confidence.png"))
+    assert png is not None and png.shape[1] > 3 * 256  # optical | confidence | tinted

@@ -61,10 +61,13 @@ def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str
         from sarfusion.registration.aligned import write_aligned_sar
         result["aligned_sar"] = write_aligned_sar(optical_path, sar_path, out, aligned_sar_path)["aligned_sar"]
     if preview_dir is not None:
-        from sarfusion.registration.previews import write_aligned_preview, write_previews
+        from sarfusion.registration.previews import (write_aligned_preview, write_confidence_preview,
+                                                     write_previews)
         write_previews(grid, out, preview_dir, Path(optical_path).stem)
         if aligned_sar_path is not None:
             write_aligned_preview(optical_path, aligned_sar_path, preview_dir, Path(optical_path).stem)
+        if confidence_path is not None:
+            write_confidence_preview(optical_path, confidence_path, preview_dir, Path(optical_path).stem)
     return {**result, "seconds": round(time.time() - t0, 2)}
 
 

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "offset map stays the 2 bands the SpaceNet 9 scorer reads; --json also prints the "
                         "mean confidence and the fraction of local matches kept")
     p.add_argument("--preview", default=None,
-                   help="folder for PNG previews (offset vectors, checkerboards; the aligned SAR with --aligned-sar)")
+                   help="folder for PNG previews (offset vectors, checkerboards; the aligned SAR with --aligned-sar; "
+                        "the confidence over the optical with --confidence)")
     add_json_flag(p)
     p.set_defaults(func=_register)
 

@@ -74,3 +74,25 @@ def write_aligned_preview(optical_path: str | Path, aligned_path: str | Path, pr
     checker = np.where(((yy // cell + xx // cell) % 2).astype(bool), opt, sar).astype(np.uint8)
     return write_panel(Path(preview_dir) / f"{name}_aligned.png", [opt, sar, checker],
                        ["optical", "aligned SAR (product)", "checkerboard"], max_side=PREVIEW_SIDE // 2)
+
+
+def write_confidence_preview(optical_path: str | Path, confidence_path: str | Path, preview_dir: str | Path,
+                             name: str) -> Path:
+    """``<name>_confidence.png``: the optical, the confidence map (0 black .. 1 white) and the optical
+    tinted by it (green where local matches decided the offsets, red where they fell back toward
+    the scene-wide translation or zero), read at preview size from the files themselves."""
+    from sarfusion.io.raster import raster_info
+    from sarfusion.preview import write_panel
+
+    info = raster_info(optical_path)
+    scale = min(1.0, PREVIEW_SIDE / max(info.width, info.height))
+    shape = (max(1, round(info.height * scale)), max(1, round(info.width * scale)))
+    opt_i = to_intensity(read_raster(optical_path, out_shape=shape, dtype=np.float32), "optical")
+    opt = stretch_u8(opt_i, opt_i != 0)
+    conf = np.clip(read_raster(confidence_path, out_shape=shape, dtype=np.float32)[0], 0.0, 1.0)
+    grey = opt.astype(np.float32)
+    tint = np.stack([grey * 0.5, grey * 0.5 + 127 * conf, grey * 0.5 + 127 * (1 - conf)], axis=-1)  # BGR
+    return write_panel(Path(preview_dir) / f"{name}_confidence.png",
+                       [opt, (conf * 255).astype(np.uint8), np.clip(tint, 0, 255).astype(np.uint8)],
+                       ["optical", f"confidence (mean {conf.mean():.2f})", "optical tinted by confidence"],
+                       max_side=PREVIEW_SIDE // 2)
