@@ -26,8 +26,9 @@ def register_scene(optical_path: str | Path, sar_path: str | Path, out_path: str
     :class:`~sarfusion.registration.dense.DenseConfig` for the dense mode.
     ``aligned_sar_path``: also write the SAR resampled through the offsets onto the optical grid
     (:func:`~sarfusion.registration.aligned.write_aligned_sar`). ``confidence_path``: also write
-    the per-pixel confidence in [0, 1] (how much of the offset local matches decided rather than
-    the fallback; :func:`~sarfusion.registration.field.node_confidence`) as a 1-band GeoTIFF.
+    the per-pixel confidence in [0, 1] (how much local matching evidence backs the offset rather
+    than a fallback; :func:`~sarfusion.registration.field.node_confidence`, scaled by the
+    do-no-harm gate) as a 1-band GeoTIFF.
     Returns ``{"offsets": path, "mode", "seconds", "stats", "confidence", "kept"}`` (+
     ``"aligned_sar"``, ``"confidence_map"``): ``confidence`` the mean confidence over the field
     (0 for ``none``, None for ``baseline``), ``kept`` the fraction of the finest level's nodes

@@ -18,8 +18,8 @@ Grids that are not VHR (no CRS, or 1 m and coarser: 10 m Sentinel pairs), 512 px
 medium-resolution recipe instead (``DenseConfig.medium_levels``): a scene-wide translation, then one lattice of large
 templates around it and a finer pass, and a do-no-harm gate that scales the field toward zero
 offsets unless the scene-wide translation's NCC shows it is not chance.
-Every node carries a confidence in [0, 1] (how much of its offset local matches decided rather
-than the fallback), written by ``sarfusion register --confidence``.
+Every node carries a confidence in [0, 1] (how much local matching evidence of the last level backs
+its offset, rather than a fallback), written by ``sarfusion register --confidence``.
 
 With trained descriptor nets (:mod:`~sarfusion.registration.descriptors`, from ``--weights``) the
 levels they were trained for match learned features instead of the oriented gradients, and
@@ -154,8 +154,8 @@ class DenseConfig:
                                       # small-image route: issue-22 protocol SEN1-2 3.55 vs 3.67 px,
                                       # MultiEarth 3.39 vs 15.18 (its S1 / S2 NCC is at chance level,
                                       # so the gate sends it to zero offsets), known warp 1.94 vs 2.70
-    confidence_half: float = 0.05     # NCC weight density at which local matches and the fallback
-                                      # count equally in the confidence (field.node_confidence)
+    confidence_half: float = 0.05     # NCC weight density at which the local support counts half
+                                      # in the confidence (field.node_confidence)
     n_orient: int = 8
     pre_sigma: float = 2.0      # level px, before gradients (speckle; 10 m S1 / S2 pairs need it)
     pre_sigma_vhr: float = 0.0  # level px, instead, on georeferenced grids finer than vhr_m: sharp
@@ -505,7 +505,7 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         # 0 (the prior itself) far from any match.
         resid = np.where(valid, values - prior_grid, np.nan)
         smooth = prior_grid + fill_smooth(resid, w_valid, cfg.smooth_nodes, prior=np.zeros_like(prior_grid))
-    conf = node_confidence(w_valid, cfg.smooth_nodes, cfg.confidence_half, prior_conf)
+    conf = node_confidence(w_valid, cfg.smooth_nodes, cfg.confidence_half)
     return NodeField(float(node_r[0] * f), float(node_c[0] * f), float(s * f), smooth, conf), stats
 
 

@@ -54,8 +54,8 @@ class NodeField:
     """Offsets on a lattice: node (i, j) sits at grid (row0 + i*step, col0 + j*step).
 
     ``values``: float32 ``(2, n_rows, n_cols)`` (dy, dx) in grid pixels. ``confidence``: optional
-    float32 ``(n_rows, n_cols)`` in [0, 1], how much matching evidence backs each node's offset
-    (0: a fallback value, nothing measured there; see :func:`node_confidence`).
+    float32 ``(n_rows, n_cols)`` in [0, 1], how much local matching evidence backs each node's
+    offset (0: a fallback value, nothing measured there; see :func:`node_confidence`).
     """
 
     row0: float
@@ -96,20 +96,18 @@ class NodeField:
         return np.stack(out).astype(np.float32)
 
 
-def node_confidence(weights: np.ndarray, sigma: float, half: float,
-                    prior: np.ndarray | float = 0.0) -> np.ndarray:
-    """Per-node confidence ``(H, W)`` float32 in [0, 1] of a field smoothed from weighted matches.
+def node_confidence(weights: np.ndarray, sigma: float, half: float) -> np.ndarray:
+    """Per-node confidence ``(H, W)`` float32 in [0, 1]: how much local matching evidence backs
+    each node of a field smoothed from weighted matches.
 
     ``weights`` ``(H, W)``: the kept matches' weights (NCC; 0 where a node was rejected or not
-    matched), spread by the same Gaussian (``sigma`` nodes) as :func:`fill_smooth`. The local
-    support ``d / (d + half)`` (``d`` the spread weight; ``half``: the weight density that counts
-    as half) is the share of the node's offset that local matches decided; the rest came from the
-    fallback, whose own confidence is ``prior`` (a scalar or ``(H, W)``), so
-    confidence = support + (1 - support) * prior.
+    matched), spread by the same Gaussian (``sigma`` nodes) as :func:`fill_smooth`; the support
+    ``d / (d + half)`` (``d`` the spread weight; ``half``: the weight density that counts as
+    half) is near 1 amid strong consistent matches and falls to 0 where the field is the
+    fallback (the previous level or the scene-wide translation), not a local measurement.
     """
     den = ndimage.gaussian_filter(np.asarray(weights, np.float64), sigma, mode="nearest")
-    support = den / (den + half)
-    return np.clip(support + (1 - support) * prior, 0.0, 1.0).astype(np.float32)
+    return np.clip(den / (den + half), 0.0, 1.0).astype(np.float32)
 
 
 def neighbour_median(values: np.ndarray, valid: np.ndarray, radius: int = 2) -> tuple[np.ndarray, np.ndarray]:
