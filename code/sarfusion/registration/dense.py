@@ -582,7 +582,6 @@ def _no_harm(field: NodeField, stats: list[dict], cfg: DenseConfig) -> tuple[Nod
     level = next((st for st in stats if "kept" in st), {})
     kept = level["kept"] / max(1, level["nodes"]) if "kept" in level else 0.0
     c = float(stats[0]["global_confidence"])
-    conf = field.confidence if field.confidence is not None else np.ones(field.values.shape[1:], np.float32)
     out = NodeField(field.row0, field.col0, field.step, (field.values * c).astype(np.float32),
-                    (conf * c).astype(np.float32))
+                    (field.confidence * c).astype(np.float32))
     return out, {"field_confidence": round(c, 4), "kept_fraction": round(kept, 4)}

@@ -28,11 +28,22 @@ class OffsetField(Protocol):
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Offsets ``(2, ...)`` float32 (dy, dx) in grid pixels at grid coordinates (rows, cols)."""
 
+    def sample_confidence(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Confidence ``(...)`` float32 in [0, 1] at grid coordinates (rows, cols)."""
+
+
+def _no_confidence(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Confidence 0 everywhere: fields that measured no local evidence (zero offsets, an affine)."""
+    return np.zeros(np.broadcast(np.asarray(rows), np.asarray(cols)).shape, np.float32)
+
 
 @dataclass
 class ZeroField:
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.zeros((2,) + np.shape(rows), np.float32)
+
+    def sample_confidence(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return _no_confidence(rows, cols)
 
 
 @dataclass
@@ -47,6 +58,9 @@ class AffineField:
         x = m[0, 0] * cols + m[0, 1] * rows + m[0, 2]
         y = m[1, 0] * cols + m[1, 1] * rows + m[1, 2]
         return np.stack([y - rows, x - cols]).astype(np.float32)
+
+    def sample_confidence(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return _no_confidence(rows, cols)
 
 
 @dataclass
@@ -74,7 +88,7 @@ class NodeField:
     def sample_confidence(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Confidence float32 in [0, 1] at grid coordinates (rows, cols) (0 without a confidence)."""
         if self.confidence is None:
-            return np.zeros(np.broadcast(np.asarray(rows), np.asarray(cols)).shape, np.float32)
+            return _no_confidence(rows, cols)
         return self._interpolate(self.confidence[None], rows, cols)[0]
 
     def _interpolate(self, bands: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -263,7 +277,7 @@ def write_offsets(grid: SceneGrid, field: OffsetField, out_path: str | Path, win
     Band 1 dx, band 2 dy, float32, in optical pixels, same size / geotransform / CRS as the
     optical scene (none for a non-georeferenced one); written by windows into a Cloud-Optimized
     GeoTIFF (512 px tiles, DEFLATE, averaged overviews). ``confidence_path``: also write the
-    field's confidence (:meth:`NodeField.sample_confidence`, float32 in [0, 1]; 0 for fields that
+    field's confidence (``field.sample_confidence``, float32 in [0, 1]; 0 for fields that
     carry none) as a 1-band GeoTIFF on the same grid: a sidecar, so the offset map stays exactly
     the 2 bands the SpaceNet 9 scorer reads.
     """
@@ -286,7 +300,5 @@ def write_offsets(grid: SceneGrid, field: OffsetField, out_path: str | Path, win
             block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
             writer.write(block, col_off=col, row_off=row)
             if conf_writer is not None:
-                conf = field.sample_confidence(gr, gc) if hasattr(field, "sample_confidence") \
-                    else np.zeros((h, w), np.float32)
-                conf_writer.write(conf[None].astype(np.float32), col_off=col, row_off=row)
+                conf_writer.write(field.sample_confidence(gr, gc)[None].astype(np.float32), col_off=col, row_off=row)
     return Path(out_path)

@@ -56,19 +56,27 @@ def write_previews(grid: SceneGrid, offsets_path: str | Path, preview_dir: str |
     return [vec_png, checker_png]
 
 
-def write_aligned_preview(optical_path: str | Path, aligned_path: str | Path, preview_dir: str | Path,
-                          name: str) -> Path:
-    """``<name>_aligned.png``: the optical, the aligned SAR product and their checkerboard, read at
-    preview size from the files themselves (the COG's overviews), so it shows what was written."""
+def _optical_at_preview_size(optical_path: str | Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """The optical scene read at preview size (at most ``PREVIEW_SIDE`` px a side, from its
+    overviews where it has them), stretched to uint8 ``(h, w)``, and that ``(h, w)``."""
     from sarfusion.io.raster import raster_info
-    from sarfusion.preview import write_panel
 
     info = raster_info(optical_path)
     scale = min(1.0, PREVIEW_SIDE / max(info.width, info.height))
     shape = (max(1, round(info.height * scale)), max(1, round(info.width * scale)))
     opt_i = to_intensity(read_raster(optical_path, out_shape=shape, dtype=np.float32), "optical")
+    return stretch_u8(opt_i, opt_i != 0), shape
+
+
+def write_aligned_preview(optical_path: str | Path, aligned_path: str | Path, preview_dir: str | Path,
+                          name: str) -> Path:
+    """``<name>_aligned.png``: the optical, the aligned SAR product and their checkerboard, read at
+    preview size from the files themselves (the COG's overviews), so it shows what was written."""
+    from sarfusion.preview import write_panel
+
+    opt, shape = _optical_at_preview_size(optical_path)
     sar_i = to_intensity(read_raster(aligned_path, out_shape=shape, dtype=np.float32), "sar")
-    opt, sar = stretch_u8(opt_i, opt_i != 0), stretch_u8(sar_i, sar_i != 0)
+    sar = stretch_u8(sar_i, sar_i != 0)
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
     cell = max(16, min(shape) // 8)
     checker = np.where(((yy // cell + xx // cell) % 2).astype(bool), opt, sar).astype(np.uint8)
@@ -81,14 +89,9 @@ def write_confidence_preview(optical_path: str | Path, confidence_path: str | Pa
     """``<name>_confidence.png``: the optical, the confidence map (0 black .. 1 white) and the optical
     tinted by it (green where local matches decided the offsets, red where they fell back toward
     the scene-wide translation or zero), read at preview size from the files themselves."""
-    from sarfusion.io.raster import raster_info
     from sarfusion.preview import write_panel
 
-    info = raster_info(optical_path)
-    scale = min(1.0, PREVIEW_SIDE / max(info.width, info.height))
-    shape = (max(1, round(info.height * scale)), max(1, round(info.width * scale)))
-    opt_i = to_intensity(read_raster(optical_path, out_shape=shape, dtype=np.float32), "optical")
-    opt = stretch_u8(opt_i, opt_i != 0)
+    opt, shape = _optical_at_preview_size(optical_path)
     conf = np.clip(read_raster(confidence_path, out_shape=shape, dtype=np.float32)[0], 0.0, 1.0)
     grey = opt.astype(np.float32)
     tint = np.stack([grey * 0.5, grey * 0.5 + 127 * conf, grey * 0.5 + 127 * (1 - conf)], axis=-1)  # BGR

@@ -225,19 +225,12 @@ def known_warp_errors(work: str | Path, optical: np.ndarray, sar: np.ndarray, se
     could at best reach), and
     ``mean_dy`` / ``mean_dx``, the dense field's mean minus the true field's mean (its bias).
     """
-    from sarfusion.io.raster import read_raster
-    from sarfusion.registration.api import register_scene
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
     h, w = sar.shape
     field, truth = known_warp(h, w, seed)
-    write_raster(work / f"o{seed}.tif", optical.astype(np.float32))
-    write_raster(work / f"s{seed}.tif", warp_by_field(sar, field).astype(np.float32))
-    res = register_scene(work / f"o{seed}.tif", work / f"s{seed}.tif", work / f"d{seed}.tif", config=config)
-    off = read_raster(res["offsets"])  # (dx, dy)
+    off, _ = dense_offsets(work, optical, warp_by_field(sar, field), str(seed), config)  # (dy, dx)
     inner = (slice(24, h - 24), slice(24, w - 24))
     t = truth[(slice(None),) + inner].reshape(2, -1).astype(np.float64)  # (dy, dx)
-    est = np.stack([off[1][inner].ravel(), off[0][inner].ravel()]).astype(np.float64)
+    est = np.stack([off[0][inner].ravel(), off[1][inner].ravel()]).astype(np.float64)
     rows, cols = np.mgrid[inner]
     a = np.column_stack([rows.ravel(), cols.ravel(), np.ones(rows.size)])
     affine_res = [t[b] - a @ np.linalg.lstsq(a, t[b], rcond=None)[0] for b in range(2)]
