@@ -16,7 +16,8 @@ from sarfusion.io.raster import raster_info, read_raster
 from sarfusion.metrics.tiepoints import read_tiepoints, reference_offsets
 from sarfusion.registration.align import scene_grid
 from sarfusion.registration.descriptors import (DescriptorConfig, DescriptorCrops, DescriptorModels,
-                                                label_field, smoothed_prior, train_descriptors)
+                                                label_field, smoothed_prior, train_descriptors,
+                                                triple_scenes)
 from sarfusion.synth.sn9 import generate_sn9, ground_offsets
 
 SIZE = 1536  # the smallest SN9 scene the dense mode treats as a scene, not a small patch
@@ -101,7 +102,7 @@ def _heldout_matching(models: DescriptorModels, test_dir, cfg: DescriptorConfig)
     """(cross entropy, fraction of peaks within 1 px of the truth) of template matching on 256
     held-out crops."""
     from sarfusion.registration.keypoints import find_triples
-    crops = DescriptorCrops(find_triples(test_dir), cfg, seed=123)
+    crops = DescriptorCrops(triple_scenes(find_triples(test_dir), cfg), cfg, seed=123)
     f = cfg.levels[0][0]
     batch = {k: torch.stack([crops[i][k] for i in range(256)]) for k in (f"opt{f}", f"sar{f}", f"target{f}")}
     with torch.no_grad():

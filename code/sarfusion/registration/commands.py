@@ -52,19 +52,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     t = subparsers.add_parser(
         "register-train",
-        help="train the keypoint-baseline U-Nets and the dense mode's descriptors from scenes with tie points",
+        help="train the keypoint-baseline U-Nets and the dense mode's descriptors (scenes with tie points, "
+             "or co-registered pairs)",
         description=(
-            "Train the SN9 keypoint baseline (optical-keypoint and SAR-keypoint heatmap U-Nets) and the "
-            "dense mode's learned descriptors from every <aoi>_optical_<split>.tif / <aoi>_sar_<split>.tif "
-            "/ <aoi>_tiepoints_<split>.csv triple under --data. The descriptors learn to match the "
-            "ground: their label is <aoi>_groundfield_<split>.tif where present (synthetic scenes), else "
-            "a smooth field through the tie points, and they also train on SAR resampled through smoothed "
-            "copies of it, the local strain the dense mode's coarse levels leave. Writes "
-            "<weights>/keypoints.pt, descriptors.pt, "
-            "their *_config.json and resumable run folders <weights>/keypoints_run, descriptors_run."),
+            "With --data: train the SN9 keypoint baseline (optical-keypoint and SAR-keypoint heatmap U-Nets) "
+            "and the dense mode's learned descriptors for VHR grids from every <aoi>_optical_<split>.tif / "
+            "<aoi>_sar_<split>.tif / <aoi>_tiepoints_<split>.csv triple under --data. The descriptors learn "
+            "to match the ground: their label is <aoi>_groundfield_<split>.tif where present (synthetic "
+            "scenes), else a smooth field through the tie points, and they also train on SAR resampled "
+            "through smoothed copies of it, the local strain the dense mode's coarse levels leave. Writes "
+            "<weights>/keypoints.pt, descriptors.pt. "
+            "With --pairs: train the descriptors for the medium-resolution route (10 m Sentinel-1/2 "
+            "pairs, no CRS or a 1 m or coarser grid, 512 px and up) self-supervised from co-registered pairs "
+            "(a pair folder sar/ + opt/ paired by file name, or a SEN1-2 folder): the SAR is resampled "
+            "through random smooth warps and the nets learn to find them, no tie points needed. Writes "
+            "<weights>/descriptors_medium.pt. Both kinds can share one weights folder; 'register "
+            "--weights' uses the one that fits each grid. Each file has its *_config.json and a "
+            "resumable run folder <weights>/<name>_run."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    t.add_argument("--data", required=True, help="folder holding the scene triples (searched recursively)")
+    t.add_argument("--data", default=None, help="folder holding the scene triples (searched recursively)")
+    t.add_argument("--pairs", nargs="+", default=None, metavar="DIR",
+                   help="co-registered pair folders (sar/ + opt/) or SEN1-2 folders: train the medium-grid "
+                        "descriptors from them")
+    t.add_argument("--exclude", default="", metavar="NAME[,NAME...]",
+                   help="--pairs: pair names (file stems) to leave out, e.g. the pairs you evaluate on")
     t.add_argument("--weights", required=True, help="output folder for the weights")
     t.add_argument("--preset", choices=("demo", "full"), default="demo",
                    help="demo: tiny nets / short runs, CPU minutes; full: the real recipe (GPU)")
@@ -103,13 +115,23 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from sarfusion.errors import InputError
+    if args.data is None and args.pairs is None:
+        raise InputError("register-train needs --data (scenes with tie points) and/or --pairs (co-registered pairs)")
+    if args.data is None and args.what == "keypoints":
+        raise InputError("--what keypoints needs --data: the keypoint baseline trains on scenes with tie points")
     paths = {}
-    if args.what in ("all", "keypoints"):
+    if args.data is not None and args.what in ("all", "keypoints"):
         from sarfusion.registration.keypoints import train_keypoints
         paths["keypoints"] = str(train_keypoints(args.data, args.weights, args.preset))
-    if args.what in ("all", "descriptors"):
+    if args.data is not None and args.what in ("all", "descriptors"):
         from sarfusion.registration.descriptors import train_descriptors
         paths["descriptors"] = str(train_descriptors(args.data, args.weights, args.preset))
+    if args.pairs is not None and args.what in ("all", "descriptors"):
+        from sarfusion.registration.descriptors import train_pair_descriptors
+        exclude = {n.strip() for n in args.exclude.split(",") if n.strip()}
+        paths["descriptors_medium"] = str(train_pair_descriptors(args.pairs, args.weights, args.preset,
+                                                                 exclude=exclude))
     if args.json:
         print_json({"weights": paths})
     else:

@@ -22,8 +22,10 @@ Every node carries a confidence in [0, 1] (how much local matching evidence of t
 its offset, rather than a fallback), written by ``sarfusion register --confidence``.
 
 With trained descriptor nets (:mod:`~sarfusion.registration.descriptors`, from ``--weights``) the
-levels they were trained for match learned features instead of the oriented gradients, and
-without the SAR layover / shadow masks (the nets learned what does not move with the ground).
+levels they were trained for match learned features instead of the oriented gradients: on VHR
+grids the nets trained on scenes with tie points (and without the SAR layover / shadow masks: the
+nets learned what does not move with the ground), on the medium route those trained on
+co-registered pairs. The scene-wide translation and the small-image route stay training-free.
 """
 from __future__ import annotations
 
@@ -350,8 +352,8 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
 def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
                 device: torch.device, descriptors: Descriptors | None = None) -> tuple[NodeField, dict]:
     """Match one level's node lattice; returns the cleaned, filled field and statistics.
-    ``descriptors``: learned features replace the oriented gradients on the factors they were
-    trained for (VHR grids only: they were trained on ~0.4 m SN9-like pairs)."""
+    ``descriptors``: nets for this grid's kind (see :func:`dense_field`); their learned features
+    replace the oriented gradients on the factors they were trained for."""
     f, t, r, s = level.factor, level.template, level.radius, level.spacing
     col0, row0, bw, bh = grid.optical_box(f)
     n_r = max(1, (bh - t) // s + 1)
@@ -366,7 +368,7 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
     prior_lvl = np.round(prior_grid / f).astype(np.int64)
     warped = cfg.warp_search and not isinstance(prior, ZeroField)
     vhr = bool(grid.crs_wkt) and grid.res < cfg.vhr_m
-    learned = descriptors is not None and vhr and f in descriptors.factors
+    learned = descriptors is not None and f in descriptors.factors
     # Offsets are measured relative to the prior at the node (warped search) or to its rounding.
     base = prior_grid if warped else (prior_lvl * f).astype(np.float32)
     values = np.full((2, n_r, n_c), np.nan, np.float32)
@@ -489,7 +491,8 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         weight = np.where(new_valid & ~valid, np.nan_to_num(picked), weight).astype(np.float32)
         valid = new_valid
     stats = {"factor": f, "nodes": int(n_r * n_c), "matched": int(matched.sum()), "kept": int(valid.sum()),
-             "rescued": rescued, "mean_score": float(weight[valid].mean()) if valid.any() else 0.0, **rejects}
+             "rescued": rescued, "mean_score": float(weight[valid].mean()) if valid.any() else 0.0,
+             "learned": learned, **rejects}
     prior_conf = prior.sample_confidence(nr_grid.astype(np.float64), nc_grid.astype(np.float64)) \
         if isinstance(prior, NodeField) else np.zeros((n_r, n_c), np.float32)
     if valid.sum() < 3:
@@ -510,14 +513,16 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
 
 
 def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None, prior: NodeField | None = None,
-                descriptors: Descriptors | None = None) -> tuple[NodeField | ZeroField, list[dict]]:
+                descriptors: dict[str, Descriptors] | None = None) -> tuple[NodeField | ZeroField, list[dict]]:
     """Coarse-to-fine dense offsets on the registration grid (dy, dx in grid px) and per-level stats.
 
     ``prior``: start from this field instead of zero offsets, running only the levels at the
     finest configured factor (e.g. to refine another estimate, or, in the registration
     diagnostics, to see where the matching settles when started from the true field).
-    ``descriptors``: trained descriptor nets (:func:`~sarfusion.registration.descriptors.load_descriptors`)
-    used instead of the oriented gradients where they apply; None: training-free.
+    ``descriptors``: trained descriptor nets by grid kind (:func:`~sarfusion.registration.descriptors.load_descriptors`):
+    ``"vhr"`` ones on VHR grids, ``"medium"`` ones on the medium route, used instead of the
+    oriented gradients on the factors they were trained for; None (or no nets of the grid's
+    kind): training-free.
     Routes: VHR grids (a CRS, finer than ``vhr_m``) run ``levels`` (``small_levels`` after a global
     translation when small); other grids of at least ``medium_min_side`` px the medium-resolution
     recipe (``medium_levels``) and its do-no-harm gate (stats: ``field_confidence``,
@@ -532,6 +537,7 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None, prior: NodeFiel
     small = is_small(grid, cfg)
     _, _, bw, bh = grid.optical_box(1)
     medium = not vhr and min(bw, bh) >= cfg.medium_min_side
+    nets = (descriptors or {}).get("vhr" if vhr else "medium" if medium else "")
     if prior is not None:
         finest = cfg.levels[-1].factor
         cfg = replace(cfg, levels=tuple(lv for lv in cfg.levels if lv.factor == finest))
@@ -561,7 +567,7 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None, prior: NodeFiel
                             np.full((2, 2), conf, np.float32))
     # the global shift already covers the range the dropped coarse levels would have searched
     for level in plan_levels(grid, cfg, carry_reach=not (medium or small)):
-        current, st = match_level(grid, level, current, cfg, device, descriptors)
+        current, st = match_level(grid, level, current, cfg, device, nets)
         st.update(template=level.template, radius=level.radius, spacing=level.spacing)
         log.info("dense level x%d: %d nodes, %d matched, %d kept", st["factor"], st["nodes"],
                  st["matched"], st["kept"])

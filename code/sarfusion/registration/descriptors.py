@@ -18,12 +18,20 @@ the softmax of ``tau * NCC`` over the window against the true shift.
 
 Label field: a scene's ``<aoi>_groundfield_<split>.tif`` when present (the synthetic scenes write
 the ground misalignment without layover), otherwise a smooth field through its tie points.
+
+Co-registered pairs (``register-train --pairs``: a pair folder ``opt/`` + ``sar/``, or SEN1-2
+patches) train a second set, for the medium-resolution route of the dense mode (10 m Sentinel
+grids): the label is zero offsets, and the SAR is also resampled through random smooth fields
+(``pair_warps``), whose inverse is then where the match sits: self-supervised, no tie points.
+The two sets live side by side in one weights folder (``descriptors.pt`` for VHR grids,
+``descriptors_medium.pt`` for the rest); the dense mode takes the one that fits the grid.
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field as dc_field
+from collections.abc import Callable
+from dataclasses import dataclass, field as dc_field, replace
 from pathlib import Path
 
 import cv2
@@ -37,11 +45,13 @@ from sarfusion.engine import Engine, EngineConfig, inference_autocast, save_conf
 from sarfusion.errors import InputError
 from sarfusion.registration.align import SceneGrid, scene_grid, to_intensity, warped_sar
 from sarfusion.registration.features import normalise_intensity, oriented_gradients
-from sarfusion.registration.field import AffineField, NodeField
+from sarfusion.registration.field import AffineField, NodeField, ZeroField
 from sarfusion.registration.matching import ncc_map
 
 log = logging.getLogger(__name__)
-WEIGHTS_NAME = "descriptors.pt"
+# one file per kind of grid the nets apply to (DescriptorConfig.grid)
+WEIGHTS_NAMES = {"vhr": "descriptors.pt", "medium": "descriptors_medium.pt"}
+WEIGHTS_NAME = WEIGHTS_NAMES["vhr"]
 OPTICAL_INPUTS = 4   # + n_orient: intensity, R, G, B
 SAR_INPUTS = 1       # + n_orient: intensity
 
@@ -73,6 +83,21 @@ class DescriptorConfig:
     # seeds 200 / 201: 17.67 / 23.49 -> 14.63 / 18.23 px; 401-403, 501-502: 17.32 -> 14.56 px.
     # Wider sigmas (0, 16, 32, 48): 14.27 / 17.83 and 14.63 px, a wash.
     prior_blur: tuple[float, ...] = (0.0, 12.0, 24.0, 36.0)
+    # The grids the nets apply to: "vhr" (georeferenced, finer than DenseConfig.vhr_m: SN9; trained
+    # from scene triples) or "medium" (the dense mode's medium-resolution route, 10 m Sentinel
+    # pairs; trained from co-registered pairs).
+    grid: str = "vhr"
+    # Co-registered pairs: the SAR is resampled through the zero field and through this many random
+    # smooth fields (max pair_warp_px per component, correlation length pair_warp_corr px), one
+    # copy each; where the match then sits is their inverse (a generic smooth strain around the
+    # random window shift each crop draws, set before any measurement, not fitted to a benchmark).
+    pair_warps: int = 3
+    # Where a pair's ground match is: "zero" (taken as co-registered) or "dense" (the training-free
+    # dense field of the pair itself: real pairs are a few px off, e.g. Sentinel-1 GRD without
+    # terrain correction, and a label that far off blurs a +-8 px target)
+    pair_label: str = "dense"
+    pair_warp_px: float = 4.0
+    pair_warp_corr: float = 64.0
 
 
 PRESETS = {
@@ -80,6 +105,20 @@ PRESETS = {
     # 11.1 with batch 32, 11.75 with 150 steps of 32, 19.68 training-free); full: on a GPU
     "demo": DescriptorConfig(engine=EngineConfig(max_steps=300, batch_size=16, checkpoint_every=100, log_every=25)),
     "full": DescriptorConfig(engine=EngineConfig(max_steps=6000, batch_size=64, checkpoint_every=500, log_every=50)),
+}
+
+
+# Co-registered 10 m pairs: one pair of nets at the medium route's full resolution, on the medium
+# route's features (DenseConfig.pre_sigma / feature_sigma: an untrained net is exactly them); the
+# 64 px templates searched +-8 px sit between its 128 / +-8 and 64 / +-4 lattices.
+_PAIRS = DescriptorConfig(levels=((1, 64, 8),), pre_sigma=2.0, feature_sigma=1.5, prior_blur=(0.0,),
+                          grid="medium")
+PAIR_PRESETS = {
+    # demo: 600 steps of 16 (chosen on the even-index real S1 / S2 pairs: trained on half of them,
+    # warp recovery on the other half 1.63 px training-free -> 1.36 px; 1200 steps 1.44): ~3 min
+    # on 2 CPU cores, plus ~25 s a 1024 px pair for its dense label
+    "demo": replace(_PAIRS, engine=EngineConfig(max_steps=600, batch_size=16, checkpoint_every=200, log_every=50)),
+    "full": replace(_PAIRS, engine=EngineConfig(max_steps=6000, batch_size=64, checkpoint_every=500, log_every=50)),
 }
 
 
@@ -151,6 +190,7 @@ class Descriptors:
         self.cfg = cfg
         self.device = device
         self.factors = {f for f, _, _ in cfg.levels}
+        self.grid = cfg.grid
 
     @torch.no_grad()
     def features(self, image: np.ndarray, modality: str, factor: int) -> np.ndarray:
@@ -166,19 +206,24 @@ class Descriptors:
         return out
 
 
-def load_descriptors(weights_dir: str | Path | None, device: torch.device) -> Descriptors | None:
-    """The descriptor nets in ``weights_dir`` (``descriptors.pt``), or None when there are none."""
+def load_descriptors(weights_dir: str | Path | None, device: torch.device) -> dict[str, Descriptors] | None:
+    """The descriptor nets in ``weights_dir`` by the grids they apply to (``{"vhr": ...}`` from
+    ``descriptors.pt``, ``{"medium": ...}`` from ``descriptors_medium.pt``), or None when there are none."""
     if weights_dir is None:
         return None
-    path = Path(weights_dir) / WEIGHTS_NAME
-    if not path.is_file():
-        return None
-    state = torch.load(path, map_location=device, weights_only=False)
-    cfg = state["config"]
-    models = DescriptorModels(cfg)
-    models.load_state_dict(state["models"])
-    log.info("dense mode: learned descriptors from %s (factors %s)", path, sorted(f for f, _, _ in cfg.levels))
-    return Descriptors(models, cfg, device)
+    out = {}
+    for kind, name in WEIGHTS_NAMES.items():
+        path = Path(weights_dir) / name
+        if not path.is_file():
+            continue
+        state = torch.load(path, map_location=device, weights_only=False)
+        cfg = state["config"]
+        models = DescriptorModels(cfg)
+        models.load_state_dict(state["models"])
+        log.info("dense mode: learned descriptors for %s grids from %s (factors %s)", kind, path,
+                 sorted(f for f, _, _ in cfg.levels))
+        out[kind] = Descriptors(models, cfg, device)
+    return out or None
 
 
 # ---- label fields ------------------------------------------------------------------------------
@@ -230,52 +275,114 @@ def label_field(grid: SceneGrid, optical_path: str | Path, tiepoints_path: str |
 
 # ---- training data -----------------------------------------------------------------------------
 
-def smoothed_prior(labels: NodeField, sigma: float, f: int, row0: int, col0: int, height: int,
-                   width: int) -> tuple[NodeField, np.ndarray | None]:
-    """The label field smoothed by a Gaussian of ``sigma`` grid px, and the residual ``(2, height,
-    width)`` float16 (dy, dx) in level px, label minus smoothed, on the level-``f`` box at
-    (row0, col0): where the ground match sits once the SAR is resampled through the smoothed field.
-    ``sigma`` 0 returns the labels themselves and None."""
-    if sigma <= 0:
-        return labels, None
+def smoothed_field(labels: NodeField, sigma: float) -> NodeField:
+    """``labels`` smoothed by a Gaussian of ``sigma`` grid px."""
     s = sigma / labels.step
-    smooth = NodeField(labels.row0, labels.col0, labels.step,
-                       np.stack([cv2.GaussianBlur(v, (0, 0), s, borderType=cv2.BORDER_REFLECT)
-                                 for v in labels.values.astype(np.float32)]))
+    return NodeField(labels.row0, labels.col0, labels.step,
+                     np.stack([cv2.GaussianBlur(v, (0, 0), s, borderType=cv2.BORDER_REFLECT)
+                               for v in labels.values.astype(np.float32)]))
+
+
+def level_residual(labels, prior, f: int, row0: int, col0: int, height: int, width: int) -> np.ndarray:
+    """``(2, height, width)`` float16 (dy, dx) in level px, ``labels`` minus ``prior`` (both
+    fields in grid px) on the level-``f`` box at (row0, col0): where the ground match sits once
+    the SAR is resampled through ``prior`` (:func:`~sarfusion.registration.align.warped_sar`)."""
     rows = (np.arange(row0, row0 + height) + 0.5)[:, None] * f
     cols = (np.arange(col0, col0 + width) + 0.5)[None, :] * f
     rows, cols = np.broadcast_to(rows, (height, width)), np.broadcast_to(cols, (height, width))
-    residual = (labels.sample(rows, cols) - smooth.sample(rows, cols)) / f
-    return smooth, residual.astype(np.float16)
+    return ((labels.sample(rows, cols) - prior.sample(rows, cols)) / f).astype(np.float16)
+
+
+def smoothed_prior(labels: NodeField, sigma: float, f: int, row0: int, col0: int, height: int,
+                   width: int) -> tuple[NodeField, np.ndarray | None]:
+    """The label field smoothed by a Gaussian of ``sigma`` grid px, and the residual ``(2, height,
+    width)`` float16 (:func:`level_residual`) on the level-``f`` box at (row0, col0). ``sigma`` 0
+    returns the labels themselves and None."""
+    if sigma <= 0:
+        return labels, None
+    smooth = smoothed_field(labels, sigma)
+    return smooth, level_residual(labels, smooth, f, row0, col0, height, width)
+
+
+@dataclass
+class TrainingScene:
+    """One scene the nets train on: its grid, ``labels`` (the field, grid px, where each optical
+    pixel's ground match is), ``priors`` (level factor -> the fields the SAR is resampled through,
+    one SAR copy each; ``labels`` itself among them means "aligned"), ``centres`` (grid px crop
+    centres ``(n, 2)``, None: anywhere) and the ``source`` file named in errors."""
+
+    grid: SceneGrid
+    labels: NodeField | ZeroField
+    priors: Callable[[int], list]
+    centres: np.ndarray | None
+    source: Path
+
+
+def triple_scenes(triples: list[tuple[Path, Path, Path]], cfg: DescriptorConfig) -> list[TrainingScene]:
+    """Scenes with tie points (``find_triples``): labels from :func:`label_field`, priors the
+    labels and their ``prior_blur`` smoothings (the strain the dense mode's coarse levels leave)."""
+    from sarfusion.registration.keypoints import read_tiepoints_grid
+    out = []
+    for opt, sar, tp in triples:
+        grid = scene_grid(opt, sar)
+        labels = label_field(grid, opt, tp, cfg.label_spacing_m)
+        # Without a ground field the label is exact only at the tie points (a spline between
+        # them is ~20 px off on SN9-like fields): crops are then centred on tie points.
+        ties = None if ground_field_path(opt).is_file() else read_tiepoints_grid(grid, tp)[:, :2]
+        priors = (lambda f, labels=labels: [labels if sigma <= 0 else smoothed_field(labels, sigma * f)
+                                            for sigma in cfg.prior_blur])
+        out.append(TrainingScene(grid, labels, priors, ties, opt))
+    return out
+
+
+def pair_scenes(pairs: list[tuple[str, Path, Path]], cfg: DescriptorConfig, seed: int = 0) -> list[TrainingScene]:
+    """Co-registered pairs ``(name, optical, sar)``: labels zero offsets or the pair's own
+    training-free dense field (``pair_label``), priors zero and ``pair_warps`` random smooth
+    fields (seeded by ``seed`` and the pair's name)."""
+    import zlib
+    from tqdm.auto import tqdm
+    from sarfusion.registration.warp import smooth_field
+    if cfg.pair_label not in ("zero", "dense"):
+        raise InputError(f"unknown pair_label {cfg.pair_label!r}; choose 'zero' or 'dense'")
+    out = []
+    for name, opt, sar in tqdm(pairs, desc=f"pairs ({cfg.pair_label} labels)", leave=False):
+        grid = scene_grid(opt, sar)
+        zero = ZeroField()
+        labels = zero
+        if cfg.pair_label == "dense":
+            from sarfusion.registration.dense import dense_field
+            labels, _ = dense_field(grid)
+        step = 8.0  # grid px between the random fields' lattice nodes (they vary over pair_warp_corr)
+        n_r, n_c = int(grid.height / step) + 2, int(grid.width / step) + 2
+        fields = [zero] + [NodeField(0.0, 0.0, step, smooth_field(n_r, n_c, cfg.pair_warp_px, cfg.pair_warp_corr / step,
+                                                                  seed=zlib.crc32(f"{seed}/{name}/{k}".encode())))
+                           for k in range(cfg.pair_warps)]
+        out.append(TrainingScene(grid, labels, lambda f, fields=fields: fields, None, opt))
+    return out
 
 
 class DescriptorCrops(Dataset):
     """Aligned optical / SAR crop pairs of every trained level, read once into memory.
 
     Each scene's central ``max_side`` level px are read at every factor, the SAR resampled through
-    the label field (so the ground matches at zero offset) and through each smoothed copy of
-    ``prior_blur`` (the ground then matches at the residual), and turned into net inputs. Crops are
-    centred anywhere with a ground-field file, on the tie points without one. A sample
+    each of the scene's priors (the label field itself: the ground matches at zero offset; its
+    smoothed copies or random warps: the ground then matches at the residual), and turned into net
+    inputs. Crops are centred anywhere, or on the scene's centres (tie points). A sample
     is, per factor ``f``: ``opt<f>`` ``(C_o, t + 2c, t + 2c)``, ``sar<f>`` ``(C_s, t + 2r + 2c, ...)``
     (float32; ``c`` the context) and ``target<f>``, the flat index of the true shift in the
     ``(2r + 1)^2`` NCC map. Crops are drawn from (seed, epoch, index): resumable, deterministic.
     """
 
-    def __init__(self, triples: list[tuple[Path, Path, Path]], cfg: DescriptorConfig, seed: int = 0):
+    def __init__(self, scenes: list[TrainingScene], cfg: DescriptorConfig, seed: int = 0):
         self.cfg = cfg
         self.seed = seed
         self.epoch = 0
-        # per scene and factor: optical inputs, SAR inputs and residuals (one per prior_blur), the
-        # valid mask, the tie-point centres (None: anywhere)
+        # per scene and factor: optical inputs, SAR inputs and residuals (one per prior), the
+        # valid mask, the crop centres (None: anywhere)
         self.scenes: list[dict[int, tuple]] = []
         from tqdm.auto import tqdm
-        from sarfusion.registration.keypoints import read_tiepoints_grid
-        for opt, sar, tp in tqdm(triples, desc="descriptor scenes", leave=False):
-            grid = scene_grid(opt, sar)
-            labels = label_field(grid, opt, tp, cfg.label_spacing_m)
-            # Without a ground field the label is exact only at the tie points (a spline between
-            # them is ~20 px off on SN9-like fields): crops are then centred on tie points.
-            ties = None if ground_field_path(opt).is_file() else read_tiepoints_grid(grid, tp)[:, :2]
+        for scene in tqdm(scenes, desc="descriptor scenes", leave=False):
+            grid = scene.grid
             levels = {}
             for f, t, r in cfg.levels:
                 c0, r0, bw, bh = grid.optical_box(f)
@@ -286,15 +393,15 @@ class DescriptorCrops(Dataset):
                 rgb = grid.read("optical", (c0, r0, w, h), f)
                 sars, residuals = [], []
                 valid = np.any(rgb != 0, axis=0)
-                for sigma in cfg.prior_blur:
-                    prior, residual = smoothed_prior(labels, sigma * f, f, r0, c0, h, w)
+                for prior in scene.priors(f):
                     sar_img, _, _ = warped_sar(grid, prior, f, r0, c0, h, w)
                     valid &= sar_img != 0
                     sars.append(descriptor_inputs(sar_img, "sar", cfg).astype(np.float16))
-                    residuals.append(residual)
+                    residuals.append(None if prior is scene.labels else
+                                     level_residual(scene.labels, prior, f, r0, c0, h, w))
                 centres = None
-                if ties is not None:
-                    centres = np.rint(ties / f - [r0, c0]).astype(np.int64)
+                if scene.centres is not None:
+                    centres = np.rint(scene.centres / f - [r0, c0]).astype(np.int64)
                     m = self.margin(t, r)
                     centres = centres[((centres >= m) & (centres < [h - m, w - m])).all(axis=1)]
                     if not len(centres):
@@ -308,7 +415,7 @@ class DescriptorCrops(Dataset):
             if not self.scenes_with[f]:
                 raise InputError(f"no scene is large enough for descriptor training at x{f} (its level "
                                  f"image must exceed {2 * self.margin(t, r)} px a side, i.e. "
-                                 f"{2 * self.margin(t, r) * f} registration-grid px)", triples[0][0].parent)
+                                 f"{2 * self.margin(t, r) * f} registration-grid px)", scenes[0].source.parent)
         log.info("descriptor training: %d scenes, factors %s", len(self.scenes), [f for f, _, _ in cfg.levels])
 
     def margin(self, template: int, radius: int) -> int:
@@ -362,18 +469,59 @@ class DescriptorCrops(Dataset):
 
 def train_descriptors(data_dir: str | Path, weights_dir: str | Path, preset: str = "demo",
                       config: DescriptorConfig | None = None) -> Path:
-    """Train the descriptor nets on every scene triple under ``data_dir``; returns
+    """Train the VHR descriptor nets on every scene triple under ``data_dir``; returns
     ``weights_dir/descriptors.pt`` (state dict + config), with ``descriptors_config.json`` beside it.
     Resumes from ``weights_dir/descriptors_run`` when interrupted."""
     from sarfusion.registration.keypoints import find_triples
     cfg = config or choose_preset(PRESETS, preset)
+    return _fit(triple_scenes(find_triples(data_dir), cfg), cfg, weights_dir)
+
+
+def training_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
+    """``(name, optical, sar)`` of every co-registered pair under ``root``: a pair folder
+    (``sar/`` + ``opt/``, :mod:`sarfusion.datasets.pairs`) or a SEN1-2 folder (names
+    ``<season>/<s1 patch stem>``)."""
+    from sarfusion.datasets import pairs as pair_folder, sen12
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError("not a folder", root)
+    if pair_folder.is_pair_folder(root):
+        return [(p.name, p.optical, p.sar) for p in pair_folder.find_pairs(root)]
+    found = sen12.find_pairs(root)
+    if not found:
+        raise InputError("holds neither a pair folder (sar/ + opt/, images paired by name) nor SEN1-2 "
+                         "patches (s1_*/..._s1_..._p*.png with their s2_ partners)", root)
+    return [(f"{p.sar.parent.parent.name}/{p.sar.stem}", p.optical, p.sar) for p in found]
+
+
+def train_pair_descriptors(pair_roots: list[str | Path], weights_dir: str | Path, preset: str = "demo",
+                           config: DescriptorConfig | None = None,
+                           exclude: set[str] | None = None) -> Path:
+    """Train the medium-grid descriptor nets, self-supervised, on the co-registered pairs of
+    ``pair_roots`` (:func:`training_pairs`) except those named in ``exclude`` (an area split);
+    returns ``weights_dir/descriptors_medium.pt``. Resumes from ``descriptors_medium_run``."""
+    cfg = config or choose_preset(PAIR_PRESETS, preset)
+    pairs = [p for root in pair_roots for p in training_pairs(root) if p[0] not in (exclude or set())]
+    if not pairs:
+        raise InputError("no training pairs left after --exclude", pair_roots[0])
+    log.info("descriptor training on %d co-registered pairs%s", len(pairs),
+             f" ({len(exclude)} names excluded)" if exclude else "")
+    return _fit(pair_scenes(pairs, cfg, cfg.engine.seed), cfg, weights_dir)
+
+
+def _fit(scenes: list[TrainingScene], cfg: DescriptorConfig, weights_dir: str | Path) -> Path:
+    """Train :class:`DescriptorModels` on ``scenes``; writes ``WEIGHTS_NAMES[cfg.grid]`` (state
+    dict + config) and its ``*_config.json`` into ``weights_dir``; resumable from ``*_run``."""
+    if cfg.grid not in WEIGHTS_NAMES:
+        raise InputError(f"unknown descriptor grid kind {cfg.grid!r}; choose one of {sorted(WEIGHTS_NAMES)}")
     log.info("descriptor config:\n%s", describe(cfg))
     weights_dir = Path(weights_dir)
-    dataset = DescriptorCrops(find_triples(data_dir), cfg, seed=cfg.engine.seed)
+    stem = Path(WEIGHTS_NAMES[cfg.grid]).stem
+    dataset = DescriptorCrops(scenes, cfg, seed=cfg.engine.seed)
     seed_everything(cfg.engine.seed)
     models = DescriptorModels(cfg)
     optim = torch.optim.Adam(models.parameters(), lr=cfg.lr)
-    engine = Engine(weights_dir / "descriptors_run", cfg.engine, {"descriptors": models},
+    engine = Engine(weights_dir / f"{stem}_run", cfg.engine, {"descriptors": models},
                     {"descriptors": optim}, task_config=cfg)
     loader = engine.make_loader(dataset, shuffle=True)
 
@@ -389,9 +537,9 @@ def train_descriptors(data_dir: str | Path, weights_dir: str | Path, preset: str
         ctx.backward(total, "descriptors")
         return out
 
-    metrics = engine.fit(loader, step, desc="descriptors")
+    metrics = engine.fit(loader, step, desc=stem)
     log.info("descriptor training done: %s", metrics)
-    path = weights_dir / WEIGHTS_NAME
+    path = weights_dir / WEIGHTS_NAMES[cfg.grid]
     save_torch_atomic({"config": cfg, "models": engine.models["descriptors"].state_dict()}, path)
-    save_config(cfg, weights_dir / "descriptors_config.json")
+    save_config(cfg, weights_dir / f"{stem}_config.json")
     return path

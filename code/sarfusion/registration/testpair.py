@@ -165,17 +165,19 @@ def warp_recovery(f0: np.ndarray, f1: np.ndarray, truth: np.ndarray, rows: np.nd
 
 
 def dense_offsets(work: str | Path, optical: np.ndarray, sar: np.ndarray, tag: str,
-                  config=None) -> tuple[np.ndarray, dict]:
-    """The dense mode (``register_scene``, training-free) on ``optical`` ``(C, h, w)`` / ``sar``
-    ``(h, w)`` (0 = no data) written as GeoTIFFs ``o_<tag>`` / ``s_<tag>`` under ``work``:
-    offsets ``(2, h, w)`` float32 (dy, dx) px and the ``register_scene`` result."""
+                  config=None, weights: str | Path | None = None) -> tuple[np.ndarray, dict]:
+    """The dense mode (``register_scene``; training-free, or with the descriptors in ``weights``)
+    on ``optical`` ``(C, h, w)`` / ``sar`` ``(h, w)`` (0 = no data) written as GeoTIFFs
+    ``o_<tag>`` / ``s_<tag>`` under ``work``: offsets ``(2, h, w)`` float32 (dy, dx) px and the
+    ``register_scene`` result."""
     from sarfusion.io.raster import read_raster
     from sarfusion.registration.api import register_scene
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     write_raster(work / f"o_{tag}.tif", optical.astype(np.float32))
     write_raster(work / f"s_{tag}.tif", sar[None].astype(np.float32))
-    res = register_scene(work / f"o_{tag}.tif", work / f"s_{tag}.tif", work / f"d_{tag}.tif", config=config)
+    res = register_scene(work / f"o_{tag}.tif", work / f"s_{tag}.tif", work / f"d_{tag}.tif",
+                         weights_dir=weights, config=config)
     off = read_raster(res["offsets"])  # the offset map holds (dx, dy)
     return np.stack([off[1], off[0]]), res
 
@@ -183,7 +185,7 @@ def dense_offsets(work: str | Path, optical: np.ndarray, sar: np.ndarray, tag: s
 def warp_recovery_errors(work: str | Path, optical: np.ndarray, sar: np.ndarray, seed: int,
                          config=None, corr_px: float | None = None, n_tie: int = 150,
                          max_shift_px: float = 15.0, amplitude_px: float = 8.0,
-                         matcher=None) -> dict:
+                         matcher=None, weights: str | Path | None = None) -> dict:
     """The issue-22 protocol for one real pair: warp ``sar`` ``(h, w)`` by
     :func:`random_known_warp` (``corr_px``: its correlation length, default a tenth of the image),
     register the unwarped (F0) and the warped (F1) SAR against ``optical`` ``(C, h, w)`` and
@@ -191,7 +193,7 @@ def warp_recovery_errors(work: str | Path, optical: np.ndarray, sar: np.ndarray,
     largest warp + 8 px.
 
     ``matcher``: ``f(optical, sar) -> (2, h, w)`` (dy, dx) offsets of another method; None: the
-    dense mode with ``config`` (through ``register_scene``). Returns mean px ``recovery`` /
+    dense mode with ``config`` and the descriptors in ``weights`` (through ``register_scene``). Returns mean px ``recovery`` /
     ``absolute`` / ``unwarped``, ``zero`` (mean |k|, what zero offsets score), the known ``shift``
     and ``seconds``; for the dense mode also both runs' ``confidence`` / ``kept`` (F0, F1).
     """
@@ -203,8 +205,8 @@ def warp_recovery_errors(work: str | Path, optical: np.ndarray, sar: np.ndarray,
     t0 = time.time()
     extra = {}
     if matcher is None:
-        (f0, r0), (f1, r1) = (dense_offsets(work, optical, sar, f"{seed}u", config),
-                              dense_offsets(work, optical, warped, f"{seed}w", config))
+        (f0, r0), (f1, r1) = (dense_offsets(work, optical, sar, f"{seed}u", config, weights),
+                              dense_offsets(work, optical, warped, f"{seed}w", config, weights))
         extra = {"confidence": (r0["confidence"], r1["confidence"]), "kept": (r0["kept"], r1["kept"])}
     else:
         f0, f1 = matcher(optical, sar), matcher(optical, warped)
