@@ -77,3 +77,51 @@ def test_keypoint_baseline_trains_and_runs_end_to_end(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["mode"] == "baseline" and np.isfinite(out["mean_px"])
     assert np.isfinite(read_raster(tmp_path / "b.tif")).all()
+
+
+class _PeakNet:
+    """A stand-in SAR-keypoint net whose heatmap peaks where ``where(batch index)`` says."""
+
+    def __init__(self, size: int, where):
+        self.size, self.where, self.calls = size, where, 0
+
+    def __call__(self, optical, sar):
+        import torch
+        heat = torch.zeros(optical.shape[0], 1, self.size, self.size)
+        for b in range(optical.shape[0]):
+            r, c = self.where(self.calls)
+            heat[b, 0, r, c] = 1.0
+            self.calls += 1
+        return heat
+
+
+@pytest.mark.parametrize("case", ["centred", "scattered"])
+def test_keypoint_baseline_aligns_the_scene_first_and_keeps_a_supported_model(case, tmp_path, monkeypatch):
+    """SAR keypoints at the crop centre: the translation explains all of them, as well as the
+    affine does (a tie: the simpler model is kept); scattered ones (no consensus) fall back to it too,
+    never to an affine through noise."""
+    import torch
+    from sarfusion.registration import keypoints as kp
+    p = make_test_pair(tmp_path, size=512, seed=3, amplitude_px=10.0, n_tiepoints=12)
+    grid = scene_grid(p["optical"], p["sar"])
+    cfg = kp.KeypointConfig(crop=64, grid_spacing_m=12.0)
+    rng = np.random.default_rng(0)
+    where = ((lambda i: (32, 32)) if case == "centred" else
+             (lambda i: tuple(int(v) for v in rng.integers(0, 64, 2))))
+    monkeypatch.setattr(kp, "load_keypoint_models", lambda w, d: ({"sar_kp": _PeakNet(64, where)}, cfg))
+    field, stats = kp.keypoint_affine(grid, tmp_path, device="cpu")
+    dy, dx = stats["translation"]
+    # the scene translation: what the pair's smooth field (+ affine part) does on average
+    truth = read_raster(p["offsets"])
+    sx = raster_info(p["optical"]).geotransform[1] / grid.res
+    assert abs(dx - np.median(truth[0]) * sx) < 3 and abs(dy - np.median(truth[1]) * sx) < 3, stats
+    rows, cols = np.meshgrid(np.arange(100, 400, 50.0), np.arange(100, 400, 50.0))
+    off = field.sample(rows, cols)
+    assert stats["detected"] > 20
+    if case == "centred":
+        assert stats["inliers"] == stats["translation_support"] == stats["detected"]
+    else:
+        assert stats["inliers"] < stats["detected"] / 4
+    assert stats["fallback"] == "translation"
+    # either way the field is the translation (the centre crop pixel sits 0.5 px off the point)
+    assert np.abs(off[0] - dy).max() < 1.0 and np.abs(off[1] - dx).max() < 1.0, (off[:, 0, 0], stats)
