@@ -117,3 +117,41 @@ def test_datasets_are_told_the_epoch_also_after_resume(tmp_path):
 
     assert run(5) == [0, 1, 2]  # 2 batches per epoch
     assert run(7) == [2, 3]  # resumed at step 5: the middle of epoch 2
+
+
+def test_a_run_trained_with_other_settings_is_not_resumed(tmp_path, caplog):
+    """Weights left by another recipe (an older version, other settings) start afresh, the old run
+    kept aside; a longer run of the same recipe resumes."""
+    from dataclasses import dataclass, field
+    from torch import nn
+    from sarfusion.engine import Engine, EngineConfig
+
+    @dataclass
+    class Task:
+        engine: EngineConfig = field(default_factory=lambda: EngineConfig(max_steps=2, batch_size=2, checkpoint_every=1))
+        width: int = 4
+
+    def run(task: Task) -> Engine:
+        model = nn.Linear(2, 1)
+        eng = Engine(tmp_path / "run", task.engine, {"m": model}, {"m": torch.optim.SGD(model.parameters(), lr=0.1)},
+                     task_config=task)
+        data = torch.utils.data.TensorDataset(torch.ones(8, 2))
+
+        def step(ctx, batch):
+            loss = ctx.models["m"](batch[0]).pow(2).mean()
+            ctx.backward(loss, "m")
+            return {"loss": loss.item()}
+
+        eng.fit(eng.make_loader(data, shuffle=False), step)
+        return eng
+
+    run(Task())
+    longer = Task(engine=EngineConfig(max_steps=4, batch_size=2, checkpoint_every=1))
+    with caplog.at_level("INFO"):
+        run(longer)
+    assert "resumed" in caplog.text and "starting afresh" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        eng = run(Task(engine=longer.engine, width=8))
+    assert "starting afresh" in caplog.text and "resumed" not in caplog.text
+    assert eng.step == 4 and (tmp_path / "run" / "stale" / "checkpoint.pt").is_file()

@@ -238,8 +238,18 @@ class Engine:
         self.schedulers = dict(schedulers or {})
         self.step = 0
         self.is_main = self.rank == 0
+        # a checkpoint written with other task settings is not resumed (see _settings_changed)
+        self._fresh = task_config is not None and self._settings_changed(task_config)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self._fresh and self.checkpoint_path.exists():
+                stale = self.run_dir / "stale"
+                stale.mkdir(exist_ok=True)
+                for name in ("checkpoint.pt", "metrics.jsonl", "config.json"):
+                    if (self.run_dir / name).exists():
+                        os.replace(self.run_dir / name, stale / name)
+                log.warning("%s was trained with other settings; starting afresh (the old run is in %s)",
+                            self.run_dir, stale)
             if task_config is not None:
                 save_config(task_config, self.run_dir / "config.json")
 
@@ -269,8 +279,29 @@ class Engine:
         }
         save_torch_atomic(state, self.checkpoint_path)
 
+    # engine settings a resumed run may change: how long it runs and how it logs / checkpoints
+    RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "log_every", "num_workers", "device")
+
+    def _settings_changed(self, task_config: Any) -> bool:
+        """True when ``run_dir/config.json`` (the run's settings, written at its start) differs from
+        ``task_config`` in anything but :attr:`RESUMABLE_CHANGES`: its checkpoint belongs to
+        another recipe (e.g. weights left by an older version), and resuming it would mix two."""
+        path = self.run_dir / "config.json"
+        if not path.is_file():
+            return False
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return True
+        new = json.loads(json.dumps(asdict(task_config) if is_dataclass(task_config) else dict(task_config),
+                                    default=str))
+        for cfg in (old, new):
+            if isinstance(cfg.get("engine"), dict):
+                cfg["engine"] = {k: v for k, v in cfg["engine"].items() if k not in self.RESUMABLE_CHANGES}
+        return old != new
+
     def try_resume(self) -> bool:
-        if not self.checkpoint_path.exists():
+        if self._fresh or not self.checkpoint_path.exists():
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         for k, m in self.models.items():
