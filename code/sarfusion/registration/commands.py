@@ -64,8 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "<weights>/keypoints.pt, descriptors.pt. "
             "With --pairs: train the descriptors for the medium-resolution route (10 m Sentinel-1/2 "
             "pairs, no CRS or a 1 m or coarser grid, 512 px and up) self-supervised from co-registered pairs "
-            "(a pair folder sar/ + opt/ paired by file name, or a SEN1-2 folder): the SAR is resampled "
-            "through random smooth warps and the nets learn to find them, no tie points needed. Writes "
+            "(a pair folder sar/ + opt/ paired by file name, or a SEN1-2 folder): the label is each pair's "
+            "own training-free dense field, the SAR is also resampled through random smooth warps and the "
+            "nets learn to find them, no tie points needed. Writes "
             "<weights>/descriptors_medium.pt. Both kinds can share one weights folder; 'register "
             "--weights' uses the one that fits each grid. Each file has its *_config.json and a "
             "resumable run folder <weights>/<name>_run."),

@@ -21,8 +21,9 @@ the ground misalignment without layover), otherwise a smooth field through its t
 
 Co-registered pairs (``register-train --pairs``: a pair folder ``opt/`` + ``sar/``, or SEN1-2
 patches) train a second set, for the medium-resolution route of the dense mode (10 m Sentinel
-grids): the label is zero offsets, and the SAR is also resampled through random smooth fields
-(``pair_warps``), whose inverse is then where the match sits: self-supervised, no tie points.
+grids): the label is the pair's own training-free dense field (``pair_label``; real pairs are a few
+px off), and the SAR is also resampled through random smooth fields (``pair_warps``), whose
+inverse, added to the label, is then where the match sits: self-supervised, no tie points.
 The two sets live side by side in one weights folder (``descriptors.pt`` for VHR grids,
 ``descriptors_medium.pt`` for the rest); the dense mode takes the one that fits the grid.
 """
@@ -51,7 +52,6 @@ from sarfusion.registration.matching import ncc_map
 log = logging.getLogger(__name__)
 # one file per kind of grid the nets apply to (DescriptorConfig.grid)
 WEIGHTS_NAMES = {"vhr": "descriptors.pt", "medium": "descriptors_medium.pt"}
-WEIGHTS_NAME = WEIGHTS_NAMES["vhr"]
 OPTICAL_INPUTS = 4   # + n_orient: intensity, R, G, B
 SAR_INPUTS = 1       # + n_orient: intensity
 
@@ -190,7 +190,6 @@ class Descriptors:
         self.cfg = cfg
         self.device = device
         self.factors = {f for f, _, _ in cfg.levels}
-        self.grid = cfg.grid
 
     @torch.no_grad()
     def features(self, image: np.ndarray, modality: str, factor: int) -> np.ndarray:
@@ -474,6 +473,7 @@ def train_descriptors(data_dir: str | Path, weights_dir: str | Path, preset: str
     Resumes from ``weights_dir/descriptors_run`` when interrupted."""
     from sarfusion.registration.keypoints import find_triples
     cfg = config or choose_preset(PRESETS, preset)
+    weights_name(cfg)  # a bad config fails before the scenes are read
     return _fit(triple_scenes(find_triples(data_dir), cfg), cfg, weights_dir)
 
 
@@ -501,6 +501,7 @@ def train_pair_descriptors(pair_roots: list[str | Path], weights_dir: str | Path
     ``pair_roots`` (:func:`training_pairs`) except those named in ``exclude`` (an area split);
     returns ``weights_dir/descriptors_medium.pt``. Resumes from ``descriptors_medium_run``."""
     cfg = config or choose_preset(PAIR_PRESETS, preset)
+    weights_name(cfg)  # a bad config fails before the pairs' labels are computed
     pairs = [p for root in pair_roots for p in training_pairs(root) if p[0] not in (exclude or set())]
     if not pairs:
         raise InputError("no training pairs left after --exclude", pair_roots[0])
@@ -509,14 +510,20 @@ def train_pair_descriptors(pair_roots: list[str | Path], weights_dir: str | Path
     return _fit(pair_scenes(pairs, cfg, cfg.engine.seed), cfg, weights_dir)
 
 
-def _fit(scenes: list[TrainingScene], cfg: DescriptorConfig, weights_dir: str | Path) -> Path:
-    """Train :class:`DescriptorModels` on ``scenes``; writes ``WEIGHTS_NAMES[cfg.grid]`` (state
-    dict + config) and its ``*_config.json`` into ``weights_dir``; resumable from ``*_run``."""
+def weights_name(cfg: DescriptorConfig) -> str:
+    """The weights file of ``cfg``'s grid kind (:data:`WEIGHTS_NAMES`); InputError for another kind."""
     if cfg.grid not in WEIGHTS_NAMES:
         raise InputError(f"unknown descriptor grid kind {cfg.grid!r}; choose one of {sorted(WEIGHTS_NAMES)}")
+    return WEIGHTS_NAMES[cfg.grid]
+
+
+def _fit(scenes: list[TrainingScene], cfg: DescriptorConfig, weights_dir: str | Path) -> Path:
+    """Train :class:`DescriptorModels` on ``scenes``; writes :func:`weights_name` (state dict +
+    config) and its ``*_config.json`` into ``weights_dir``; resumable from ``*_run``."""
     log.info("descriptor config:\n%s", describe(cfg))
     weights_dir = Path(weights_dir)
-    stem = Path(WEIGHTS_NAMES[cfg.grid]).stem
+    name = weights_name(cfg)
+    stem = Path(name).stem
     dataset = DescriptorCrops(scenes, cfg, seed=cfg.engine.seed)
     seed_everything(cfg.engine.seed)
     models = DescriptorModels(cfg)
@@ -539,7 +546,7 @@ def _fit(scenes: list[TrainingScene], cfg: DescriptorConfig, weights_dir: str | 
 
     metrics = engine.fit(loader, step, desc=stem)
     log.info("descriptor training done: %s", metrics)
-    path = weights_dir / WEIGHTS_NAMES[cfg.grid]
+    path = weights_dir / name
     save_torch_atomic({"config": cfg, "models": engine.models["descriptors"].state_dict()}, path)
     save_config(cfg, weights_dir / f"{stem}_config.json")
     return path

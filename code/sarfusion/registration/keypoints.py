@@ -212,7 +212,7 @@ class KeypointCrops(Dataset):
     def __init__(self, triples: list[tuple[Path, Path, Path]], cfg: KeypointConfig, seed: int = 0):
         rng = np.random.default_rng(seed)
         self.samples = []
-        size, half = cfg.crop, cfg.crop // 2
+        size = cfg.crop
         for opt, sar, tp in triples:
             grid = scene_grid(opt, sar)
             pts = read_tiepoints_grid(grid, tp)
