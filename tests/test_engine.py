@@ -155,3 +155,22 @@ def test_a_run_trained_with_other_settings_is_not_resumed(tmp_path, caplog):
         eng = run(Task(engine=longer.engine, width=8))
     assert "starting afresh" in caplog.text and "resumed" not in caplog.text
     assert eng.step == 4 and (tmp_path / "run" / "stale" / "checkpoint.pt").is_file()
+
+
+def test_loader_processes_are_capped_by_the_cores_of_this_process(tmp_path, monkeypatch):
+    from torch import nn
+
+    import sarfusion.engine as E
+
+    net = nn.Linear(1, 1)
+    engine = E.Engine(tmp_path, E.EngineConfig(num_workers=10), {"net": net},
+                      {"opt": torch.optim.SGD(net.parameters(), lr=0.1)})
+    data = torch.utils.data.TensorDataset(torch.zeros(8, 1))
+    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert engine.make_loader(data).num_workers == 10  # 15 usable
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun, 4 ranks on this node: 4 cores each
+    assert E.usable_workers() == 3
+    assert engine.make_loader(data).num_workers == 3
+    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert engine.make_loader(data).num_workers == 0  # one core: the main process loads

@@ -106,6 +106,16 @@ def inference_autocast(device: torch.device) -> contextlib.AbstractContextManage
     return torch.autocast("cuda", dtype=torch.float16, enabled=torch.device(device).type == "cuda")
 
 
+def usable_workers() -> int:
+    """Loader processes this process can keep busy: its share of the CPU cores it may run on
+    (split among the ranks of this node under torchrun), less one for itself."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))) - 1)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -338,13 +348,19 @@ class Engine:
     # data ------------------------------------------------------------------------------------
     def make_loader(self, dataset: Dataset, shuffle: bool = True, collate_fn: Callable | None = None,
                     drop_last: bool = True) -> DataLoader:
-        """A DataLoader whose order is resumable and split across ranks."""
+        """A DataLoader whose order is resumable and split across ranks; ``num_workers`` loader
+        processes, at most :func:`usable_workers` (samples are seeded by index, so the count
+        changes no sample)."""
         sampler = ResumableSampler(len(dataset), self.config.seed, shuffle, self.rank, self.world)
+        workers = min(self.config.num_workers, usable_workers())
+        if workers < self.config.num_workers:
+            log.info("%d loader processes instead of %d: this process has %d CPU cores", workers,
+                     self.config.num_workers, usable_workers() + 1)
         return DataLoader(
             dataset,
             batch_size=self.config.batch_size,
             sampler=sampler,
-            num_workers=self.config.num_workers,
+            num_workers=workers,
             collate_fn=collate_fn,
             drop_last=drop_last and len(sampler) >= self.config.batch_size,
             pin_memory=self.device.type == "cuda",
