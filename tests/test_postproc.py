@@ -119,3 +119,38 @@ def test_mask_minus_contact_and_8_connected_seeds():
     assert watershed_instances(fp, WatershedParams(min_seed_area=110, seed_connectivity=8)).max() == 0
     with pytest.raises(ValueError, match="seed_connectivity"):
         watershed_instances(fp, WatershedParams(seed_connectivity=6))
+
+
+@pytest.mark.parametrize("params", [WatershedParams(min_seed_area=4),
+                                    WatershedParams(min_seed_area=4, seed_connectivity=8, dividing_lines=True,
+                                                    outline_buffer=0.5)])
+def test_a_terraced_row_is_split_at_its_shared_walls(params):
+    # Narrow houses in a row (the common case in the synthetic cities and in Rotterdam): the edge
+    # band around the row is a plateau of the footprint; each house must keep its own part of it.
+    # (scipy's watershed_ift let the first seed flood the band around its neighbours: IoU 0.68.)
+    truth = [box(10 + 14 * i, 10, 24 + 14 * i, 30) for i in range(6)]
+    labels = rasterize_instances(truth, (48, 110))
+    prob = building_targets(labels, edge_width=2, contact_width=3).astype(np.float32)
+    polys, _ = probabilities_to_polygons(prob, params)
+    assert len(polys) == len(truth)
+    for t in truth:
+        assert _best_iou(t, polys) > 0.85  # the 0.5 px outline buffer alone costs 0.89 here
+
+
+def test_full_preset_targets_keep_narrow_terraced_houses():
+    # The winner's contact: a background pixel with two buildings within 3 px, a building pixel
+    # with another building within 1 px. Read as 9 px everywhere, the contact band swallowed
+    # houses 10 px wide and no seed of >= 110 px was left.
+    from sarfusion.tasks.buildings import PRESETS
+
+    full = PRESETS["full"]
+    truth = [box(10 + 10 * i, 10, 20 + 10 * i, 40) for i in range(5)] + [box(64, 10, 84, 40)]  # 4 px gap
+    labels = rasterize_instances(truth, (50, 100))
+    prob = building_targets(labels, full.edge_width, full.contact_width, full.contact_inside_width)
+    contact = prob[2].astype(bool)
+    assert contact[25, 19] and contact[25, 20] and not contact[25, 18] and not contact[25, 21]  # wall at x=20
+    assert contact[25, 61:63].all() and not contact[25, 65:84].any()  # mid-gap, not the house beyond
+    polys, _ = probabilities_to_polygons(prob.astype(np.float32), full.watershed)
+    assert len(polys) == len(truth)
+    for t in truth:
+        assert _best_iou(t, polys) > 0.85

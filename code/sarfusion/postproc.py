@@ -62,19 +62,30 @@ def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None)
     remap = np.zeros(n + 1, np.int32)
     remap[keep] = np.arange(1, int(keep.sum()) + 1)
     seeds = remap[seeds]
-    # Negative markers are flooded after all seeds, so every mask pixel reachable from a seed
-    # through the mask goes to a seed; the rest goes to the background.
-    markers = seeds.astype(np.int32)
-    markers[~mask] = -1
-    # Flood in order of distance to the nearest seed (plus a little of 1 - footprint), so seeds
-    # grow evenly; a flat cost lets scipy's IFT flood one seed around another.
-    dist = ndi.distance_transform_edt(seeds == 0)
-    cost = np.clip(np.rint(8 * dist + 16 * (1 - fp)), 0, 65535).astype(np.uint16)
-    labels = ndi.watershed_ift(cost, markers)
-    labels[(labels < 0) | ~mask] = 0
+    labels = _flood(seeds, mask, fp)
     if p.dividing_lines:
         labels = _part_touching(labels)
     return labels.astype(np.int32)
+
+
+FLOOD_LEVELS = 16  # footprint-probability steps of the flood (1 - footprint, quantised)
+
+
+def _flood(seeds: np.ndarray, mask: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Grow ``seeds`` ``(H, W)`` int32 over ``mask``: a priority flood (scikit-image's watershed,
+    as the SN6 winner's) in order of falling footprint probability, quantised to
+    ``FLOOD_LEVELS`` steps, 4-connected. Within a step the flood is breadth first from every seed
+    at once, so neighbours split a plateau between them at mid-distance. Mask pixels no seed
+    reaches stay 0.
+
+    scipy's ``watershed_ift`` (used before) scores a path by its largest step: on a plateau, such
+    as the edge band around a terraced row, whichever seed is flooded first takes the band around
+    its neighbours too (a row of 20 x 15 px houses: the first 475 px, the others 204 and 191).
+    """
+    from skimage.segmentation import watershed
+
+    level = np.clip(np.rint(FLOOD_LEVELS * (1 - fp)), 0, FLOOD_LEVELS).astype(np.uint8)
+    return watershed(level, markers=seeds, mask=mask, connectivity=1).astype(np.int32)
 
 
 def _part_touching(labels: np.ndarray) -> np.ndarray:
