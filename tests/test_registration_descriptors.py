@@ -16,7 +16,7 @@ from sarfusion.io.raster import raster_info, read_raster
 from sarfusion.metrics.tiepoints import read_tiepoints, reference_offsets
 from sarfusion.registration.align import scene_grid
 from sarfusion.registration.descriptors import (DescriptorConfig, DescriptorCrops, DescriptorModels,
-                                                label_field, smoothed_prior, train_descriptors,
+                                                label_field, level_residual, smoothed_field, train_descriptors,
                                                 triple_scenes)
 from sarfusion.synth.sn9 import generate_sn9, ground_offsets
 
@@ -82,9 +82,8 @@ def test_smoothed_prior_residual_points_at_the_ground_match(sn9):
     grid = scene_grid(scene["optical"], scene["sar"])
     labels = label_field(grid, scene["optical"], scene["tiepoints"])
     f, box = 4, (40, 40, 300, 300)  # row0, col0, height, width in level px
-    smooth, residual = smoothed_prior(labels, 24.0 * f, f, *box)
-    same, no_residual = smoothed_prior(labels, 0.0, f, *box)
-    assert same is labels and no_residual is None
+    smooth = smoothed_field(labels, 24.0 * f)
+    residual = level_residual(labels, smooth, f, *box)
     rows, cols = np.mgrid[0:box[2]:7, 0:box[3]:7]
     e = residual[:, rows, cols].astype(np.float64)
     p = np.stack([rows + box[0] + 0.5, cols + box[1] + 0.5])  # level px, pixel centres

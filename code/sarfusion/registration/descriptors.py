@@ -292,17 +292,6 @@ def level_residual(labels, prior, f: int, row0: int, col0: int, height: int, wid
     return ((labels.sample(rows, cols) - prior.sample(rows, cols)) / f).astype(np.float16)
 
 
-def smoothed_prior(labels: NodeField, sigma: float, f: int, row0: int, col0: int, height: int,
-                   width: int) -> tuple[NodeField, np.ndarray | None]:
-    """The label field smoothed by a Gaussian of ``sigma`` grid px, and the residual ``(2, height,
-    width)`` float16 (:func:`level_residual`) on the level-``f`` box at (row0, col0). ``sigma`` 0
-    returns the labels themselves and None."""
-    if sigma <= 0:
-        return labels, None
-    smooth = smoothed_field(labels, sigma)
-    return smooth, level_residual(labels, smooth, f, row0, col0, height, width)
-
-
 @dataclass
 class TrainingScene:
     """One scene the nets train on: its grid, ``labels`` (the field, grid px, where each optical
