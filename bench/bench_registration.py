@@ -143,16 +143,18 @@ def _tile_raster(src: str, dst: Path, size: int) -> None:
                 w.write(blk[:, :min(info.height, size - r0), :min(info.width, size - c0)], c0, r0)
 
 
-def timed(optical: str, sar: str, out: Path) -> dict:
+def timed(optical: str, sar: str, out: Path, weights: str | None = None) -> dict:
     code = (f"import time, resource, json; from sarfusion.registration.api import register_scene; "
-            f"t=time.time(); register_scene({optical!r}, {sar!r}, {str(out)!r}); "
+            f"t=time.time(); register_scene({optical!r}, {sar!r}, {str(out)!r}, weights_dir={weights!r}); "
             f"print(json.dumps({{'seconds': time.time()-t, "
             f"'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}}))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def speed(work: Path, size: int, base: int) -> None:
+def speed(work: Path, size: int, base: int, weights: str | None = None) -> None:
+    """Dense registration time and peak memory of a ``size`` px scene (tiled from a ``base`` px
+    one), training-free and, with ``weights``, with the learned descriptors in that folder."""
     sc = scenes(work / f"speed{size}", base, 99, "test")[0]
     if size != base:
         sar_info, opt_info = raster_info(sc["sar"]), raster_info(sc["optical"])
@@ -160,9 +162,11 @@ def speed(work: Path, size: int, base: int) -> None:
         _tile_raster(sc["optical"], opt, size)
         _tile_raster(sc["sar"], sar, int(round(size * opt_info.pixel_size[0] / sar_info.pixel_size[0])))
         sc = {"optical": str(opt), "sar": str(sar)}
-    r = timed(sc["optical"], sc["sar"], work / f"speed_{size}.tif")
-    print(f"dense registration of a {size} x {size} scene on CPU: {r['seconds']:.1f} s, "
-          f"peak memory {r['peak_rss_mb']:.0f} MB")
+    for w in [None] + ([weights] if weights else []):
+        r = timed(sc["optical"], sc["sar"], work / f"speed_{size}.tif", w)
+        print(f"dense registration of a {size} x {size} scene on CPU "
+              f"({'learned descriptors from ' + w if w else 'training-free'}): {r['seconds']:.1f} s, "
+              f"peak memory {r['peak_rss_mb']:.0f} MB", flush=True)
 
 
 def _tie_errors(grid, field, pts, ref_dx: np.ndarray, ref_dy: np.ndarray) -> np.ndarray:
@@ -499,6 +503,9 @@ def main() -> None:
     ap.add_argument("--descriptor-batch", type=int, default=32,
                     help="descriptor batch size (overrides the preset's; 0: the preset's own); the README's "
                          "learned column was trained with 1200 steps of 32")
+    ap.add_argument("--speed-weights", default=None,
+                    help="speed4096 / speed13k: also time the dense mode with the learned descriptors "
+                         "of this folder (descriptors.pt, as train.sh writes it)")
     ap.add_argument("--table-weights", default=None,
                     help="table: a folder with keypoints.pt and descriptors.pt to use instead of training")
     ap.add_argument("--test-seeds", default="200,201")
@@ -522,9 +529,9 @@ def main() -> None:
         if "diagnose" in what:
             diagnose(work, args.size, [int(s) for s in args.test_seeds.split(",")], args.weights)
         if "speed4096" in what:
-            speed(work, 4096, 4096)
+            speed(work, 4096, 4096, args.speed_weights)
         if "speed13k" in what:
-            speed(work, 13000, 2048)
+            speed(work, 13000, 2048, args.speed_weights)
 
 
 if __name__ == "__main__":
