@@ -351,6 +351,35 @@ def bench_registration_nets(work: Path, tiny: bool, steps: int) -> None:
            peaks_right=float(np.mean((peak[0] == 10) & (peak[1] == 12))))
 
 
+# ------------------------------------------------------------------------------------ translation end to end
+def bench_translate_e2e(work: Path, tiny: bool, steps: int) -> None:
+    """``translate-train`` + held-out scoring + ``translate`` through the package's own functions
+    on generated SEN1-2 PNG pairs (no GDAL needed): the whole path, data loading, checkpoints,
+    evaluation and writing included, at the ``full`` preset's network size with fewer steps."""
+    from sarfusion.engine import select_device
+    from sarfusion.synth.landscape import write_sen12
+    from sarfusion.tasks import translate as T
+
+    data = work / "sen12"
+    write_sen12(data, pairs=12 if tiny else 40, seed=0)
+    cfg = T.PRESETS["cpu" if tiny else "full"]
+    n = 20 if tiny else 30 * steps
+    cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, max_steps=n, checkpoint_every=max(1, n // 2)))
+    t0 = time.perf_counter()
+    res = T.evaluate_translation(data, work / "weights", work / "eval", holdout=4, config=cfg)
+    sec = time.perf_counter() - t0
+    kind = next(iter(res))
+    r = res[kind]
+    t0 = time.perf_counter()
+    written = T.translate(data, work / "out", work / "weights")
+    sec_translate = time.perf_counter() - t0
+    assert written and all(p.is_file() for p in written)
+    report("translate_e2e", device=select_device().type, kind=kind, steps=n, batch=cfg.engine.batch_size,
+           train_and_eval_s=round(sec, 1), train_s=r.get("train_seconds"),
+           held_out_psnr_model=round(r["model"]["psnr"], 2), held_out_psnr_mean=round(r["mean"]["psnr"], 2),
+           translate_images=len(written), translate_s=round(sec_translate, 2))
+
+
 # ------------------------------------------------------------------------------------ CPU work beside the GPU
 def bench_cpu_side(work: Path, tiny: bool, steps: int, gpu_step_s: float = 0.109) -> None:
     """What the GPU waits on: one training sample of the ``full`` buildings preset (tile read,
@@ -408,7 +437,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=60, help="training steps of the longer timed run (default 60)")
     ap.add_argument("--only", default="buildings,pix2pix,registration",
                     help="comma-separated parts to run (default: buildings,pix2pix,registration; "
-                         "'cpu': the loader and post-processing beside the GPU, needs GDAL)")
+                         "'translate_e2e': translation trained, scored and run end to end on generated "
+                         "SEN1-2 pairs; 'cpu': the loader and post-processing beside the GPU, needs GDAL)")
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="let cuDNN pick its fastest convolution algorithms (torch.backends.cudnn.benchmark)")
     ap.add_argument("--fake-gdal", action="store_true", help=argparse.SUPPRESS)
@@ -423,7 +453,7 @@ def main() -> int:
         info["gpu"] = torch.cuda.get_device_name(0)
     report("environment", **info)
     parts = {"buildings": bench_buildings, "pix2pix": bench_pix2pix, "registration": bench_registration_nets,
-             "cpu": bench_cpu_side}
+             "translate_e2e": bench_translate_e2e, "cpu": bench_cpu_side}
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only.split(","):

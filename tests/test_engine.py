@@ -174,3 +174,48 @@ def test_loader_processes_are_capped_by_the_cores_of_this_process(tmp_path, monk
     monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
     assert engine.make_loader(data).num_workers == 0  # one core: the main process loads
+
+
+class _EpochSamples(torch.utils.data.Dataset):
+    """Each sample says which epoch its copy of the dataset was told."""
+
+    def __init__(self):
+        self.epoch = -1
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return {"x": torch.tensor([float(self.epoch), float(i)])}
+
+
+def test_loader_workers_live_across_epochs_and_still_see_each_epoch(tmp_path):
+    from torch import nn
+
+    from sarfusion.engine import Engine, EngineConfig
+
+    def run(workers):
+        seen = []
+        net = nn.Linear(2, 1)
+        engine = Engine(tmp_path / f"w{workers}", EngineConfig(max_steps=9, batch_size=2, num_workers=workers,
+                                                               checkpoint_every=100),
+                        {"net": net}, {"opt": torch.optim.SGD(net.parameters(), lr=0.0)})
+        loader = engine.make_loader(_EpochSamples())
+
+        def step(ctx, batch):
+            seen.extend(tuple(r) for r in batch["x"].tolist())
+            loss = ctx.models["net"](batch["x"]).sum()
+            ctx.backward(loss, "opt")
+            return {"loss": loss.item()}
+
+        engine.fit(loader, step)
+        return loader, seen
+
+    loader, with_workers = run(2)
+    assert loader.num_workers >= 1 and loader.persistent_workers
+    _, in_process = run(0)
+    assert with_workers == in_process  # same (epoch, index) samples in the same order
+    assert sorted({int(e) for e, _ in with_workers}) == [0, 1, 2]  # 3 batches an epoch, 9 steps

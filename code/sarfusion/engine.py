@@ -144,10 +144,12 @@ class ResumableSampler(Sampler[int]):
     batches the interrupted one would have.
     """
 
-    def __init__(self, length: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1):
+    def __init__(self, length: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1,
+                 with_epoch: bool = False):
         self.length, self.seed, self.shuffle, self.rank, self.world = length, seed, shuffle, rank, world
         self.epoch = 0
         self.start = 0  # index into this rank's order to start from
+        self.with_epoch = with_epoch  # yield (epoch, index) pairs, for an :class:`EpochIndexed` dataset
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
@@ -161,11 +163,34 @@ class ResumableSampler(Sampler[int]):
         order = np.resize(order, per_rank * self.world)  # pad by wrapping, as DistributedSampler
         return order[self.rank::self.world]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._order()[self.start:].tolist())
+    def __iter__(self) -> Iterator:
+        order = self._order()[self.start:].tolist()
+        return iter([(self.epoch, i) for i in order] if self.with_epoch else order)
 
     def __len__(self) -> int:
         return math.ceil(self.length / self.world) - self.start
+
+
+class EpochIndexed(Dataset):
+    """A dataset with ``set_epoch`` read by index ``(epoch, i)``: each loader worker's copy is
+    told the epoch with every sample, so workers can live across epochs (``persistent_workers``)
+    and still draw the crops of (seed, epoch, index). Re-starting the workers every epoch cost
+    more than the GPU step on small sets (SEN1-2 full preset on an H200: 0.056 s a step end to
+    end against 0.017 s of GPU work)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, index: tuple[int, int]) -> Any:
+        epoch, i = index
+        self.dataset.set_epoch(epoch)
+        return self.dataset[i]
 
 
 class StepContext:
@@ -351,8 +376,12 @@ class Engine:
         """A DataLoader whose order is resumable and split across ranks; ``num_workers`` loader
         processes, at most :func:`usable_workers` (samples are seeded by index, so the count
         changes no sample)."""
-        sampler = ResumableSampler(len(dataset), self.config.seed, shuffle, self.rank, self.world)
         workers = min(self.config.num_workers, usable_workers())
+        epoch_indexed = workers > 0 and hasattr(dataset, "set_epoch")
+        if epoch_indexed:
+            dataset = EpochIndexed(dataset)
+        sampler = ResumableSampler(len(dataset), self.config.seed, shuffle, self.rank, self.world,
+                                   with_epoch=epoch_indexed)
         if workers < self.config.num_workers:
             log.info("%d loader processes instead of %d: this process has %d CPU cores", workers,
                      self.config.num_workers, usable_workers() + 1)
@@ -364,7 +393,8 @@ class Engine:
             collate_fn=collate_fn,
             drop_last=drop_last and len(sampler) >= self.config.batch_size,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            # workers live across epochs; datasets with set_epoch get the epoch with each index
+            persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(self.config.seed),
         )
 
