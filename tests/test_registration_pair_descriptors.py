@@ -163,3 +163,28 @@ def test_pair_descriptors_beat_training_free_on_unseen_real_pairs(real_learned_v
     free = np.mean([r["free"]["recovery"] for r in real_learned_vs_free])
     learned = np.mean([r["learned"]["recovery"] for r in real_learned_vs_free])
     assert learned < free - 0.1, (learned, free)
+
+
+def test_pair_labels_are_cached_for_a_resumed_run(tmp_path, monkeypatch):
+    """The dense label of a pair (~25 s at 1024 px) is computed once; a rerun over the same files
+    reads it back, and a changed file is labelled anew."""
+    import sarfusion.registration.dense as dense
+
+    root = _pair_folder(tmp_path / "pairs", ["a"], size=256)
+    (name, opt, sar), = desc.training_pairs(root)
+    grid = scene_grid(opt, sar)
+    cache = tmp_path / "labels"
+    first = desc.pair_label(grid, opt, sar, cache)
+    assert len(list(cache.glob("*.npz"))) == 1
+
+    def no_dense(*a, **k):
+        raise AssertionError("the cached label was not used")
+
+    monkeypatch.setattr(dense, "dense_field", no_dense)
+    again = desc.pair_label(grid, opt, sar, cache)
+    np.testing.assert_array_equal(again.values, first.values)
+    assert (again.row0, again.col0, again.step) == (first.row0, first.col0, first.step)
+    monkeypatch.undo()
+    cv2.imwrite(str(sar), cv2.imread(str(sar), cv2.IMREAD_UNCHANGED)[::-1].copy())  # another SAR
+    desc.pair_label(scene_grid(opt, sar), opt, sar, cache)
+    assert len(list(cache.glob("*.npz"))) == 2

@@ -323,10 +323,36 @@ def triple_scenes(triples: list[tuple[Path, Path, Path]], cfg: DescriptorConfig)
     return out
 
 
-def pair_scenes(pairs: list[tuple[str, Path, Path]], cfg: DescriptorConfig, seed: int = 0) -> list[TrainingScene]:
+def _pair_label_path(cache_dir: Path, optical: Path, sar: Path) -> Path:
+    """Where a pair's dense label is cached: named by both files' paths, sizes and times."""
+    import hashlib
+    key = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in (Path(optical), Path(sar)))
+    return cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
+
+
+def pair_label(grid: SceneGrid, optical: Path, sar: Path, cache_dir: Path | None = None) -> NodeField:
+    """The pair's own training-free dense field (the label of ``pair_label="dense"``), read from
+    ``cache_dir`` when an earlier run computed it for the same files (a resumed run then skips
+    ~25 s a 1024 px pair); delete the folder to recompute (e.g. after a code change)."""
+    from sarfusion.io.atomic import atomic_path
+    from sarfusion.registration.dense import dense_field
+    path = _pair_label_path(cache_dir, optical, sar) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            return NodeField(float(z["origin"][0]), float(z["origin"][1]), float(z["origin"][2]), z["values"])
+    field, _ = dense_field(grid)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, origin=np.array([field.row0, field.col0, field.step]), values=field.values)
+    return field
+
+
+def pair_scenes(pairs: list[tuple[str, Path, Path]], cfg: DescriptorConfig, seed: int = 0,
+                label_cache: Path | None = None) -> list[TrainingScene]:
     """Co-registered pairs ``(name, optical, sar)``: labels zero offsets or the pair's own
-    training-free dense field (``pair_label``), priors zero and ``pair_warps`` random smooth
-    fields (seeded by ``seed`` and the pair's name)."""
+    training-free dense field (``pair_label``; cached in ``label_cache``), priors zero and
+    ``pair_warps`` random smooth fields (seeded by ``seed`` and the pair's name)."""
     import zlib
     from tqdm.auto import tqdm
     from sarfusion.registration.warp import smooth_field
@@ -338,8 +364,7 @@ def pair_scenes(pairs: list[tuple[str, Path, Path]], cfg: DescriptorConfig, seed
         zero = ZeroField()
         labels = zero
         if cfg.pair_label == "dense":
-            from sarfusion.registration.dense import dense_field
-            labels, _ = dense_field(grid)
+            labels = pair_label(grid, opt, sar, label_cache)
         step = 8.0  # grid px between the random fields' lattice nodes (they vary over pair_warp_corr)
         n_r, n_c = int(grid.height / step) + 2, int(grid.width / step) + 2
         fields = [zero] + [NodeField(0.0, 0.0, step, smooth_field(n_r, n_c, cfg.pair_warp_px, cfg.pair_warp_corr / step,
@@ -496,7 +521,8 @@ def train_pair_descriptors(pair_roots: list[str | Path], weights_dir: str | Path
         raise InputError("no training pairs left after --exclude", pair_roots[0])
     log.info("descriptor training on %d co-registered pairs%s", len(pairs),
              f" ({len(exclude)} names excluded)" if exclude else "")
-    return _fit(pair_scenes(pairs, cfg, cfg.engine.seed), cfg, weights_dir)
+    label_cache = Path(weights_dir) / f"{Path(weights_name(cfg)).stem}_run" / "pair_labels"
+    return _fit(pair_scenes(pairs, cfg, cfg.engine.seed, label_cache), cfg, weights_dir)
 
 
 def weights_name(cfg: DescriptorConfig) -> str:
