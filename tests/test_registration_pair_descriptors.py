@@ -174,17 +174,31 @@ def test_pair_labels_are_cached_for_a_resumed_run(tmp_path, monkeypatch):
     (name, opt, sar), = desc.training_pairs(root)
     grid = scene_grid(opt, sar)
     cache = tmp_path / "labels"
-    first = desc.pair_label(grid, opt, sar, cache)
+    first = desc.dense_pair_label(grid, opt, sar, cache)
     assert len(list(cache.glob("*.npz"))) == 1
 
     def no_dense(*a, **k):
         raise AssertionError("the cached label was not used")
 
     monkeypatch.setattr(dense, "dense_field", no_dense)
-    again = desc.pair_label(grid, opt, sar, cache)
+    again = desc.dense_pair_label(grid, opt, sar, cache)
     np.testing.assert_array_equal(again.values, first.values)
+    np.testing.assert_array_equal(again.confidence, first.confidence)
     assert (again.row0, again.col0, again.step) == (first.row0, first.col0, first.step)
     monkeypatch.undo()
     cv2.imwrite(str(sar), cv2.imread(str(sar), cv2.IMREAD_UNCHANGED)[::-1].copy())  # another SAR
-    desc.pair_label(scene_grid(opt, sar), opt, sar, cache)
+    desc.dense_pair_label(scene_grid(opt, sar), opt, sar, cache)
     assert len(list(cache.glob("*.npz"))) == 2
+
+
+def test_a_pair_with_nothing_to_match_caches_zero_offsets(tmp_path, monkeypatch):
+    import sarfusion.registration.dense as dense
+    from sarfusion.registration.field import ZeroField
+
+    root = _pair_folder(tmp_path / "pairs", ["a"], size=256)
+    (_, opt, sar), = desc.training_pairs(root)
+    grid = scene_grid(opt, sar)
+    monkeypatch.setattr(dense, "dense_field", lambda *a, **k: (ZeroField(), []))
+    assert isinstance(desc.dense_pair_label(grid, opt, sar, tmp_path / "labels"), ZeroField)
+    monkeypatch.setattr(dense, "dense_field", lambda *a, **k: 1 / 0)
+    assert isinstance(desc.dense_pair_label(grid, opt, sar, tmp_path / "labels"), ZeroField)

@@ -330,7 +330,8 @@ def _pair_label_path(cache_dir: Path, optical: Path, sar: Path) -> Path:
     return cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
 
 
-def pair_label(grid: SceneGrid, optical: Path, sar: Path, cache_dir: Path | None = None) -> NodeField:
+def dense_pair_label(grid: SceneGrid, optical: Path, sar: Path,
+                     cache_dir: Path | None = None) -> NodeField | ZeroField:
     """The pair's own training-free dense field (the label of ``pair_label="dense"``), read from
     ``cache_dir`` when an earlier run computed it for the same files (a resumed run then skips
     ~25 s a 1024 px pair); delete the folder to recompute (e.g. after a code change)."""
@@ -339,12 +340,20 @@ def pair_label(grid: SceneGrid, optical: Path, sar: Path, cache_dir: Path | None
     path = _pair_label_path(cache_dir, optical, sar) if cache_dir is not None else None
     if path is not None and path.is_file():
         with np.load(path) as z:
-            return NodeField(float(z["origin"][0]), float(z["origin"][1]), float(z["origin"][2]), z["values"])
+            if "values" not in z.files:  # nothing matched in this pair: zero offsets
+                return ZeroField()
+            return NodeField(*(float(v) for v in z["origin"]), z["values"],
+                             z["confidence"] if "confidence" in z.files else None)
     field, _ = dense_field(grid)
     if path is not None:
+        arrays = {}
+        if isinstance(field, NodeField):
+            arrays = {"origin": np.array([field.row0, field.col0, field.step]), "values": field.values}
+            if field.confidence is not None:
+                arrays["confidence"] = field.confidence
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, origin=np.array([field.row0, field.col0, field.step]), values=field.values)
+            np.savez(f, **arrays)  # empty for zero offsets
     return field
 
 
@@ -364,7 +373,7 @@ def pair_scenes(pairs: list[tuple[str, Path, Path]], cfg: DescriptorConfig, seed
         zero = ZeroField()
         labels = zero
         if cfg.pair_label == "dense":
-            labels = pair_label(grid, opt, sar, label_cache)
+            labels = dense_pair_label(grid, opt, sar, label_cache)
         step = 8.0  # grid px between the random fields' lattice nodes (they vary over pair_warp_corr)
         n_r, n_c = int(grid.height / step) + 2, int(grid.width / step) + 2
         fields = [zero] + [NodeField(0.0, 0.0, step, smooth_field(n_r, n_c, cfg.pair_warp_px, cfg.pair_warp_corr / step,
