@@ -129,15 +129,15 @@ PRESETS = {
         watershed=WatershedParams(seed_threshold=0.75, mask_threshold=0.5, min_seed_area=10),
         tta_scales=(1.0,),
     ),
-    # The SN6 winner's recipe (../shared/SN6_WINNER_RECIPE.md), element by element where this
-    # code has the piece: EfficientNet-B5 U-Net from ImageNet, AdamW 2e-4 / 1e-2, 512 px crops,
-    # scale 0.5-2, rotation +-5 deg (p 0.7), left-right flips; targets edge 1 px, contact 9 px;
-    # focal + dice with channel weights 1 / 0.25 / 0.1; gradient clipping 1.2; 8 easting folds,
-    # each fold's best checkpoint by validation F1; TTA scales 0.8 / 1 / 1.5 with flips; watershed
-    # on footprint x (1 - contact), 8-connected seeds of >= 110 px, dividing lines, outlines grown
-    # 0.5 px, simplify 0.5; building pixels weighted 0.5 and each crop 0.5 + 0.5 x buildings / 8 in
-    # the per-pixel loss; saturation / brightness / contrast; lr halved at 80, 100 and 120 / 140 of
-    # the run. Not here: the strip one-hot / direction / y inputs at the bottleneck (README).
+    # The SN6 winner's recipe (../shared/SN6_WINNER_RECIPE.md), element by element where this code has the
+    # piece: EfficientNet-B5 U-Net from ImageNet, AdamW 2e-4 / 1e-2, 512 px crops, scale 0.5-2, rotation
+    # +-5 deg (p 0.7), left-right flips; targets edge 1 px, contact 1 px inside a building and 3 px
+    # between buildings; focal + dice with channel weights 1 / 0.25 / 0.1; gradient clipping 1.2; 8
+    # easting folds, each fold's best checkpoint by validation F1; TTA scales 0.8 / 1 / 1.5 with flips;
+    # watershed on footprint x (1 - contact), 8-connected seeds of >= 110 px, dividing lines, outlines
+    # grown 0.5 px, simplify 0.5; building pixels weighted 0.5 and each crop 0.5 + 0.5 x buildings / 8 in
+    # the per-pixel loss; saturation / brightness / contrast; lr halved at 80, 100 and 120 / 140 of the
+    # run. Not here: the strip one-hot / direction / y inputs at the bottleneck (README).
     "full": BuildingsConfig(
         preset="full",
         encoder="efficientnet-b5",
