@@ -34,7 +34,7 @@ import shapely.affinity
 from scipy import ndimage as ndi
 
 from sarfusion.datasets.sn6 import find_label_csv, find_tiles, read_label_csv
-from sarfusion.datasets.sn6_buildings import building_targets, rasterize_instances
+from sarfusion.datasets.sn6_buildings import building_targets, rasterize_instances, scaled_target_widths
 from sarfusion.io.raster import raster_info
 from sarfusion.io.vector import geometries_to_wkt
 from sarfusion.metrics.buildings import score_buildings
@@ -60,9 +60,8 @@ def ceilings(truth: pd.DataFrame, shapes: dict[str, tuple[int, int]], preset: st
         if s != 1.0:  # built at the network's scale, resized back as predict_probabilities does
             sh, sw = int(round(h * s)), int(round(w * s))
             small = rasterize_instances([shapely.affinity.scale(p, s, s, origin=(0, 0)) for p in polys], (sh, sw))
-            width = (lambda v: None if v is None else max(1, round(v * s)))
-            t = building_targets(small, width(cfg.edge_width), width(cfg.contact_width),
-                                 width(cfg.contact_inside_width)).astype(np.float32)
+            widths = scaled_target_widths(cfg.edge_width, cfg.contact_width, cfg.contact_inside_width, s)
+            t = building_targets(small, *widths).astype(np.float32)
             t = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in t])
             found["targets at input scale"] = probabilities_to_polygons(t, cfg.watershed)[0]
         for key, polys_found in found.items():
@@ -98,8 +97,9 @@ def main() -> int:
         truth = read_label_csv(find_label_csv(aoi))
         truth = truth[truth.PolygonWKT_Pix != "POLYGON EMPTY"]
         shapes = {}
+        labelled = set(truth.ImageId)
         for tile in find_tiles(aoi):
-            if tile.image_id in set(truth.ImageId):
+            if tile.image_id in labelled:
                 info = raster_info(tile.sar_path)
                 shapes[tile.image_id] = (info.height, info.width)
         truth = truth[truth.ImageId.isin(shapes)]

@@ -388,7 +388,7 @@ def bench_cpu_side(work: Path, tiny: bool, steps: int, gpu_step_s: float = 0.109
     core, from generated SN6 tiles (needs GDAL)."""
     import sarfusion.tasks.buildings as b
     from sarfusion.datasets.sn6 import find_tiles
-    from sarfusion.datasets.sn6_buildings import (BuildingTileDataset, building_targets, rasterize_instances)
+    from sarfusion.datasets.sn6_buildings import building_targets, rasterize_instances
     from sarfusion.postproc import probabilities_to_polygons
     from sarfusion.synth.sn6 import generate_sn6
     from scipy.ndimage import gaussian_filter
@@ -400,11 +400,10 @@ def bench_cpu_side(work: Path, tiny: bool, steps: int, gpu_step_s: float = 0.109
     polygons = b._load_labels(out["train_aoi"])
     tiles = b._labelled(tiles, polygons, out["train_aoi"])
     cfg = b.PRESETS["full"]
-    aug = dataclasses.replace(cfg.augment, crop=128) if tiny else cfg.augment
+    if tiny:
+        cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, crop=128))
     stats = b._norm_stats(tiles, cfg.input_mode, {}, cfg.stats_max_tiles)
-    data = BuildingTileDataset(tiles, {}, cfg.input_mode, polygons, stats, aug, cfg.edge_width, cfg.contact_width,
-                               cache=cfg.cache_tiles, seed=0, input_scale=cfg.input_scale,
-                               count_buildings=cfg.image_weight_per_building != 0)
+    data = b.training_dataset(tiles, polygons, {}, stats, cfg)
     data[0]
     n = 8 if tiny else 40
     t0 = time.perf_counter()
@@ -412,14 +411,14 @@ def bench_cpu_side(work: Path, tiny: bool, steps: int, gpu_step_s: float = 0.109
         data[i % len(data)]
     per_sample = (time.perf_counter() - t0) / n
     batch = cfg.engine.batch_size
-    report("buildings_loader_cpu", tile_px=size, crop=aug.crop, s_per_sample_one_core=round(per_sample, 4),
+    report("buildings_loader_cpu", tile_px=size, crop=cfg.augment.crop, s_per_sample_one_core=round(per_sample, 4),
            workers_to_feed_gpu_step=math.ceil(batch * per_sample / gpu_step_s), gpu_step_s=gpu_step_s,
            preset_workers=cfg.engine.num_workers,
            s_per_step_with_preset_workers=round(max(gpu_step_s, batch * per_sample / cfg.engine.num_workers), 4))
     secs, counts = [], []
     for tile in tiles:
         inst = rasterize_instances(polygons.get(tile.image_id, []), (size, size))
-        target = building_targets(inst, cfg.edge_width, cfg.contact_width).astype(np.float32)
+        target = building_targets(inst, cfg.edge_width, cfg.contact_width, cfg.contact_inside_width).astype(np.float32)
         prob = np.stack([gaussian_filter(t, 1.5) for t in target]).clip(0, 1)  # a soft, realistic output
         t0 = time.perf_counter()
         polys, _ = probabilities_to_polygons(prob, cfg.watershed)

@@ -376,7 +376,8 @@ class Engine:
         """A DataLoader whose order is resumable and split across ranks; ``num_workers`` loader
         processes, at most :func:`usable_workers` (samples are seeded by index, so the count
         changes no sample)."""
-        workers = min(self.config.num_workers, usable_workers())
+        usable = usable_workers()
+        workers = min(self.config.num_workers, usable)
         epoch_indexed = workers > 0 and hasattr(dataset, "set_epoch")
         if epoch_indexed:
             dataset = EpochIndexed(dataset)
@@ -384,7 +385,7 @@ class Engine:
                                    with_epoch=epoch_indexed)
         if workers < self.config.num_workers:
             log.info("%d loader processes instead of %d: this process has %d CPU cores", workers,
-                     self.config.num_workers, usable_workers() + 1)
+                     self.config.num_workers, usable + 1)
         return DataLoader(
             dataset,
             batch_size=self.config.batch_size,

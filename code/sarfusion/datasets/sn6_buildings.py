@@ -98,6 +98,15 @@ def building_targets(labels: np.ndarray, edge_width: int = 2, contact_width: int
     return np.stack([footprint, edge, contact]).astype(np.uint8)
 
 
+def scaled_target_widths(edge_width: int, contact_width: int, contact_inside: int | None,
+                         scale: float) -> tuple[int, int, int | None]:
+    """The target widths (px) for tiles resized by ``scale`` (at least 1 px each)."""
+    if scale == 1.0:
+        return edge_width, contact_width, contact_inside
+    width = lambda v: max(1, round(v * scale))  # noqa: E731
+    return width(edge_width), width(contact_width), None if contact_inside is None else width(contact_inside)
+
+
 # --- orientation, normalisation --------------------------------------------------------------------
 def orient(array: np.ndarray, orientation: int | None) -> np.ndarray:
     """Rotate ``(..., H, W)`` by 180 degrees for direction-1 strips (its own inverse)."""
@@ -334,13 +343,12 @@ class BuildingTileDataset(Dataset):
         raw, valid = read_model_input(tile, self.input_mode, self.prepared.get(tile.image_id))
         image = self.stats.apply(raw, valid)
         polygons = self.polygons.get(tile.image_id, [])
-        edge_width, contact_width, contact_inside = self.edge_width, self.contact_width, self.contact_inside
         if self.input_scale != 1.0:
             s = self.input_scale
             image, valid = resize_input(image, valid, s)
             polygons = [shapely.affinity.scale(p, s, s, origin=(0, 0)) for p in polygons]
-            edge_width, contact_width = max(1, round(edge_width * s)), max(1, round(contact_width * s))
-            contact_inside = None if contact_inside is None else max(1, round(contact_inside * s))
+        edge_width, contact_width, contact_inside = scaled_target_widths(
+            self.edge_width, self.contact_width, self.contact_inside, self.input_scale)
         labels = rasterize_instances(polygons, valid.shape)
         masks = np.concatenate([building_targets(labels, edge_width, contact_width, contact_inside),
                                 valid[None].astype(np.uint8)])

@@ -326,7 +326,8 @@ def triple_scenes(triples: list[tuple[Path, Path, Path]], cfg: DescriptorConfig)
 def _pair_label_path(cache_dir: Path, optical: Path, sar: Path) -> Path:
     """Where a pair's dense label is cached: named by both files' paths, sizes and times."""
     import hashlib
-    key = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in (Path(optical), Path(sar)))
+    stats = [(Path(p).resolve(), Path(p).stat()) for p in (optical, sar)]
+    key = "|".join(f"{p}:{st.st_size}:{st.st_mtime_ns}" for p, st in stats)
     return cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
 
 
@@ -524,13 +525,13 @@ def train_pair_descriptors(pair_roots: list[str | Path], weights_dir: str | Path
     ``pair_roots`` (:func:`training_pairs`) except those named in ``exclude`` (an area split);
     returns ``weights_dir/descriptors_medium.pt``. Resumes from ``descriptors_medium_run``."""
     cfg = config or choose_preset(PAIR_PRESETS, preset)
-    weights_name(cfg)  # a bad config fails before the pairs' labels are computed
+    name = weights_name(cfg)  # a bad config fails before the pairs' labels are computed
     pairs = [p for root in pair_roots for p in training_pairs(root) if p[0] not in (exclude or set())]
     if not pairs:
         raise InputError("no training pairs left after --exclude", pair_roots[0])
     log.info("descriptor training on %d co-registered pairs%s", len(pairs),
              f" ({len(exclude)} names excluded)" if exclude else "")
-    label_cache = Path(weights_dir) / f"{Path(weights_name(cfg)).stem}_run" / "pair_labels"
+    label_cache = Path(weights_dir) / f"{Path(name).stem}_run" / "pair_labels"
     return _fit(pair_scenes(pairs, cfg, cfg.engine.seed, label_cache), cfg, weights_dir)
 
 

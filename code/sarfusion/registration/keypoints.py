@@ -162,18 +162,19 @@ def read_crop(grid: SceneGrid, center_row: float, center_col: float, size: int,
     return _normalise(opt), _normalise(sar)
 
 
-def scene_translation(grid: SceneGrid, cfg: KeypointConfig, device: torch.device | None = None) -> np.ndarray:
-    """The scene alignment: one translation (dy, dx) float32 grid px from optical to SAR
+def scene_translation(grid: SceneGrid, cfg: KeypointConfig,
+                      device: torch.device | None = None) -> tuple[float, float]:
+    """The scene alignment: one translation (dy, dx) grid px from optical to SAR
     (:func:`~sarfusion.registration.dense.global_shift` over +-``align_radius_m``); zeros when
     alignment is off or the peak is at chance level (its confidence 0)."""
     if cfg.align_radius_m <= 0:
-        return np.zeros(2, np.float32)
+        return 0.0, 0.0
     from sarfusion.registration.dense import DenseConfig, global_shift
     radius = int(round(cfg.align_radius_m / grid.res)) if grid.crs_wkt else int(cfg.align_radius_m)
     shift, st = global_shift(grid, DenseConfig(), device or select_device(None), radius)
     log.info("keypoint baseline scene alignment: dy %.1f dx %.1f grid px (confidence %.2f)", shift[0], shift[1],
              st["global_confidence"])
-    return shift if st["global_confidence"] > 0 else np.zeros(2, np.float32)
+    return (float(shift[0]), float(shift[1])) if st["global_confidence"] > 0 else (0.0, 0.0)
 
 
 def find_triples(data_dir: str | Path) -> list[tuple[Path, Path, Path]]:
@@ -216,7 +217,7 @@ class KeypointCrops(Dataset):
         for opt, sar, tp in triples:
             grid = scene_grid(opt, sar)
             pts = read_tiepoints_grid(grid, tp)
-            shift = tuple(float(v) for v in scene_translation(grid, cfg))
+            shift = scene_translation(grid, cfg)
             for o_r, o_c, s_r, s_c in pts:
                 opt_c, sar_c = read_crop(grid, o_r, o_c, size, shift)
                 cr, cc = crop_origin(o_r + shift[0], o_c + shift[1], size)  # the SAR crop's origin
@@ -314,7 +315,7 @@ def keypoint_affine(grid: SceneGrid, weights_dir: str | Path, device: str | None
     rows = row0 + (np.arange(n_r) + 0.5) * h / n_r
     cols = col0 + (np.arange(n_c) + 0.5) * w / n_c
     kps = [(r, c) for r in rows for c in cols]
-    shift = tuple(float(v) for v in scene_translation(grid, cfg, dev))
+    shift = scene_translation(grid, cfg, dev)
     src, dst, peaks = [], [], []
     with torch.no_grad():
         for i in range(0, len(kps), batch):

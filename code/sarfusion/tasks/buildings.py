@@ -296,6 +296,16 @@ def _norm_stats(tiles: Sequence[SN6Tile], mode: str, prepared: dict[str, Path], 
     return compute_norm_stats(read_model_input(t, mode, prepared.get(t.image_id)) for t in list(tiles)[::step])
 
 
+def training_dataset(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], stats: NormStats,
+                     cfg: BuildingsConfig) -> "BuildingTileDataset":
+    """The training samples of ``cfg``: its input mode, augmentation, targets, scale and caching."""
+    from sarfusion.datasets.sn6_buildings import BuildingTileDataset
+    return BuildingTileDataset(tiles, prepared, cfg.input_mode, polygons, stats, cfg.augment,
+                               cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed,
+                               contact_inside=cfg.contact_inside_width, input_scale=cfg.input_scale,
+                               count_buildings=cfg.image_weight_per_building != 0)
+
+
 def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], cfg: BuildingsConfig,
                 run_dir: Path, out_path: Path, encoder_state: dict | None = None,
                 val_tiles: Sequence[SN6Tile] = ()) -> dict[str, Any]:
@@ -309,7 +319,6 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     """
     import torch
 
-    from sarfusion.datasets.sn6_buildings import BuildingTileDataset
     from sarfusion.engine import Engine, gather_objects, save_torch_atomic, seed_everything
     from sarfusion.models.segmentation import (build_segmentation_model, focal_dice_loss, freeze_unused_parameters,
                                                loss_pixel_weights)
@@ -317,10 +326,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
     log.info("normalisation (%s): mean %s std %s", cfg.input_mode,
              np.round(stats.mean, 2).tolist(), np.round(stats.std, 2).tolist())
-    dataset = BuildingTileDataset(tiles, prepared, cfg.input_mode, polygons, stats, cfg.augment,
-                                  cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed,
-                                  contact_inside=cfg.contact_inside_width,
-                                  input_scale=cfg.input_scale, count_buildings=cfg.image_weight_per_building != 0)
+    dataset = training_dataset(tiles, polygons, prepared, stats, cfg)
     seed_everything(cfg.engine.seed)  # initial weights from the seed (torch's own start seed varies)
     model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels,
                                      encoder_weights=encoder_state)
