@@ -105,24 +105,26 @@ class BuildingsConfig:
 
 
 PRESETS = {
-    # 1600 steps of 4 crops of 128 px at 1 m pixels (input_scale 0.5: each crop still covers
-    # 128 m): ~0.26 s/step on 2 CPU cores with efficientnet-b0 and a slim decoder (64..16
-    # channels), ~7 minutes. Chosen on the issue-21 scenes' validation band (`experiment
-    # sn6-inputs --modes sar4`: the east band of the demo's TRAINING AOI, never its test part):
-    # 650 steps F1 0.183 (187 s), 1600 steps F1 0.258 (410 s). On the old scenes 650 steps gave
-    # the demo's test part F1 0.658.
+    # 1600 steps of 4 crops of 128 px at the tiles' own 0.5 m (each crop covers 64 m): ~0.25 s/step
+    # on 2 CPU cores with efficientnet-b0 and a slim decoder (64..16 channels), ~7 minutes. Chosen
+    # on the issue-21 scenes' validation band (`experiment sn6-inputs --modes sar4`: the east band of
+    # the demo's TRAINING AOI, never its test part): 650 steps F1 0.183 (187 s), 1600 steps F1 0.258
+    # (410 s), both at 1 m pixels (input_scale 0.5). Re-chosen there after the watershed and contact
+    # fixes: 1 m pixels F1 0.216 (433 s), 0.5 m **0.352** (380 s: no resize, so no slower), 0.5 m with
+    # edge and contact weighted as the footprint 0.352 (not taken). At 1 m a 4.8 m terraced house is
+    # 5 px, too few for its walls. On the old scenes 650 steps at 1 m gave the demo's test part F1 0.658.
     "demo": BuildingsConfig(
         preset="demo",
         encoder="efficientnet-b0",
         decoder_channels=(64, 48, 32, 24, 16),
-        input_scale=0.5,
+        input_scale=1.0,
         engine=EngineConfig(max_steps=1600, batch_size=4, num_workers=0, checkpoint_every=50, log_every=20),
         lr=1e-3,
         # Rotations up to 45 deg: a short run on one area (a few street-grid angles) otherwise never
         # sees buildings at other angles; on a synthetic test city with another grid angle this
         # took test F1 from 0.06 to 0.26 (400 steps) and 0.41 (800 steps), measured at 0.5 m.
         augment=AugmentParams(crop=128, scale=(0.8, 1.25), rotate_deg=45.0, affine_p=0.8),
-        # The winner's contact inside buildings (1 px): with 3 px everywhere (2 px at the 1 m
+        # The winner's contact inside buildings (1 px): with 3 px everywhere (2 px at a 1 m
         # input) a 4-5 m terraced house is contact through and through, and perfect targets at
         # that resolution scored F1 0.625 on the demo's TRAINING labels; 1 px: 0.998.
         contact_inside_width=1,
