@@ -110,7 +110,7 @@ PRESETS = {
     # on the issue-21 scenes' validation band (`experiment sn6-inputs --modes sar4`: the east band of
     # the demo's TRAINING AOI, never its test part): 650 steps F1 0.183 (187 s), 1600 steps F1 0.258
     # (410 s), both at 1 m pixels (input_scale 0.5). Re-chosen there after the watershed and contact
-    # fixes: 1 m pixels F1 0.216 (433 s), 0.5 m **0.352** (380 s: no resize, so no slower), 0.5 m with
+    # fixes: 1 m pixels F1 0.216 (433 s), 0.5 m 0.352 (380 s: no resize, so no slower), 0.5 m with
     # edge and contact weighted as the footprint 0.352 (not taken). At 1 m a 4.8 m terraced house is
     # 5 px, too few for its walls. On the old scenes 650 steps at 1 m gave the demo's test part F1 0.658.
     "demo": BuildingsConfig(
