@@ -8,7 +8,8 @@ as ``make demo`` makes it), three ceilings per preset, scored with the bundled S
   tile's 0.5 m. A model that predicted its targets exactly would score this; anything below 1
   is the post-processing losing buildings;
 - ``targets at input scale``: the same, with the targets built at the preset's ``input_scale``
-  (the demo trains at 1 m) and resized back to the tile, as prediction does;
+  and resized back to the tile, as prediction does; only for a preset whose network sees resized
+  tiles (none since the demo moved to the tiles' 0.5 m; it trained at 1 m before);
 - ``footprint only``: a perfect footprint mask split only where it has gaps (connected
   components): what a model that finds the footprints but no wall between touching buildings
   can reach.

@@ -384,7 +384,7 @@ class Engine:
         sampler = ResumableSampler(len(dataset), self.config.seed, shuffle, self.rank, self.world,
                                    with_epoch=epoch_indexed)
         if workers < self.config.num_workers:
-            log.info("%d loader processes instead of %d: this process has %d CPU cores", workers,
+            log.info("%d loader processes instead of %d: this process's share of the CPU cores is %d", workers,
                      self.config.num_workers, usable + 1)
         return DataLoader(
             dataset,
