@@ -17,8 +17,9 @@ import torch
 
 from sarfusion.config import choose_preset
 from sarfusion.datasets.sn6 import find_tiles
-from sarfusion.datasets.sn6_buildings import (AugmentParams, BuildingTileDataset, NormStats, easting_folds,
-                                              jitter_color, orient, rasterize_instances, read_building_polygons)
+from sarfusion.datasets.sn6_buildings import (AugmentParams, BuildingTileDataset, NormStats, StripContext,
+                                              easting_folds, jitter_color, orient, rasterize_instances,
+                                              read_building_polygons)
 from sarfusion.engine import EngineConfig
 from sarfusion.errors import InputError
 from sarfusion.io.raster import raster_info, read_raster, write_raster
@@ -128,7 +129,8 @@ def test_presets_turn_the_winner_recipe_on_in_full_only():
     demo, cpu, full = (choose_preset(B.PRESETS, p) for p in ("demo", "cpu", "full"))
     for cfg in (demo, cpu):  # neutral: the demo's numbers do not move
         assert (cfg.positive_pixel_weight, cfg.image_weight_base, cfg.image_weight_per_building) == (1.0, 1.0, 0.0)
-        assert not cfg.augment.color_on and cfg.lr_milestones == ()
+        assert not cfg.augment.color_on and cfg.lr_milestones == () and not cfg.strip_context
+    assert full.strip_context
     assert (full.positive_pixel_weight, full.image_weight_base, full.image_weight_per_building) == (0.5, 0.5, 1 / 16)
     assert full.augment.color_on and full.lr_milestones == (80 / 140, 100 / 140, 120 / 140) and full.lr_gamma == 0.5
     # and the saved config reads back with them
@@ -429,9 +431,9 @@ def test_folds_calibrate_out_of_fold_with_the_test_tta(scene, tmp_path, monkeypa
         calls.append(("calibrate", [(t.image_id, [loaded[id(m)] for m in ms]) for t, ms in tiles]))
         return real_calibrate(tiles, *args, **kwargs)
 
-    def probs(models, raw, valid, orientation, scales=(1.0,), flip=False):
+    def probs(models, raw, valid, orientation, scales=(1.0,), flip=False, tile=None):
         calls.append(("probs", tuple(scales), flip))
-        return real_probs(models, raw, valid, orientation, scales, flip)
+        return real_probs(models, raw, valid, orientation, scales, flip, tile)
 
     monkeypatch.setattr(B, "train_model", train_model)
     monkeypatch.setattr(B, "_load_model", load_model)
@@ -498,11 +500,71 @@ def test_full_recipe_runs_end_to_end_at_tiny_size(scene, tmp_path):
     saved = B.load_models(weights)[1]
     assert saved.tta and saved.folds == 2 and saved.watershed.dividing_lines and saved.engine.grad_clip == 1.2
     assert saved.positive_pixel_weight == 0.5 and saved.augment.color_on and saved.lr_milestones  # the recipe
+    models = B.load_models(weights)[0]
+    assert saved.strip_context and all(m.context is not None and m.context.strips for m in models)
     report = json.loads((weights / "buildings_train_report.json").read_text())
     assert [f["best_step"] in (1, 2) for f in report["folds"]] == [True, True]
     out = B.predict_buildings(scene["test_aoi"], weights, tmp_path / "sub.csv", geo_path=tmp_path / "b.gpkg")
     result = score_buildings(scene["test_truth_csv"], out)
     assert result["n_images"] == len(find_tiles(scene["test_aoi"])) and 0.0 <= result["f1"] <= 1.0
+
+
+def _centre_northing(tile) -> float:
+    info = raster_info(tile.sar_path)
+    return info.geotransform[3] + info.geotransform[5] * info.height / 2
+
+
+def test_strip_context_describes_each_tile_by_its_strip_direction_and_northing(scene):
+    """The winner's extra inputs: a one-hot of the training strips, the look direction and the
+    strip's mean northing on the training tiles' scale; an unseen strip gets no one-hot and its
+    tile's own northing."""
+    tiles = find_tiles(scene["train_aoi"])
+    ctx = StripContext.from_tiles(tiles)
+    assert ctx.strips == tuple(sorted({t.strip for t in tiles})) and ctx.size == len(ctx.strips) + 2
+    north = {t.image_id: _centre_northing(t) for t in tiles}
+    lo, hi = min(north.values()), max(north.values())
+    assert hi > lo
+    for t in tiles:
+        v = ctx.vector(t)
+        assert v.dtype == np.float32 and v.shape == (ctx.size,)
+        assert v[:-2].sum() == 1.0 and v[ctx.strips.index(t.strip)] == 1.0
+        assert v[-2] == float(t.orientation or 0)
+        mean_north = np.mean([north[u.image_id] for u in tiles if u.strip == t.strip])
+        assert v[-1] == pytest.approx((mean_north - lo) / (hi - lo) - 0.5, abs=1e-6)
+    unseen = dataclasses.replace(tiles[0], image_id="20990101000000_20990101000100_tile_1")
+    v = ctx.vector(unseen)
+    assert v[:-2].sum() == 0.0 and v[-1] == pytest.approx((north[tiles[0].image_id] - lo) / (hi - lo) - 0.5, abs=1e-6)
+    assert StripContext.from_dict(json.loads(json.dumps(ctx.to_dict()))) == ctx
+
+
+def test_strip_context_reaches_the_output_and_survives_save_and_load(scene, tmp_path):
+    """A model with strip inputs: its output depends on the context vector, the weights load with
+    the strip list, and prediction without the tile is refused (it would silently drop them)."""
+    tiles = find_tiles(scene["train_aoi"])
+    ctx = StripContext.from_tiles(tiles)
+    torch.manual_seed(0)
+    net = build_segmentation_model("efficientnet-b0", "sar4", decoder_channels=(16, 16, 16, 8, 8),
+                                   context_size=ctx.size).eval()
+    with torch.no_grad():
+        net.context[0].weight.normal_(0, 1.0)  # a trained projection, not the near-zero init
+        x = torch.randn(1, 4, 64, 64)
+        a, b = (net(x, torch.from_numpy(ctx.vector(t))[None]) for t in (tiles[0], tiles[-1]))
+    assert ctx.vector(tiles[0]).tolist() != ctx.vector(tiles[-1]).tolist()
+    assert float((a - b).abs().max()) > 1e-3
+    stats = NormStats([30.0] * 4, [8.0] * 4)
+    path = tmp_path / "m.pt"
+    torch.save({"state_dict": net.state_dict(), "stats": dataclasses.asdict(stats), "input_mode": "sar4",
+                "encoder": "efficientnet-b0", "decoder_channels": (16, 16, 16, 8, 8), "input_scale": 1.0,
+                "context": ctx.to_dict()}, path)
+    loaded = B._load_model(path)
+    assert loaded.context == ctx
+    raw, valid = B.read_model_input(tiles[0], "sar4")
+    want = B.predict_probabilities([B.LoadedModel(net, stats, "sar4", 1.0, ctx)], raw, valid,
+                                   tiles[0].orientation, tile=tiles[0])
+    got = B.predict_probabilities([loaded], raw, valid, tiles[0].orientation, tile=tiles[0])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="strip inputs"):
+        B.predict_probabilities([loaded], raw, valid, tiles[0].orientation)
 
 
 def test_fused_input_needs_optical(scene, tmp_path):

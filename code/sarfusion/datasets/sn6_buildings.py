@@ -12,12 +12,14 @@ Targets (the SN6 winner's, SPEC section 2), ``(3, H, W)`` uint8 in {0, 1}:
 Direction-1 strips (imaged from the south) are rotated 180 degrees at load, so layover and
 shadow always fall the same way for the network; predictions are rotated back by the caller.
 Folds are easting bands (the tile geotransform's x origin) with a gap around the validation band,
-so overlapping neighbour tiles never leak across.
+so overlapping neighbour tiles never leak across. :class:`StripContext` is the SN6 winner's per-tile
+input at the network's bottleneck (strip one-hot, look direction, the strip's northing).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -31,7 +33,7 @@ from torch.utils.data import Dataset
 
 from sarfusion.datasets.sn6 import read_label_csv, read_sar
 from sarfusion.errors import InputError
-from sarfusion.io.raster import nodata_mask, read_raster
+from sarfusion.io.raster import nodata_mask, raster_info, read_raster
 from sarfusion.io.vector import parse_wkt
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,71 @@ class NormStats:
         out = (raw.astype(np.float32) - mean) / std
         out[:, ~valid] = 0.0
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+@lru_cache(maxsize=65536)
+def _centre_northing(path: str) -> float:
+    info = raster_info(path)
+    return float(info.geotransform[3] + info.geotransform[5] * info.height / 2)
+
+
+@dataclass
+class StripContext:
+    """The SN6 winner's extra inputs, one vector per tile, added at the network's bottleneck.
+
+    ``vector(tile)``: ``(len(strips) + 2,)`` float32 = one-hot of the tile's strip (all zero for
+    a strip the model never trained on), the look direction (``SAR_orientations.txt``: 0 / 1; 0
+    when unknown) and ``coord - 0.5``, where ``coord`` is the strip's mean tile-centre northing
+    scaled to [0, 1] over the training tiles' northings (the winner's ``coord_y``). A strip seen in
+    training keeps its training value; an unseen one takes the tile's own centre northing on the
+    same scale. Built from the training tiles and saved with the weights (``to_dict``), so a test
+    AOI is described in the training AOI's terms.
+    """
+
+    strips: tuple[str, ...]
+    coord: dict[str, float] = field(default_factory=dict)
+    north_min: float = 0.0
+    north_max: float = 1.0
+
+    @property
+    def size(self) -> int:
+        return len(self.strips) + 2
+
+    @classmethod
+    def from_tiles(cls, tiles: Sequence) -> "StripContext":
+        northing = {t.image_id: _centre_northing(str(t.sar_path)) for t in tiles}
+        lo, hi = min(northing.values()), max(northing.values())
+        by_strip: dict[str, list[float]] = {}
+        for t in tiles:
+            by_strip.setdefault(t.strip, []).append(northing[t.image_id])
+        ctx = cls(tuple(sorted(by_strip)), {}, lo, hi)
+        ctx.coord = {k: ctx._scaled(float(np.mean(v))) for k, v in by_strip.items()}
+        return ctx
+
+    def _scaled(self, northing_m: float) -> float:
+        return (northing_m - self.north_min) / max(self.north_max - self.north_min, 1e-6)
+
+    def vector(self, tile) -> np.ndarray:
+        """``(size,)`` float32 for one :class:`~sarfusion.datasets.sn6.SN6Tile`."""
+        out = np.zeros(self.size, np.float32)
+        strip = tile.strip
+        if strip in self.coord:
+            out[self.strips.index(strip)] = 1.0
+            coord = self.coord[strip]
+        else:
+            coord = self._scaled(_centre_northing(str(tile.sar_path)))
+        out[-2] = float(tile.orientation or 0)
+        out[-1] = coord - 0.5
+        return out
+
+    def to_dict(self) -> dict:
+        return {"strips": list(self.strips), "coord": dict(self.coord), "north_min": self.north_min,
+                "north_max": self.north_max}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "StripContext":
+        return cls(tuple(data["strips"]), {str(k): float(v) for k, v in data["coord"].items()},
+                   float(data["north_min"]), float(data["north_max"]))
 
 
 def compute_norm_stats(arrays: Iterable[tuple[np.ndarray, np.ndarray]], max_pixels: int = 2_000_000,
@@ -302,14 +369,17 @@ class BuildingTileDataset(Dataset):
     ``(3, crop, crop)`` float32 footprint/edge/contact, ``valid`` ``(1, crop, crop)`` float32,
     ``meta`` ``{"image_id": str}``; with ``count_buildings``, also ``buildings``: float32 scalar,
     the number of buildings with at least one pixel in the augmented crop (the winner's per-image
-    loss weight). Tiles are in network orientation (direction 1 rotated).
+    loss weight); with ``context``, also ``context``: ``(context.size,)`` float32, the tile's
+    :class:`StripContext` vector. Tiles are in network orientation (direction 1 rotated).
     """
 
     def __init__(self, tiles: Sequence, prepared: Mapping[str, Path], input_mode: str,
                  polygons: Mapping[str, list], stats: NormStats, augment: AugmentParams,
                  edge_width: int = 2, contact_width: int = 3, cache: bool = True, seed: int = 0,
-                 input_scale: float = 1.0, count_buildings: bool = False, contact_inside: int | None = None):
+                 input_scale: float = 1.0, count_buildings: bool = False, contact_inside: int | None = None,
+                 context: StripContext | None = None):
         self.tiles = list(tiles)
+        self.context_vectors = None if context is None else [context.vector(t) for t in self.tiles]
         self.count_buildings = bool(count_buildings)
         self.input_scale = float(input_scale)
         self.prepared = dict(prepared)
@@ -392,6 +462,8 @@ class BuildingTileDataset(Dataset):
             img = jitter_color(img, msk[3] > 0, self.params, self.stats, rng)
         item = {"image": torch.from_numpy(img), "target": torch.from_numpy(msk[:3]).float(),
                 "valid": torch.from_numpy(msk[3:4]).float(), "meta": {"image_id": self.tiles[index].image_id}}
+        if self.context_vectors is not None:
+            item["context"] = torch.from_numpy(self.context_vectors[index])
         if self.count_buildings:
             ids = np.unique(msk[4])
             item["buildings"] = torch.tensor(float(np.count_nonzero(ids)), dtype=torch.float32)

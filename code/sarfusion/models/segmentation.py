@@ -40,10 +40,12 @@ def input_channels(input_mode: str) -> int:
 
 def build_segmentation_model(encoder: str, input_mode: str, classes: int = len(TARGET_NAMES),
                              decoder_channels: Sequence[int] | None = None,
-                             encoder_weights: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+                             encoder_weights: Mapping[str, torch.Tensor] | None = None,
+                             context_size: int = 0) -> nn.Module:
     """An smp ``Unet`` with a named encoder, ``in_channels`` set by ``input_mode``; random init, or
     the encoder initialised from ``encoder_weights`` (a 3-band state dict from
     :func:`resolve_encoder_weights`; its stem is widened to the input's bands by :func:`fit_stem`).
+    ``context_size`` > 0 wraps it in :class:`ContextUnet` (per-tile inputs at the bottleneck).
 
     Input ``(N, C, H, W)`` float32 with H, W multiples of 32; output logits ``(N, classes, H, W)``.
     """
@@ -58,7 +60,35 @@ def build_segmentation_model(encoder: str, input_mode: str, classes: int = len(T
                      classes=classes, **kwargs)
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
-    return model
+    return ContextUnet(model, context_size) if context_size > 0 else model
+
+
+class ContextUnet(nn.Module):
+    """An smp ``Unet`` whose deepest encoder feature map gets a per-image vector added: the SN6
+    winner's extra inputs (strip one-hot, direction, northing), projected by one linear layer +
+    ReLU to the bottleneck's channels and broadcast over its pixels (his 3 x 3 convolution of a
+    1 x 1 map is the same thing).
+
+    ``forward(x (N, C, H, W), context (N, context_size) | None)``; ``None`` stands for zeros, so
+    one forward pass reaches every parameter (:func:`freeze_unused_parameters`).
+    """
+
+    def __init__(self, unet: nn.Module, context_size: int):
+        super().__init__()
+        self.unet = unet
+        self.context_size = int(context_size)
+        self.context = nn.Sequential(nn.Linear(self.context_size, unet.encoder.out_channels[-1]), nn.ReLU())
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.unet.encoder
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        if context is None:
+            context = x.new_zeros(x.shape[0], self.context_size)
+        features = list(self.unet.encoder(x))
+        features[-1] = features[-1] + self.context(context.to(features[-1].dtype))[:, :, None, None]
+        return self.unet.segmentation_head(self.unet.decoder(features))
 
 
 def freeze_unused_parameters(model: nn.Module, in_channels: int) -> list[str]:

@@ -29,8 +29,8 @@ import shapely
 
 from sarfusion.config import choose_preset, describe
 from sarfusion.datasets.sn6 import SN6Tile, find_label_csv, find_orientations, find_tiles, read_sar
-from sarfusion.datasets.sn6_buildings import (AugmentParams, NormStats, compute_norm_stats, easting_folds,
-                                              orient, read_building_polygons, read_model_input)
+from sarfusion.datasets.sn6_buildings import (AugmentParams, NormStats, StripContext, compute_norm_stats,
+                                              easting_folds, orient, read_building_polygons, read_model_input)
 from sarfusion.engine import EngineConfig
 from sarfusion.errors import InputError
 from sarfusion.io.atomic import atomic_path
@@ -59,6 +59,10 @@ class BuildingsConfig:
     # The network sees tiles resized by this factor (0.5: 1 m pixels for SN6's 0.5 m tiles), in
     # training and at prediction, where the probabilities are resized back to the tile.
     input_scale: float = 1.0
+    # The SN6 winner's extra inputs at the bottleneck (datasets.sn6_buildings.StripContext): a
+    # one-hot of the tile's strip, its look direction and the strip's northing, added to the
+    # deepest feature map (models.segmentation.ContextUnet). The strip list is the training tiles'.
+    strip_context: bool = False
     engine: EngineConfig = field(default_factory=EngineConfig)
     lr: float = 1e-3
     weight_decay: float = 1e-2
@@ -139,10 +143,11 @@ PRESETS = {
     # watershed on footprint x (1 - contact), 8-connected seeds of >= 110 px, dividing lines, outlines
     # grown 0.5 px, simplify 0.5; building pixels weighted 0.5 and each crop 0.5 + 0.5 x buildings / 8 in
     # the per-pixel loss; saturation / brightness / contrast; lr halved at 80, 100 and 120 / 140 of the
-    # run. Not here: the strip one-hot / direction / y inputs at the bottleneck (README).
+    # run; the strip one-hot / direction / northing inputs at the bottleneck.
     "full": BuildingsConfig(
         preset="full",
         encoder="efficientnet-b5",
+        strip_context=True,
         encoder_weights="imagenet",  # every top-5 SN6 solution fine-tuned ImageNet encoders
         decoder_channels=None,
         # 10 loader processes (fewer where the cores are fewer: engine.usable_workers): a 512 px
@@ -299,13 +304,14 @@ def _norm_stats(tiles: Sequence[SN6Tile], mode: str, prepared: dict[str, Path], 
 
 
 def training_dataset(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], stats: NormStats,
-                     cfg: BuildingsConfig) -> "BuildingTileDataset":
-    """The training samples of ``cfg``: its input mode, augmentation, targets, scale and caching."""
+                     cfg: BuildingsConfig, context: StripContext | None = None) -> "BuildingTileDataset":
+    """The training samples of ``cfg``: its input mode, augmentation, targets, scale and caching
+    (and each tile's strip-context vector with ``context``)."""
     from sarfusion.datasets.sn6_buildings import BuildingTileDataset
     return BuildingTileDataset(tiles, prepared, cfg.input_mode, polygons, stats, cfg.augment,
                                cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed,
                                contact_inside=cfg.contact_inside_width, input_scale=cfg.input_scale,
-                               count_buildings=cfg.image_weight_per_building != 0)
+                               count_buildings=cfg.image_weight_per_building != 0, context=context)
 
 
 def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], cfg: BuildingsConfig,
@@ -328,10 +334,13 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
     log.info("normalisation (%s): mean %s std %s", cfg.input_mode,
              np.round(stats.mean, 2).tolist(), np.round(stats.std, 2).tolist())
-    dataset = training_dataset(tiles, polygons, prepared, stats, cfg)
+    context = StripContext.from_tiles(tiles) if cfg.strip_context else None
+    if context is not None:
+        log.info("strip context: %d strips, direction and northing at the bottleneck", len(context.strips))
+    dataset = training_dataset(tiles, polygons, prepared, stats, cfg, context)
     seed_everything(cfg.engine.seed)  # initial weights from the seed (torch's own start seed varies)
     model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels,
-                                     encoder_weights=encoder_state)
+                                     encoder_weights=encoder_state, context_size=context.size if context else 0)
     freeze_unused_parameters(model, INPUT_CHANNELS[cfg.input_mode])  # DDP waits for every trainable one
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = make_scheduler(opt, cfg)
@@ -342,7 +351,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     def step_fn(ctx, batch) -> dict[str, float]:
         net = ctx.models["model"]
         with ctx.autocast():
-            logits = net(batch["image"])
+            logits = net(batch["image"], batch["context"]) if context is not None else net(batch["image"])
         pixel_weight = None
         if weighted:  # neutral weights skip this: the unweighted loss stays bit for bit as before
             pixel_weight = loss_pixel_weights(batch["target"][:, :1], batch.get("buildings"),
@@ -363,8 +372,8 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
         nonlocal best
         net = engine.unwrap("model")
         net.eval()
-        f1 = validation_f1([LoadedModel(net, stats, cfg.input_mode, cfg.input_scale)], val_tiles, polygons,
-                           prepared, cfg)
+        f1 = validation_f1([LoadedModel(net, stats, cfg.input_mode, cfg.input_scale, context)], val_tiles,
+                           polygons, prepared, cfg)
         net.train()
         curve[step] = f1
         log.info("step %d: validation F1 %.4f on %d tiles%s", step, f1, len(val_tiles),
@@ -386,6 +395,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
         save_torch_atomic({"state_dict": state_dict, "stats": dataclasses.asdict(stats),
                            "input_mode": cfg.input_mode, "encoder": cfg.encoder,
                            "decoder_channels": cfg.decoder_channels, "input_scale": cfg.input_scale,
+                           "context": context.to_dict() if context else None,
                            "train_ids": [t.image_id for t in tiles]},
                           out_path)
     gather_objects(None)  # the other ranks load this file next: wait until rank 0 has written it
@@ -545,7 +555,7 @@ def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]]
     for i in range(rank, len(chosen), world):
         tile, models = chosen[i]
         raw, valid = read_model_input(tile, models[0].input_mode, prepared.get(tile.image_id))
-        mine[i] = predict_probabilities(models, raw, valid, tile.orientation, scales, flip)
+        mine[i] = predict_probabilities(models, raw, valid, tile.orientation, scales, flip, tile)
     gathered = {i: p for part in gather_objects(mine) for i, p in part.items()}
     probs = [gathered[i] for i in range(len(chosen))]
     ids = [t.image_id for t, _ in chosen]
@@ -575,6 +585,7 @@ class LoadedModel:
     stats: NormStats
     input_mode: str
     input_scale: float = 1.0  # the tile resize the network was trained at
+    context: StripContext | None = None  # the strip inputs of a ContextUnet
 
 
 def _load_model(path: Path, device: Any = None) -> LoadedModel:
@@ -585,12 +596,15 @@ def _load_model(path: Path, device: Any = None) -> LoadedModel:
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        net = build_segmentation_model(state["encoder"], state["input_mode"], decoder_channels=state["decoder_channels"])
+        context = StripContext.from_dict(state["context"]) if state.get("context") else None
+        net = build_segmentation_model(state["encoder"], state["input_mode"], decoder_channels=state["decoder_channels"],
+                                       context_size=context.size if context else 0)
         net.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, EOFError) as exc:
         raise InputError(f"not a building model checkpoint ({exc})", path) from None
     net.eval().to(select_device(None if device is None else str(device)))
-    return LoadedModel(net, NormStats(**state["stats"]), state["input_mode"], float(state.get("input_scale", 1.0)))
+    return LoadedModel(net, NormStats(**state["stats"]), state["input_mode"], float(state.get("input_scale", 1.0)),
+                       context)
 
 
 def load_models(weights_dir: str | Path, device: Any = None) -> tuple[list[LoadedModel], BuildingsConfig]:
@@ -607,13 +621,15 @@ def load_models(weights_dir: str | Path, device: Any = None) -> tuple[list[Loade
 
 
 def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid: np.ndarray,
-                          orientation: int | None, scales: Sequence[float] = (1.0,), flip: bool = False
-                          ) -> np.ndarray:
+                          orientation: int | None, scales: Sequence[float] = (1.0,), flip: bool = False,
+                          tile: SN6Tile | None = None) -> np.ndarray:
     """Fold- and TTA-averaged ``(3, H, W)`` float32 probabilities (footprint, edge, contact) of one tile.
 
     The tile is rotated 180 degrees for direction-1 strips before the network and the
     probabilities are rotated back, so they line up with the tile's own pixels. Each TTA scale is
     applied on top of the model's own ``input_scale``; probabilities are resized back to the tile.
+    ``tile`` gives a model with strip inputs (``LoadedModel.context``) its strip, direction and
+    northing; such a model without ``tile`` is an error.
     """
     import torch
     import torch.nn.functional as F
@@ -626,6 +642,11 @@ def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid:
     for m in models:
         device = next(m.net.parameters()).device
         x = torch.from_numpy(orient(m.stats.apply(raw, valid), orientation))[None].to(device)
+        extra: tuple = ()
+        if m.context is not None:
+            if tile is None:
+                raise ValueError("this building model takes strip inputs: pass the tile")
+            extra = (torch.from_numpy(m.context.vector(tile))[None].to(device),)
         for s in (t * m.input_scale for t in scales):
             sh, sw = (max(32, int(math.ceil(h * s / 32)) * 32), max(32, int(math.ceil(w * s / 32)) * 32))
             # Resize so the content is scaled by s, then pad to a multiple of 32.
@@ -637,7 +658,7 @@ def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid:
             for flipped in ((False, True) if flip else (False,)):
                 inp = torch.flip(xs, dims=[3]) if flipped else xs
                 with torch.no_grad(), inference_autocast(device):
-                    prob = torch.sigmoid(m.net(inp).float())
+                    prob = torch.sigmoid(m.net(inp, *extra).float())
                 if flipped:
                     prob = torch.flip(prob, dims=[3])
                 prob = prob[:, :, :th, :tw]
@@ -671,7 +692,7 @@ def _predict_rows(models: Sequence[LoadedModel], tiles: Sequence[SN6Tile], prepa
     rows: list[tuple[str, str, float, bool]] = []
     for tile in tqdm(tiles, desc="predict buildings", mininterval=1.0):
         raw, valid = read_model_input(tile, models[0].input_mode, prepared.get(tile.image_id))
-        prob = predict_probabilities(models, raw, valid, tile.orientation, scales, flip)
+        prob = predict_probabilities(models, raw, valid, tile.orientation, scales, flip, tile)
         polys, conf = probabilities_to_polygons(prob, cfg.watershed)
         cut = touches_nodata(polys, distance_to_nodata(valid))
         for wkt, c, k in zip(geometries_to_wkt(polys), conf, cut):

@@ -23,6 +23,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg.engine.max_steps = args.max_steps
     if args.encoder_weights:
         cfg.encoder_weights = args.encoder_weights
+    if args.strip_context is not None:
+        cfg.strip_context = args.strip_context
     out = train_buildings(args.aoi, args.weights, preset=args.preset, input_mode=args.input_mode,
                           folds=args.folds, work_dir=args.work_dir, config=cfg)
     report = (out / "buildings_train_report.json").read_text()
@@ -105,6 +107,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--max-steps", type=int, default=None, help="override the preset's training steps")
     tr.add_argument("--encoder-weights", default=None, metavar="imagenet|none|PATH",
                     help=ENCODER_WEIGHTS_HELP + " (default: the preset's: demo none, full imagenet)")
+    tr.add_argument("--strip-context", action=argparse.BooleanOptionalAction, default=None,
+                    help="the SN6 winner's extra inputs at the network's bottleneck: a one-hot of the tile's "
+                         "strip, its look direction and the strip's northing (default: the preset's: demo off, "
+                         "full on)")
     tr.add_argument("--work-dir", default=None, help="checkpoints and prepared inputs (default: WEIGHTS/runs/...)")
     add_json_flag(tr)
     tr.set_defaults(func=_train)
