@@ -286,3 +286,20 @@ def test_no_label_overlaps_another_in_any_generated_csv(sn6):
         assert area.max(initial=0) < 1e-4  # m^2: touching, never overlapping
         touching += len(a)
     assert touching > 50  # shared walls: adjoining buildings are separate polygons
+
+
+def test_demo_data_from_two_processes_is_what_one_process_writes(tmp_path):
+    """``make demo`` generates the SN6 city in a second process beside the SN9 scenes and SEN1-2
+    pairs; the files are byte for byte those of the generator run alone."""
+    from sarfusion.pipeline import _generate_demo_data
+    from sarfusion.synth.sn6 import generate_sn6
+
+    _generate_demo_data(tmp_path / "demo", sn6_tiles=4, sn9_size=1024, seed=2, sn6_size=128, sen12_pairs=4)
+    generate_sn6(tmp_path / "alone", tiles=4, size=128, seed=2, preview=True)
+    files = lambda root: sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())  # noqa: E731
+    demo, alone = tmp_path / "demo" / "sn6", tmp_path / "alone"
+    assert files(demo) and files(demo) == files(alone)
+    for rel in files(alone):
+        assert (demo / rel).read_bytes() == (alone / rel).read_bytes(), rel
+    assert list((tmp_path / "demo" / "sn9").rglob("*_tiepoints_test.csv"))
+    assert len(list((tmp_path / "demo" / "sen12").rglob("*.png"))) == 8
