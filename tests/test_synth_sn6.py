@@ -303,3 +303,4 @@ def test_demo_data_from_two_processes_is_what_one_process_writes(tmp_path):
         assert (demo / rel).read_bytes() == (alone / rel).read_bytes(), rel
     assert list((tmp_path / "demo" / "sn9").rglob("*_tiepoints_test.csv"))
     assert len(list((tmp_path / "demo" / "sen12").rglob("*.png"))) == 8
+    assert not list((tmp_path / "demo").glob(".*.partial"))  # each kind renamed into place when complete
