@@ -18,7 +18,7 @@ input at the network's bottleneck (strip one-hot, look direction, the strip's no
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -150,10 +150,14 @@ class StripContext:
     AOI is described in the training AOI's terms.
     """
 
-    strips: tuple[str, ...]
-    coord: dict[str, float] = field(default_factory=dict)
+    coord: dict[str, float]  # training strip -> its scaled mean northing
     north_min: float = 0.0
     north_max: float = 1.0
+
+    @property
+    def strips(self) -> tuple[str, ...]:
+        """The training strips, in one-hot order."""
+        return tuple(sorted(self.coord))
 
     @property
     def size(self) -> int:
@@ -166,8 +170,8 @@ class StripContext:
         by_strip: dict[str, list[float]] = {}
         for t in tiles:
             by_strip.setdefault(t.strip, []).append(northing[t.image_id])
-        ctx = cls(tuple(sorted(by_strip)), {}, lo, hi)
-        ctx.coord = {k: ctx._scaled(float(np.mean(v))) for k, v in by_strip.items()}
+        ctx = cls({}, lo, hi)
+        ctx.coord = {k: ctx._scaled(float(np.mean(v))) for k, v in sorted(by_strip.items())}
         return ctx
 
     def _scaled(self, northing_m: float) -> float:
@@ -187,13 +191,12 @@ class StripContext:
         return out
 
     def to_dict(self) -> dict:
-        return {"strips": list(self.strips), "coord": dict(self.coord), "north_min": self.north_min,
-                "north_max": self.north_max}
+        return {"coord": dict(self.coord), "north_min": self.north_min, "north_max": self.north_max}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "StripContext":
-        return cls(tuple(data["strips"]), {str(k): float(v) for k, v in data["coord"].items()},
-                   float(data["north_min"]), float(data["north_max"]))
+        return cls({str(k): float(v) for k, v in data["coord"].items()}, float(data["north_min"]),
+                   float(data["north_max"]))
 
 
 def compute_norm_stats(arrays: Iterable[tuple[np.ndarray, np.ndarray]], max_pixels: int = 2_000_000,
