@@ -31,6 +31,10 @@ odd-index ones (an area split: every pair is its own area); ``--no-learned`` ski
 ``--learned-weights DIR`` reuses a folder with ``descriptors_medium.pt``.
 
     .venv/bin/python bench/bench_registration.py --what real26 [--pairs 2] [--no-learned]
+    .venv/bin/python bench/bench_registration.py --what small-tune
+
+``small-tune`` (about 8 min) shows how the 256 px route's wide global search was chosen, on crops
+of the 26 pairs, not on the SEN1-2 / MultiEarth patches it is reported on.
 
 Each timing runs in a fresh subprocess and reports its peak resident memory (ru_maxrss).
 """
@@ -485,10 +489,79 @@ def real26(work: Path, root: Path, n_pairs: int | None = None, learned: bool = T
     return out
 
 
+def small_tune(work: Path, root: Path) -> dict | None:
+    """How the small-image route's wide global search was chosen (DenseConfig.small_wide_radius /
+    small_wide_ratio), on data it is not reported on: two 256 px crops of each of the 26 real
+    S1/S2 pairs (offsets (128, 128) and (640, 640)), never the SEN1-2 / MultiEarth patches.
+    Prints the distinctiveness ratio of the +-24 px global peak on the matched crops (unwarped and
+    warped) and on chance crops (the optical crop of pair i against the SAR crop of pair i + 7),
+    then the issue-22 warp recovery (seeds 1000 + 2i + j, 102 px correlation) on the matched crops
+    and the mean offset written for the chance crops, for +-12 only, +-24 always and the package's
+    choice (+-24 when its peak ratio reaches the chance crops' 95th percentile)."""
+    from dataclasses import replace
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
+    from sarfusion.io.raster import write_raster
+    from sarfusion.registration.align import scene_grid
+    from sarfusion.registration.dense import DenseConfig, global_shift
+    from sarfusion.registration.testpair import dense_offsets, random_known_warp, warp_by_field, warp_recovery_errors
+    pairs_root = root / "s1s2_pairs"
+    if not pairs_root.is_dir():
+        print(f"real S1/S2 pairs not found at {pairs_root}; skipped")
+        return None
+    data = [(p.name, read_optical(p.optical).pixels.astype(np.float32) + 1,
+             read_sar(p.sar).pixels[0].astype(np.float32) + 1) for p in find_pairs(pairs_root)]
+    matched, chance = [], []
+    for i, (name, opt, sar) in enumerate(data):
+        for j, r0 in enumerate((128, 640)):
+            box = (slice(r0, r0 + 256), slice(r0, r0 + 256))
+            matched.append((f"{name}_{j}", opt[(slice(None), *box)].copy(), sar[box].copy(), 1000 + 2 * i + j))
+            chance.append((f"{name}_{j}", opt[(slice(None), *box)].copy(), data[(i + 7) % len(data)][2][box].copy()))
+    base = DenseConfig()
+
+    def wide_ratio(opt: np.ndarray, sar: np.ndarray) -> float:
+        write_raster(work / "tune_o.tif", opt)
+        write_raster(work / "tune_s.tif", sar[None])
+        grid = scene_grid(work / "tune_o.tif", work / "tune_s.tif")
+        return global_shift(grid, base, torch.device("cpu"), base.small_wide_radius)[1]["global_ratio"]
+
+    ratios = {"matched": [], "chance": [wide_ratio(o, s) for _, o, s in chance]}
+    for _, opt, sar, seed in matched:
+        field = random_known_warp(256, 256, seed, 15.0, 8.0, 102.4)[0]
+        ratios["matched"] += [wide_ratio(opt, sar), wide_ratio(opt, warp_by_field(sar, field))]
+    out = {"ratio": {}}
+    for kind, v in ratios.items():
+        v = np.array(v)
+        out["ratio"][kind] = {"p5": float(np.percentile(v, 5)), "p50": float(np.median(v)),
+                              "p95": float(np.percentile(v, 95)), "max": float(v.max()),
+                              "passing": float((v >= base.small_wide_ratio).mean())}
+        print(f"+-{base.small_wide_radius} px peak ratio, {kind} ({len(v)}): p5 {out['ratio'][kind]['p5']:.4f} "
+              f"median {out['ratio'][kind]['p50']:.4f} p95 {out['ratio'][kind]['p95']:.4f} max {v.max():.4f}; "
+              f"at or above {base.small_wide_ratio}: {out['ratio'][kind]['passing']:.1%}")
+    print("| small route | matched crops: mean / median / worst recovery (px), over 5 px | chance crops: mean / worst |F| (px) |")
+    print("|---|---|---|")
+    for label, cfg in (("+-12 only", replace(base, small_wide_radius=0)),
+                       ("+-24 always", replace(base, small_global_radius=base.small_wide_radius, small_wide_radius=0)),
+                       (f"+-24 when ratio >= {base.small_wide_ratio} (the package)", base)):
+        rec = np.array([warp_recovery_errors(work / "tune", o, s, seed, config=cfg, corr_px=102.4)["recovery"]
+                        for _, o, s, seed in tqdm(matched, desc=label, leave=False)])
+        harm = np.array([np.hypot(*dense_offsets(work / "tune", o, s, "chance", cfg)[0][:, 32:-32, 32:-32]).mean()
+                         for _, o, s in chance])
+        out[label] = {"mean": float(rec.mean()), "median": float(np.median(rec)), "worst": float(rec.max()),
+                      "over5": int((rec > 5).sum()), "chance_mean": float(harm.mean()), "chance_worst": float(harm.max())}
+        print(f"| {label} | {rec.mean():.2f} / {np.median(rec):.2f} / {rec.max():.2f}, {(rec > 5).sum()} | "
+              f"{harm.mean():.2f} / {harm.max():.2f} |", flush=True)
+    print(json.dumps(out))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--what", default="table,real,speed4096,speed13k",
-                    help="comma list of: table, real, real26, diagnose, speed4096, speed13k")
+                    help="comma list of: table, real, real26, small-tune, diagnose, speed4096, speed13k")
     ap.add_argument("--pairs", type=int, default=None, help="real26: only the first N pairs (by name)")
     ap.add_argument("--no-learned", action="store_true",
                     help="real26: skip the learned column (descriptors trained on the even pairs, ~9 min)")
@@ -526,6 +599,8 @@ def main() -> None:
             real26(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples", args.pairs,
                    learned=not args.no_learned,
                    learned_weights=Path(args.learned_weights) if args.learned_weights else None)
+        if "small-tune" in what:
+            small_tune(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples")
         if "diagnose" in what:
             diagnose(work, args.size, [int(s) for s in args.test_seeds.split(",")], args.weights)
         if "speed4096" in what:
