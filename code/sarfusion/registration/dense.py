@@ -115,11 +115,11 @@ class DenseConfig:
     # The issue-22 warps reach 23 px, beyond that search. A second search over +-small_wide_radius
     # replaces the first when its peak is distinct: best / second-best NCC (+1 each, outside
     # +-global_peak_exclude px, the coarse features' width) at least small_wide_ratio, the 95th
-    # percentile of that ratio on chance pairs. Chosen on 256 px crops of the 26 real S1/S2 pairs
-    # (2 per pair, never SEN1-2 / MultiEarth): chance pairs (optical of one pair, SAR of another)
-    # pass 5.8% of the time, matched ones 83%; warp recovery on the 52 matched crops: +-12 only
-    # 3.54 px mean (9 crops over 5 px), +-24 always 1.75 but a chance peak then lands up to 24 px off,
-    # this rule 2.45 (3 over 5 px); taking the wide peak only when it lies beyond the first search
+    # percentile of that ratio on chance pairs (border peaks included). Chosen on 256 px crops of
+    # the 26 real S1/S2 pairs (2 per pair, never SEN1-2 / MultiEarth): as a border peak is never
+    # taken, 1 of 52 chance searches (optical of one pair, SAR of another) passes, and 80% of the
+    # 104 matched ones; warp recovery on the 52 matched crops: +-12 only 3.54 px mean (9 crops over
+    # 5 px), +-24 always 1.75 but chance pairs then move by 23.9 px, this rule 2.45 (3 over 5 px); taking the wide peak only when it lies beyond the first search
     # (keeping the first search's larger template otherwise): 2.49. ``bench_registration.py --what
     # small-tune`` reproduces it.
     small_wide_radius: int = 24
