@@ -33,7 +33,7 @@ odd-index ones (an area split: every pair is its own area); ``--no-learned`` ski
     .venv/bin/python bench/bench_registration.py --what real26 [--pairs 2] [--no-learned]
     .venv/bin/python bench/bench_registration.py --what small-tune
 
-``small-tune`` (about 8 min) shows how the 256 px route's wide global search was chosen, on crops
+``small-tune`` (about 10 min on 2 cores) shows how the 256 px route's wide global search was chosen, on crops
 of the 26 pairs, not on the SEN1-2 / MultiEarth patches it is reported on.
 
 Each timing runs in a fresh subprocess and reports its peak resident memory (ru_maxrss).
