@@ -237,10 +237,8 @@ def real(work: Path, root: Path) -> None:
     pairs of every S1 date / polarisation against every clear S2 date (0 if truly co-registered)."""
     import torch
     from sarfusion.clouds import assess_clouds
-    from sarfusion.io.raster import write_raster
-    from sarfusion.registration.align import scene_grid
     from sarfusion.registration.dense import DenseConfig, global_shift
-    from sarfusion.registration.testpair import known_warp_errors, multiearth_pair, sen12_pairs
+    from sarfusion.registration.testpair import array_pair_grid, known_warp_errors, multiearth_pair, sen12_pairs
     if not root.is_dir():
         print(f"real samples not found at {root}; skipped")
         return
@@ -266,9 +264,7 @@ def real(work: Path, root: Path) -> None:
             cells = []
             for d2 in s2_dates:
                 opt, sar = multiearth_pair(me, d1, d2, pol)
-                write_raster(work / "me_o.tif", opt)
-                write_raster(work / "me_s.tif", sar)
-                shift, st = global_shift(scene_grid(work / "me_o.tif", work / "me_s.tif"), cfg, dev)
+                shift, st = global_shift(array_pair_grid(work, opt, sar, "me"), cfg, dev)
                 shifts.append(shift)
                 cells.append(f"({shift[0]:+5.1f},{shift[1]:+5.1f}) [{st['global_score']:.2f}]")
             print(f"  {pol} {d1}: " + "  ".join(cells))
@@ -286,9 +282,7 @@ def real(work: Path, root: Path) -> None:
             for db, b in images_b.items():
                 if images_a is images_b and da >= db:
                     continue
-                write_raster(work / "me_o.tif", a[None].astype(np.float32))
-                write_raster(work / "me_s.tif", b[None].astype(np.float32))
-                shift, st = global_shift(scene_grid(work / "me_o.tif", work / "me_s.tif"), cfg, dev)
+                shift, st = global_shift(array_pair_grid(work, a[None], b, "me"), cfg, dev)
                 out.append((*shift, st["global_score"]))
         out = np.array(out)
         print(f"  {name:15s} {len(out):2d} pairs: NCC median {np.median(out[:, 2]):.2f}, shift (dy, dx) median "
@@ -506,11 +500,9 @@ def small_tune(work: Path, root: Path) -> dict | None:
     from tqdm.auto import tqdm
 
     from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
-    from sarfusion.io.raster import write_raster
-    from sarfusion.registration.align import scene_grid
     from sarfusion.registration.dense import DenseConfig, global_shift
-    from sarfusion.registration.testpair import (dense_offsets, known_warp_errors, random_known_warp, warp_by_field,
-                                                 warp_recovery_errors)
+    from sarfusion.registration.testpair import (array_pair_grid, dense_offsets, known_warp_errors, random_known_warp,
+                                                 warp_by_field, warp_recovery_errors)
     pairs_root = root / "s1s2_pairs"
     if not pairs_root.is_dir():
         print(f"real S1/S2 pairs not found at {pairs_root}; skipped")
@@ -526,9 +518,7 @@ def small_tune(work: Path, root: Path) -> dict | None:
     base = DenseConfig()
 
     def wide_ratio(opt: np.ndarray, sar: np.ndarray) -> float:
-        write_raster(work / "tune_o.tif", opt)
-        write_raster(work / "tune_s.tif", sar[None])
-        grid = scene_grid(work / "tune_o.tif", work / "tune_s.tif")
+        grid = array_pair_grid(work, opt, sar, "tune")
         return global_shift(grid, base, torch.device("cpu"), base.small_wide_radius)[1]["global_ratio"]
 
     ratios = {"matched": [], "chance": [wide_ratio(o, s) for _, o, s in chance]}

@@ -213,24 +213,15 @@ def test_dense_warp_recovery_on_real_multiearth_pair_within_2px(multiearth_recov
     assert np.mean([r["recovery"] for r in multiearth_recovery]) < 2.0
 
 
-def _small_grid(folder: Path, opt: np.ndarray, sar: np.ndarray):
-    from sarfusion.io.raster import write_raster
-    from sarfusion.registration.align import scene_grid
-    folder.mkdir(parents=True, exist_ok=True)
-    write_raster(folder / "o.tif", opt.astype(np.float32))
-    write_raster(folder / "s.tif", sar[None].astype(np.float32))
-    return scene_grid(folder / "o.tif", folder / "s.tif")
-
-
 def test_small_route_takes_a_distinct_peak_beyond_the_narrow_search(tmp_path):
     """A 256 px pair whose SAR is shifted by (18, -15) px, beyond the +-12 px first search: the
     wide search's distinct peak replaces it. A pair of unrelated images keeps the narrow search."""
     from sarfusion.registration.dense import DenseConfig, dense_field, global_shift
-    from sarfusion.registration.testpair import sar_like, urban_optical
+    from sarfusion.registration.testpair import array_pair_grid, sar_like, urban_optical
     cfg = DenseConfig()
     opt = urban_optical(256, seed=3) + 1
     sar = np.roll(sar_like(opt.mean(0), seed=4), (18, -15), axis=(0, 1)) + 1
-    grid = _small_grid(tmp_path / "shifted", opt, sar)
+    grid = array_pair_grid(tmp_path / "shifted", opt, sar)
     narrow, st = global_shift(grid, cfg, torch.device("cpu"))
     wide, wst = global_shift(grid, cfg, torch.device("cpu"), cfg.small_wide_radius)
     assert (st["global_radius"], wst["global_radius"]) == (12, 24)
@@ -241,7 +232,7 @@ def test_small_route_takes_a_distinct_peak_beyond_the_narrow_search(tmp_path):
     assert stats[0]["global_radius"] == 24
     np.testing.assert_allclose(stats[0]["global_shift"], [18, -15], atol=1.0)
     unrelated = sar_like(urban_optical(256, seed=9).mean(0), seed=5) + 1
-    _, stats = dense_field(_small_grid(tmp_path / "unrelated", opt, unrelated), cfg)
+    _, stats = dense_field(array_pair_grid(tmp_path / "unrelated", opt, unrelated), cfg)
     assert stats[0]["global_radius"] == 12, stats[0]
 
 

@@ -278,8 +278,9 @@ def _generate_demo_data(data: Path, sn6_tiles: int, sn9_size: int, seed: int, sn
                                          "--tiles", str(sn6_tiles), "--size", str(sn6_size), "--seed", str(seed),
                                          "--preview"], stdout=subprocess.DEVNULL)
         else:
-            generate_sn6(partial("sn6"), tiles=sn6_tiles, size=sn6_size, seed=seed, preview=True)
-            (data / ".sn6.partial").rename(data / "sn6")
+            sn6 = partial("sn6")
+            generate_sn6(sn6, tiles=sn6_tiles, size=sn6_size, seed=seed, preview=True)
+            sn6.rename(data / "sn6")
     try:
         if not (data / "sn9").is_dir():
             sn9 = partial("sn9")
@@ -288,8 +289,9 @@ def _generate_demo_data(data: Path, sn6_tiles: int, sn9_size: int, seed: int, sn
             sn9.rename(data / "sn9")
         if not (data / "sen12").is_dir():
             from sarfusion.synth.landscape import write_sen12
-            write_sen12(partial("sen12"), pairs=sen12_pairs, seed=seed)
-            (data / ".sen12.partial").rename(data / "sen12")
+            sen12 = partial("sen12")
+            write_sen12(sen12, pairs=sen12_pairs, seed=seed)
+            sen12.rename(data / "sen12")
     except BaseException:
         if sn6_proc is not None:
             sn6_proc.kill()

@@ -164,20 +164,34 @@ def warp_recovery(f0: np.ndarray, f1: np.ndarray, truth: np.ndarray, rows: np.nd
             "unwarped": np.hypot(*d0)}
 
 
+def write_array_pair(work: str | Path, optical: np.ndarray, sar: np.ndarray, tag: str = "") -> tuple[Path, Path]:
+    """``optical`` ``(C, h, w)`` / ``sar`` ``(h, w)`` (0 = no data) written as float32 GeoTIFFs
+    without georeferencing, ``o_<tag>.tif`` / ``s_<tag>.tif`` under ``work``; returns their paths."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    paths = work / f"o_{tag}.tif", work / f"s_{tag}.tif"
+    write_raster(paths[0], optical.astype(np.float32))
+    write_raster(paths[1], sar[None].astype(np.float32))
+    return paths
+
+
+def array_pair_grid(work: str | Path, optical: np.ndarray, sar: np.ndarray, tag: str = ""):
+    """The registration grid (:func:`~sarfusion.registration.align.scene_grid`) of an array pair
+    written by :func:`write_array_pair`."""
+    from sarfusion.registration.align import scene_grid
+    return scene_grid(*write_array_pair(work, optical, sar, tag))
+
+
 def dense_offsets(work: str | Path, optical: np.ndarray, sar: np.ndarray, tag: str,
                   config=None, weights: str | Path | None = None) -> tuple[np.ndarray, dict]:
     """The dense mode (``register_scene``; training-free, or with the descriptors in ``weights``)
-    on ``optical`` ``(C, h, w)`` / ``sar`` ``(h, w)`` (0 = no data) written as GeoTIFFs
-    ``o_<tag>`` / ``s_<tag>`` under ``work``: offsets ``(2, h, w)`` float32 (dy, dx) px and the
+    on ``optical`` ``(C, h, w)`` / ``sar`` ``(h, w)`` (0 = no data) written by
+    :func:`write_array_pair` under ``work``: offsets ``(2, h, w)`` float32 (dy, dx) px and the
     ``register_scene`` result."""
     from sarfusion.io.raster import read_raster
     from sarfusion.registration.api import register_scene
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    write_raster(work / f"o_{tag}.tif", optical.astype(np.float32))
-    write_raster(work / f"s_{tag}.tif", sar[None].astype(np.float32))
-    res = register_scene(work / f"o_{tag}.tif", work / f"s_{tag}.tif", work / f"d_{tag}.tif",
-                         weights_dir=weights, config=config)
+    opt_path, sar_path = write_array_pair(work, optical, sar, tag)
+    res = register_scene(opt_path, sar_path, Path(work) / f"d_{tag}.tif", weights_dir=weights, config=config)
     off = read_raster(res["offsets"])  # the offset map holds (dx, dy)
     return np.stack([off[1], off[0]]), res
 
