@@ -234,6 +234,10 @@ def test_small_route_takes_a_distinct_peak_beyond_the_narrow_search(tmp_path):
     unrelated = sar_like(urban_optical(256, seed=9).mean(0), seed=5) + 1
     _, stats = dense_field(array_pair_grid(tmp_path / "unrelated", opt, unrelated), cfg)
     assert stats[0]["global_radius"] == 12, stats[0]
+    # a patch too small for the wide search (its template would be under 16 px) keeps the narrow one
+    tiny = urban_optical(60, seed=1) + 1
+    _, stats = dense_field(array_pair_grid(tmp_path / "tiny", tiny, sar_like(tiny.mean(0), seed=2) + 1), cfg)
+    assert stats[0]["global_radius"] == 12 and np.isfinite(stats[0]["global_ratio"]), stats[0]
 
 
 def test_known_warp_errors_on_a_synthetic_patch(tmp_path):

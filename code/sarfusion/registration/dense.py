@@ -330,7 +330,8 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
     of ``small_global_scales`` are averaged before the (sub-pixel) peak is taken. Footprints wider
     than ``global_max_side`` are matched on a downsampled grid. Stats: ``global_shift``,
     ``global_score`` (mean NCC of the peak), ``global_ratio`` (its distinctiveness: (best + 1) /
-    (second best + 1) outside +-``global_peak_exclude`` px; 1 on the search border),
+    (second best + 1) outside +-``global_peak_exclude`` px; 1 on the search border or where the map
+    is too small to hold a second peak),
     ``global_radius`` (grid px searched) and ``global_confidence`` (the score times the square
     root of the template side, through ``global_score_ramp``; 0 for a peak on the search border,
     i.e. possibly beyond the range).
@@ -344,6 +345,7 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
     side = min(bh, bw) - 2 * r  # square template: the footprint's centre part
     if side < 16:
         return np.zeros(2, np.float32), {"global_shift": [0.0, 0.0], "global_score": 0.0,
+                                         "global_strength": 0.0, "global_ratio": 1.0, "global_radius": r * f,
                                          "global_confidence": 0.0}
     # Features on the whole footprint (optical) / footprint + radius (SAR), cropped afterwards,
     # so the template and search edges are not feature-border artefacts.
@@ -363,7 +365,8 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
     confidence = 0.0 if res.on_edge[0] else float(np.clip((strength - lo) / max(hi - lo, 1e-9), 0.0, 1.0))
     return shift, {"global_shift": [round(float(v), 3) for v in shift], "global_score": score,
                    "global_strength": 0.0 if res.on_edge[0] else strength,
-                   "global_ratio": 1.0 if res.on_edge[0] else round(float(res.ratio[0]), 4),
+                   "global_ratio": round(float(res.ratio[0]), 4) if not res.on_edge[0] and np.isfinite(res.ratio[0])
+                   else 1.0,
                    "global_radius": r * f, "global_confidence": round(confidence, 4)}
 
 
@@ -579,7 +582,7 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None, prior: NodeFiel
             if wide["global_ratio"] >= cfg.small_wide_ratio and np.abs(wide_shift).max() > radius - 1:
                 shift, st = wide_shift, wide
         log.info("dense global shift: dy %.2f dx %.2f px (searched +-%d px, NCC %.3f, confidence %.2f)",
-                 shift[0], shift[1], st.get("global_radius", radius), st["global_score"], st["global_confidence"])
+                 shift[0], shift[1], st["global_radius"], st["global_score"], st["global_confidence"])
         stats.append(st)
         conf = st["global_confidence"]
         if medium and st.get("global_strength", 0.0) < cfg.global_score_ramp[0]:
