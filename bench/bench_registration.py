@@ -24,7 +24,9 @@ not aligned to the pixel, so an absolute error has a floor) for zero offsets, a 
 reference matcher (written here, not the project's code) and the training-free dense mode, with
 the even-index pairs (which chose the dense mode's medium-resolution settings) and the odd-index
 ones (held out) summarised apart; then the same protocol on the 256 px SEN1-2 patches and the
-MultiEarth pair (4 warps; correlation length 102 px, that of the 1024 px pairs). ``--pairs N``
+MultiEarth pair (4 warps; correlation length 102 px, that of the 1024 px pairs), and the Capella /
+Maxar Rotterdam crop (200 px at 4.5 m, another sensor; 6 warps, correlation a tenth of the image).
+``--pairs N``
 runs the first N S1/S2 pairs only (and skips the other sets). The ``learned`` column: descriptors
 trained by ``register-train --pairs`` (demo preset) on the even-index pairs only, then scored on the
 odd-index ones (an area split: every pair is its own area); ``--no-learned`` skips it,
@@ -35,6 +37,12 @@ odd-index ones (an area split: every pair is its own area); ``--no-learned`` ski
 
 ``small-tune`` (about 10 min on 2 cores) shows how the 256 px route's wide global search was chosen, on crops
 of the 26 pairs, not on the SEN1-2 / MultiEarth patches it is reported on.
+
+    .venv/bin/python bench/bench_registration.py --what route-tune
+
+``route-tune`` (about 10 min on 2 cores) shows where the medium-resolution route takes over from the
+small-image one (``DenseConfig.medium_min_side``): central crops of 256 / 320 / 384 px of the 26
+pairs through both routes, even-index pairs choosing, odd ones held out.
 
 Each timing runs in a fresh subprocess and reports its peak resident memory (ru_maxrss).
 """
@@ -480,7 +488,36 @@ def real26(work: Path, root: Path, n_pairs: int | None = None, learned: bool = T
         cases = [(f"me_{i}", opt, sar, i, 102.4) for i in range(4)]
         out["multiearth"] = recovery_table(work / "multiearth", "MultiEarth S1 VV / S2 pair (256 px), the same "
                                            "protocol, 4 warps (seeds 0-3)", cases)
+    capella = root / "capella_rotterdam"
+    if capella.is_dir() and n_pairs is None:
+        opt, sar = capella_pair(capella)
+        cases = [(f"capella_{i}", opt, sar, i, None) for i in range(6)]
+        out["capella"] = recovery_table(work / "capella", "Capella HH / Maxar RGB, Rotterdam (200 px, 4.5 m, the SAR's "
+                                        "top 39% masked), the same protocol (correlation a tenth of the image), "
+                                        "6 warps (seeds 0-5)", cases)
     return out
+
+
+def s1s2_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]] | None:
+    """The real S1/S2 pairs under ``root / s1s2_pairs`` as ``(name, optical (3, h, w), sar (h, w))``
+    float32 shifted by +1 (0 stays "no data"), by name; None (and a line saying so) when absent."""
+    from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
+    pairs_root = root / "s1s2_pairs"
+    if not pairs_root.is_dir():
+        print(f"real S1/S2 pairs not found at {pairs_root}; skipped")
+        return None
+    return [(p.name, read_optical(p.optical).pixels.astype(np.float32) + 1,
+             read_sar(p.sar).pixels[0].astype(np.float32) + 1) for p in find_pairs(pairs_root)]
+
+
+def capella_pair(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The Capella / Maxar Rotterdam sample as arrays on one grid (both files share it): optical
+    ``(3, 200, 200)`` float32 + 1 and the SAR's HH band ``(200, 200)`` float32 (dB shifted to >= 1;
+    its masked part, NaN in the file, 0 = no data)."""
+    opt = read_raster(folder / "rgb_unmasked.tif").astype(np.float32)[:3] + 1
+    hh = read_raster(folder / "sar_masked.tif", bands=[1]).astype(np.float32)[0]
+    valid = np.isfinite(hh)
+    return opt, np.where(valid, np.nan_to_num(hh) - hh[valid].min() + 1, 0).astype(np.float32)
 
 
 def small_tune(work: Path, root: Path) -> dict | None:
@@ -499,16 +536,12 @@ def small_tune(work: Path, root: Path) -> dict | None:
     import torch
     from tqdm.auto import tqdm
 
-    from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
     from sarfusion.registration.dense import DenseConfig, global_shift
     from sarfusion.registration.testpair import (array_pair_grid, dense_offsets, known_warp_errors, random_known_warp,
                                                  warp_by_field, warp_recovery_errors)
-    pairs_root = root / "s1s2_pairs"
-    if not pairs_root.is_dir():
-        print(f"real S1/S2 pairs not found at {pairs_root}; skipped")
+    data = s1s2_pairs(root)
+    if data is None:
         return None
-    data = [(p.name, read_optical(p.optical).pixels.astype(np.float32) + 1,
-             read_sar(p.sar).pixels[0].astype(np.float32) + 1) for p in find_pairs(pairs_root)]
     matched, chance = [], []
     for i, (name, opt, sar) in enumerate(data):
         for j, r0 in enumerate((128, 640)):
@@ -555,10 +588,54 @@ def small_tune(work: Path, root: Path) -> dict | None:
     return out
 
 
+def route_tune(work: Path, root: Path, sides: tuple[int, ...] = (256, 320, 384)) -> dict | None:
+    """How ``DenseConfig.medium_min_side`` was chosen: central crops of side S of the 26 real S1/S2
+    pairs, run through the medium route (``medium_min_side = S``) and the small-image route
+    (``medium_min_side`` above S). Per route: issue-22 warp recovery (seeds 5000 + i, 102 px
+    correlation), absolute error |F1 - k|, offset on the unwarped crop, and the mean offset written
+    for chance crops (the optical crop of pair i against the SAR crop of pair i + 7), summarised
+    over the even-index pairs (which chose) and the odd ones (held out)."""
+    from dataclasses import replace
+
+    from tqdm.auto import tqdm
+
+    from sarfusion.registration.dense import DenseConfig
+    from sarfusion.registration.testpair import dense_offsets, warp_recovery_errors
+    full = s1s2_pairs(root)
+    if full is None:
+        return None
+    out = {}
+    print("| crop side | route | part | mean recovery (px) | worst (px) | mean abs |F1 - k| (px) | "
+          "mean unwarped |F0| (px) | chance crops: mean / worst |F| (px) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for side in sides:
+        r0 = (full[0][1].shape[1] - side) // 2
+        box = (slice(r0, r0 + side), slice(r0, r0 + side))
+        data = [(n, np.ascontiguousarray(o[(slice(None), *box)]), np.ascontiguousarray(s[box])) for n, o, s in full]
+        for route, mms in (("medium", side), ("small", side + 1)):
+            cfg = replace(DenseConfig(), medium_min_side=mms)
+            rows = []
+            for i, (name, o, s) in enumerate(tqdm(data, desc=f"{side} px {route}", leave=False)):
+                r = warp_recovery_errors(work / f"route{side}", o, s, 5000 + i, config=cfg, corr_px=102.4)
+                f = dense_offsets(work / f"route{side}", o, data[(i + 7) % len(data)][2], "chance", cfg)[0]
+                rows.append((r["recovery"], r["absolute"], r["unwarped"], float(np.hypot(*f[:, 32:-32, 32:-32]).mean())))
+            rows = np.array(rows)
+            for part, sel in (("even (chose)", slice(0, None, 2)), ("odd (held out)", slice(1, None, 2))):
+                v = rows[sel]
+                st = {"mean": float(v[:, 0].mean()), "worst": float(v[:, 0].max()), "abs": float(v[:, 1].mean()),
+                      "unwarped": float(v[:, 2].mean()), "chance_mean": float(v[:, 3].mean()),
+                      "chance_worst": float(v[:, 3].max())}
+                out.setdefault(str(side), {}).setdefault(route, {})[part] = st
+                print(f"| {side} | {route} | {part} | {st['mean']:.2f} | {st['worst']:.2f} | {st['abs']:.2f} | "
+                      f"{st['unwarped']:.2f} | {st['chance_mean']:.2f} / {st['chance_worst']:.2f} |", flush=True)
+    print(json.dumps(out))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--what", default="table,real,speed4096,speed13k",
-                    help="comma list of: table, real, real26, small-tune, diagnose, speed4096, speed13k")
+                    help="comma list of: table, real, real26, small-tune, route-tune, diagnose, speed4096, speed13k")
     ap.add_argument("--pairs", type=int, default=None, help="real26: only the first N pairs (by name)")
     ap.add_argument("--no-learned", action="store_true",
                     help="real26: skip the learned column (descriptors trained on the even pairs, ~9 min)")
@@ -598,6 +675,8 @@ def main() -> None:
                    learned_weights=Path(args.learned_weights) if args.learned_weights else None)
         if "small-tune" in what:
             small_tune(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples")
+        if "route-tune" in what:
+            route_tune(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples")
         if "diagnose" in what:
             diagnose(work, args.size, [int(s) for s in args.test_seeds.split(",")], args.weights)
         if "speed4096" in what:

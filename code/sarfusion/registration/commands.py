@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "through smoothed copies of it, the local strain the dense mode's coarse levels leave. Writes "
             "<weights>/keypoints.pt, descriptors.pt. "
             "With --pairs: train the descriptors for the medium-resolution route (10 m Sentinel-1/2 "
-            "pairs, no CRS or a 1 m or coarser grid, 512 px and up) self-supervised from co-registered pairs "
+            "pairs, no CRS or a 1 m or coarser grid, 320 px and up) self-supervised from co-registered pairs "
             "(a pair folder sar/ + opt/ paired by file name, or a SEN1-2 folder): the label is each pair's "
             "own training-free dense field, the SAR is also resampled through random smooth warps and the "
             "nets learn to find them, no tie points needed. Writes "

@@ -14,7 +14,7 @@ or third NCC peak when that one agrees with its neighbours. Survivors are interp
 smooth field that seeds the next level. The scene is processed
 in tiles of ``tile`` level pixels, so memory stays bounded for 13,000 px scenes.
 
-Grids that are not VHR (no CRS, or 1 m and coarser: 10 m Sentinel pairs), 512 px and larger, take a
+Grids that are not VHR (no CRS, or 1 m and coarser: 10 m Sentinel pairs), 320 px and larger, take a
 medium-resolution recipe instead (``DenseConfig.medium_levels``): a scene-wide translation, then one lattice of large
 templates around it and a finer pass, and a do-no-harm gate that scales the field toward zero
 offsets unless the scene-wide translation's NCC shows it is not chance.
@@ -122,8 +122,9 @@ class DenseConfig:
     # 104 matched ones. Warp recovery on the 52 matched crops / absolute error of the older
     # known-warp test there (which sees an error the unwarped and warped runs share): +-12 only
     # 3.54 px (9 crops over 5 px) / 4.69; +-24 always 1.75 / - (chance pairs then move by 23.9 px);
-    # +-24 when distinct 2.45 / 4.85; this rule 2.49 / 4.72. ``bench_registration.py --what
-    # small-tune`` reproduces it.
+    # +-24 when distinct 2.45 / 4.85; this rule 2.49 / 4.72 (3.78 / 2.73 / 4.84 for +-12 only /
+    # this rule / its absolute since nodata stays out of the NCC: the old NCC was steered by the
+    # known warp's empty border). ``bench_registration.py --what small-tune`` reproduces it.
     small_wide_radius: int = 24
     small_wide_ratio: float = 1.017
     global_peak_exclude: int = 6
@@ -167,10 +168,13 @@ class DenseConfig:
     # self-consistency was tried as a second signal (kept fraction) but its chance level depends on
     # the lattice size (0.15-0.29 on 1024 px, 0.39 on 512 px), so it is only reported.
     global_score_ramp: tuple[float, float] = (1.7, 3.4)
-    medium_min_side: int = 512        # px: smaller images (SEN1-2 / MultiEarth 256 px patches) keep the
-                                      # small-image route: issue-22 protocol SEN1-2 3.55 vs 3.67 px,
-                                      # MultiEarth 3.39 vs 15.18 (its S1 / S2 NCC is at chance level,
-                                      # so the gate sends it to zero offsets), known warp 1.94 vs 2.70
+    medium_min_side: int = 320        # px: smaller images (SEN1-2 / MultiEarth 256 px patches) keep the
+                                      # small-image route. Chosen on central crops of the EVEN-index
+                                      # real S1/S2 pairs (issue-22 warp recovery, medium vs small
+                                      # route): 256 px 2.11 vs 1.87 (small kept), 320 px 1.84 vs 2.91,
+                                      # 384 px 1.29 vs 3.27; held-out odd crops 320 px 1.82 vs 2.98,
+                                      # 384 px 1.77 vs 2.98 (docs/registration_notes.md). Was 512,
+                                      # set from the 256 px patches alone
     confidence_half: float = 0.05     # NCC weight density at which the local support counts half
                                       # in the confidence (field.node_confidence)
     n_orient: int = 8
@@ -332,9 +336,10 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
     ``global_score`` (mean NCC of the peak), ``global_ratio`` (its distinctiveness: (best + 1) /
     (second best + 1) outside +-``global_peak_exclude`` px; 1 on the search border or where the map
     is too small to hold a second peak),
-    ``global_radius`` (grid px searched) and ``global_confidence`` (the score times the square
+    ``global_radius`` (grid px searched), ``global_confidence`` (the score times the square
     root of the template side, through ``global_score_ramp``; 0 for a peak on the search border,
-    i.e. possibly beyond the range).
+    i.e. possibly beyond the range) and ``global_on_edge`` (that border case). Nodata (0) inside
+    the compared windows is left out of the NCC (masked NCC).
     """
     col0, row0, bw, bh = grid.optical_box(1)
     f = 1
@@ -346,16 +351,27 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
     if side < 16:
         return np.zeros(2, np.float32), {"global_shift": [0.0, 0.0], "global_score": 0.0,
                                          "global_strength": 0.0, "global_ratio": 1.0, "global_radius": r * f,
-                                         "global_confidence": 0.0}
+                                         "global_confidence": 0.0, "global_on_edge": False}
     # Features on the whole footprint (optical) / footprint + radius (SAR), cropped afterwards,
     # so the template and search edges are not feature-border artefacts.
     opt = to_intensity(grid.read("optical", (col0, row0, bw, bh), f), "optical")
     sar = to_intensity(grid.read("sar", (col0 - r, row0 - r, bw + 2 * r, bh + 2 * r), f), "sar")
+    # Nodata inside the footprints (masked SAR strips, a SAR smaller than the optical) is left out
+    # of the NCC (masked NCC over the pixels valid in both, eroded past the features' smoothing):
+    # scored as feature-free ground it pulls the peak toward placements that see more valid SAR
+    # (the Capella Rotterdam crop, 39% masked: +12 px on the search edge, 1.9 px on its valid part
+    # alone). Windows without nodata take the plain NCC, bit for bit as before.
+    erode = np.ones((2 * int(math.ceil(max(s for _, s in cfg.small_global_scales))) + 1,) * 2, np.uint8)
+    # (eroded within the compared windows: cv2 takes what lies beyond an array's edge as valid)
+    mo = cv2.erode(np.ascontiguousarray(opt[r:r + side, r:r + side] != 0, np.uint8), erode).astype(bool)
+    ms = cv2.erode(np.ascontiguousarray(sar[r:r + side + 2 * r, r:r + side + 2 * r] != 0, np.uint8), erode).astype(bool)
+    masks = {} if mo.all() and ms.all() else {"template_masks": mo[None], "search_masks": ms[None],
+                                              "min_overlap": cfg.min_overlap}
     total = None
     for pre_sigma, sigma in cfg.small_global_scales:
         fo = oriented_gradients(opt, cfg.n_orient, pre_sigma, sigma)[:, r:r + side, r:r + side]
         fs = oriented_gradients(sar, cfg.n_orient, pre_sigma, sigma)[:, r:r + side + 2 * r, r:r + side + 2 * r]
-        m = ncc_maps(fo[None], fs[None], device)
+        m = ncc_maps(fo[None], fs[None], device, **masks)
         total = m if total is None else total + m
     res = find_peaks(torch.from_numpy(total / len(cfg.small_global_scales)), exclude=cfg.global_peak_exclude)
     shift = (res.shift[0] * f).astype(np.float32)
@@ -367,7 +383,8 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
                    "global_strength": 0.0 if res.on_edge[0] else strength,
                    "global_ratio": round(float(res.ratio[0]), 4) if not res.on_edge[0] and np.isfinite(res.ratio[0])
                    else 1.0,
-                   "global_radius": r * f, "global_confidence": round(confidence, 4)}
+                   "global_radius": r * f, "global_confidence": round(confidence, 4),
+                   "global_on_edge": bool(res.on_edge[0])}
 
 
 def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
