@@ -40,8 +40,8 @@ of the 26 pairs, not on the SEN1-2 / MultiEarth patches it is reported on.
 
     .venv/bin/python bench/bench_registration.py --what route-tune
 
-``route-tune`` (about 10 min on 2 cores) shows where the medium-resolution route takes over from the
-small-image one (``DenseConfig.medium_min_side``): central crops of 256 / 320 / 384 px of the 26
+``route-tune`` (about 13 min on 2 cores) shows where the medium-resolution route takes over from the
+small-image one (``DenseConfig.medium_min_side``): central crops of 256 / 288 / 320 / 384 px of the 26
 pairs through both routes, even-index pairs choosing, odd ones held out.
 
 Each timing runs in a fresh subprocess and reports its peak resident memory (ru_maxrss).
@@ -588,7 +588,7 @@ def small_tune(work: Path, root: Path) -> dict | None:
     return out
 
 
-def route_tune(work: Path, root: Path, sides: tuple[int, ...] = (256, 320, 384)) -> dict | None:
+def route_tune(work: Path, root: Path, sides: tuple[int, ...] = (256, 288, 320, 384)) -> dict | None:
     """How ``DenseConfig.medium_min_side`` was chosen: central crops of side S of the 26 real S1/S2
     pairs, run through the medium route (``medium_min_side = S``) and the small-image route
     (``medium_min_side`` above S). Per route: issue-22 warp recovery (seeds 5000 + i, 102 px

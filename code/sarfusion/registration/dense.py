@@ -171,7 +171,8 @@ class DenseConfig:
     medium_min_side: int = 320        # px: smaller images (SEN1-2 / MultiEarth 256 px patches) keep the
                                       # small-image route. Chosen on central crops of the EVEN-index
                                       # real S1/S2 pairs (issue-22 warp recovery, medium vs small
-                                      # route): 256 px 2.11 vs 1.87 (small kept), 320 px 1.84 vs 2.91,
+                                      # route): 256 / 288 px 2.11 / 1.96 vs 1.87 / 1.78 (small kept),
+                                      # 320 px 1.84 vs 2.91,
                                       # 384 px 1.29 vs 3.27; held-out odd crops 320 px 1.82 vs 2.98,
                                       # 384 px 1.77 vs 2.98 (docs/registration_notes.md). Was 512,
                                       # set from the 256 px patches alone
