@@ -452,32 +452,27 @@ def real26(work: Path, root: Path, n_pairs: int | None = None, learned: bool = T
     patch, which would strain it by ~30%). Sets that are absent are skipped. ``learned``: also the
     dense mode with descriptors trained (demo preset) on the even-index pairs, scored on the odd
     ones (``learned_weights``: a folder holding them already)."""
-    from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
-    from sarfusion.registration.testpair import multiearth_pair, sen12_pairs
+    from sarfusion.datasets.pairs import find_pairs
+    from sarfusion.registration.testpair import capella_pair, multiearth_pair, sen12_pairs
     out = {}
     pairs_root = root / "s1s2_pairs"
-    if pairs_root.is_dir():
-        cases = []
-        found = find_pairs(pairs_root)[:n_pairs]
-        for seed, p in enumerate(found):  # seed = the pair's index in name order
-            # +1 so that 0 stays "no data" for the dense mode (as the SEN1-2 pairs).
-            cases.append((p.name, read_optical(p.optical).pixels.astype(np.float32) + 1,
-                          read_sar(p.sar).pixels[0].astype(np.float32) + 1, seed, None))
+    found = s1s2_pairs(root, n_pairs)
+    if found is not None:
+        # seed = the pair's index in name order
+        cases = [(name, opt, sar, seed, None) for seed, (name, opt, sar) in enumerate(found)]
         if learned and learned_weights is None and len(found) >= 2:
             from sarfusion.registration.descriptors import train_pair_descriptors
             learned_weights = work / "real26_learned_even"
             t0 = time.time()
             train_pair_descriptors([pairs_root], learned_weights, "demo",  # the even cases of the table only
-                                   exclude={p.name for p in find_pairs(pairs_root)} - {p.name for p in found[0::2]})
-            print(f"learned descriptors: trained on the {len(found[0::2])} even-index pairs in {time.time() - t0:.0f} s "
+                                   exclude={p.name for p in find_pairs(pairs_root)} - {c[0] for c in cases[0::2]})
+            print(f"learned descriptors: trained on the {len(cases[0::2])} even-index pairs in {time.time() - t0:.0f} s "
                   f"({learned_weights})")
         out["s1s2"] = recovery_table(
             work / "real26", f"real S1/S2 pairs ({len(cases)}), issue-22 warp recovery |F1 - F0 - k| at 150 tie "
             "points, mean px (known warp: shift <= 15 px/axis + smooth field <= 8 px, corr. length h/10); "
             "abs = |F1 - k|, |F0| = offset on the unwarped pair", cases, split=True,
             learned_weights=learned_weights if learned else None)
-    else:
-        print(f"real S1/S2 pairs not found at {pairs_root}; skipped")
     sen12 = root / "sen1-2" / "ROIs1158_spring"
     if sen12.is_dir() and n_pairs is None:
         cases = [(f"sen12_{i}", opt, sar, i, 102.4) for i, (_, opt, sar) in enumerate(sen12_pairs(sen12))]
@@ -498,26 +493,17 @@ def real26(work: Path, root: Path, n_pairs: int | None = None, learned: bool = T
     return out
 
 
-def s1s2_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]] | None:
-    """The real S1/S2 pairs under ``root / s1s2_pairs`` as ``(name, optical (3, h, w), sar (h, w))``
-    float32 shifted by +1 (0 stays "no data"), by name; None (and a line saying so) when absent."""
+def s1s2_pairs(root: Path, n: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]] | None:
+    """The real S1/S2 pairs under ``root / s1s2_pairs`` (the first ``n`` by name; all by default)
+    as ``(name, optical (3, h, w), sar (h, w))`` float32 shifted by +1 so that 0 stays "no data"
+    for the dense mode; None (and a line saying so) when absent."""
     from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
     pairs_root = root / "s1s2_pairs"
     if not pairs_root.is_dir():
         print(f"real S1/S2 pairs not found at {pairs_root}; skipped")
         return None
     return [(p.name, read_optical(p.optical).pixels.astype(np.float32) + 1,
-             read_sar(p.sar).pixels[0].astype(np.float32) + 1) for p in find_pairs(pairs_root)]
-
-
-def capella_pair(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The Capella / Maxar Rotterdam sample as arrays on one grid (both files share it): optical
-    ``(3, 200, 200)`` float32 + 1 and the SAR's HH band ``(200, 200)`` float32 (dB shifted to >= 1;
-    its masked part, NaN in the file, 0 = no data)."""
-    opt = read_raster(folder / "rgb_unmasked.tif").astype(np.float32)[:3] + 1
-    hh = read_raster(folder / "sar_masked.tif", bands=[1]).astype(np.float32)[0]
-    valid = np.isfinite(hh)
-    return opt, np.where(valid, np.nan_to_num(hh) - hh[valid].min() + 1, 0).astype(np.float32)
+             read_sar(p.sar).pixels[0].astype(np.float32) + 1) for p in find_pairs(pairs_root)[:n]]
 
 
 def small_tune(work: Path, root: Path) -> dict | None:

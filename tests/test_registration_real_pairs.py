@@ -140,7 +140,7 @@ def test_dense_does_no_harm_on_a_pair_with_nothing_to_match(two_pairs, tmp_path)
     assert res["confidence"] < 0.2, res["confidence"]
 
 
-def test_crops_from_320_px_take_the_medium_route_and_it_beats_the_small_one(tmp_path):
+def test_crops_from_320_px_take_the_medium_route_and_it_beats_the_small_one(two_pairs, tmp_path):
     """384 px centre crops of the first two pairs (issue-22 warps, seeds 5000 / 5001 as in
     ``bench_registration.py --what route-tune``): the default settings take the medium route, which
     recovers the warp better than the small-image route (the default before ``medium_min_side``
@@ -148,21 +148,14 @@ def test_crops_from_320_px_take_the_medium_route_and_it_beats_the_small_one(tmp_
     0.52 px (small route 1.94), 157 1.83 px (3.03); mismatch: 0.00 px (small route 8.57)."""
     from dataclasses import replace
 
-    from sarfusion.datasets.pairs import find_pairs, read_optical, read_sar
     from sarfusion.registration.dense import DenseConfig
     from sarfusion.registration.testpair import dense_offsets, warp_recovery_errors
-    root = REPO.parent / "shared" / "real_samples" / "s1s2_pairs"
-    if not root.is_dir():
-        pytest.skip(f"real S1/S2 pairs not found at {root}")
     side = 384
     assert DenseConfig().medium_min_side <= side
     small = replace(DenseConfig(), medium_min_side=side + 1)
-    crops = []
-    for p in find_pairs(root)[:2]:
-        opt = read_optical(p.optical).pixels.astype(np.float32) + 1
-        sar = read_sar(p.sar).pixels[0].astype(np.float32) + 1
-        r0 = (opt.shape[1] - side) // 2
-        crops.append((p.name, opt[:, r0:r0 + side, r0:r0 + side].copy(), sar[r0:r0 + side, r0:r0 + side].copy()))
+    r0 = (CROP - side) // 2  # the centre of the 512 px centre: the same pixels as the bench's crop
+    crops = [(name, opt[:, r0:r0 + side, r0:r0 + side].copy(), sar[r0:r0 + side, r0:r0 + side].copy())
+             for name, opt, sar in two_pairs]
     for i, (name, opt, sar) in enumerate(crops):
         medium = warp_recovery_errors(tmp_path, opt, sar, 5000 + i, corr_px=102.4)
         small_route = warp_recovery_errors(tmp_path, opt, sar, 5000 + i, config=small, corr_px=102.4)

@@ -326,6 +326,12 @@ def _layover_shadow_mask(sar: np.ndarray, valid: np.ndarray, cfg: DenseConfig) -
     return mask
 
 
+def eroded_valid(valid: np.ndarray, px: int) -> np.ndarray:
+    """A validity mask ``(h, w)`` bool eroded by ``px`` px (a square of side 2 px + 1), so that
+    features fading at a nodata border are not compared; beyond the array's edge counts as valid."""
+    return cv2.erode(np.ascontiguousarray(valid, np.uint8), np.ones((2 * px + 1,) * 2, np.uint8)).astype(bool)
+
+
 def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
                  radius: int | None = None) -> tuple[np.ndarray, dict]:
     """One scene-wide translation (dy, dx) float32 in grid px, and its statistics.
@@ -362,10 +368,10 @@ def global_shift(grid: SceneGrid, cfg: DenseConfig, device: torch.device,
     # scored as feature-free ground it pulls the peak toward placements that see more valid SAR
     # (the Capella Rotterdam crop, 39% masked: +12 px on the search edge, 1.9 px on its valid part
     # alone). Windows without nodata take the plain NCC, bit for bit as before.
-    erode = np.ones((2 * int(math.ceil(max(s for _, s in cfg.small_global_scales))) + 1,) * 2, np.uint8)
-    # (eroded within the compared windows: cv2 takes what lies beyond an array's edge as valid)
-    mo = cv2.erode(np.ascontiguousarray(opt[r:r + side, r:r + side] != 0, np.uint8), erode).astype(bool)
-    ms = cv2.erode(np.ascontiguousarray(sar[r:r + side + 2 * r, r:r + side + 2 * r] != 0, np.uint8), erode).astype(bool)
+    # (eroded within the compared windows: what lies beyond a window's edge counts as valid)
+    erode = int(math.ceil(max(s for _, s in cfg.small_global_scales)))
+    mo = eroded_valid(opt[r:r + side, r:r + side] != 0, erode)
+    ms = eroded_valid(sar[r:r + side + 2 * r, r:r + side + 2 * r] != 0, erode)
     masks = {} if mo.all() and ms.all() else {"template_masks": mo[None], "search_masks": ms[None],
                                               "min_overlap": cfg.min_overlap}
     total = None
@@ -459,9 +465,7 @@ def match_level(grid: SceneGrid, level: DenseLevel, prior, cfg: DenseConfig,
         if cfg.masked_ncc:
             # Feature support near the footprint border is cut by the gradient's padding guard:
             # erode the masks past it, so the border's fading features are not compared either.
-            erode = np.ones((2 * cfg.mask_erode + 1,) * 2, np.uint8)
-            mo = cv2.erode(vo.astype(np.uint8), erode).astype(bool)
-            ms = cv2.erode(vs.astype(np.uint8), erode).astype(bool)
+            mo, ms = eroded_valid(vo, cfg.mask_erode), eroded_valid(vs, cfg.mask_erode)
             # (not with learned descriptors: they learned what moves with the ground, and the
             # masks cost them: SN9 2048 px seeds 200 / 201 21.76 / 23.06 -> 21.51 / 21.00 px)
             if vhr and not learned and (cfg.sar_bright_quantile > 0 or cfg.sar_dark_quantile > 0) \
@@ -603,7 +607,7 @@ def dense_field(grid: SceneGrid, cfg: DenseConfig | None = None, prior: NodeFiel
                  shift[0], shift[1], st["global_radius"], st["global_score"], st["global_confidence"])
         stats.append(st)
         conf = st["global_confidence"]
-        if medium and st.get("global_strength", 0.0) < cfg.global_score_ramp[0]:
+        if medium and st["global_strength"] < cfg.global_score_ramp[0]:
             # A chance-level peak: the lattice searches around zero offsets instead (searched
             # around such a peak, a textureless scene's lattice agrees with itself: MultiEarth
             # forest kept 74% of its nodes around a peak on the search border, 37 px off).

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from sarfusion.io.raster import write_raster
+from sarfusion.io.raster import read_raster, write_raster
 from sarfusion.registration.warp import smooth_field, true_offsets, warp_by_field
 
 EPSG = 32631
@@ -264,6 +264,17 @@ def sen12_pairs(root: str | Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     from sarfusion.datasets.sen12 import find_pairs, read_png
     return [(p.sar.stem, read_png(p.optical, 3).astype(np.float32) + 1, read_png(p.sar, 1)[0].astype(np.float32) + 1)
             for p in find_pairs(root)]
+
+
+def capella_pair(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The Capella / Maxar Rotterdam sample (``real_samples/capella_rotterdam``; both files share
+    one grid) as arrays: optical ``(3, 200, 200)`` float32 + 1 and the SAR's HH band ``(200, 200)``
+    float32, dB shifted to >= 1, with its masked part (NaN in the file) at 0 = no data."""
+    folder = Path(folder)
+    opt = read_raster(folder / "rgb_unmasked.tif").astype(np.float32)[:3] + 1
+    hh = read_raster(folder / "sar_masked.tif", bands=[1]).astype(np.float32)[0]
+    valid = np.isfinite(hh)
+    return opt, np.where(valid, np.nan_to_num(hh) - hh[valid].min() + 1, 0).astype(np.float32)
 
 
 def multiearth_pair(site: str | Path, sar_date: str = "2019_06_08", optical_date: str = "2019_07_26",
