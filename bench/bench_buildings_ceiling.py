@@ -12,12 +12,19 @@ as ``make demo`` makes it), three ceilings per preset, scored with the bundled S
   tiles (none since the demo moved to the tiles' 0.5 m; it trained at 1 m before);
 - ``footprint only``: a perfect footprint mask split only where it has gaps (connected
   components): what a model that finds the footprints but no wall between touching buildings
-  can reach.
+  can reach;
+- ``footprint only, rows split``: the same blobs cut by the row splitting
+  (``postproc.split_rows``) with a row-count table fitted on the labels of ``--rows-from`` (a
+  training AOI; default: the scored AOI itself, an in-sample bound).
+
+Without ``--aoi`` the bench generates the city and scores its training part, then its test part
+(the table from the training part's labels: out of sample).
 
 Also prints the share of buildings that touch another (terraced rows). The README quotes it
 (SN6 buildings: "Targets and watershed, checked against perfect maps").
 
-    .venv/bin/python bench/bench_buildings_ceiling.py [--aoi DIR/train/AOI_11_Rotterdam] [--presets demo,full]
+    .venv/bin/python bench/bench_buildings_ceiling.py [--aoi DIR/train/AOI_11_Rotterdam] [--rows-from AOI]
+        [--presets demo,full]
 """
 from __future__ import annotations
 
@@ -35,19 +42,22 @@ import shapely.affinity
 from scipy import ndimage as ndi
 
 from sarfusion.datasets.sn6 import find_label_csv, find_tiles, read_label_csv
-from sarfusion.datasets.sn6_buildings import building_targets, rasterize_instances, scaled_target_widths
+from sarfusion.datasets.sn6_buildings import (building_targets, rasterize_instances, read_building_polygons,
+                                              scaled_target_widths)
 from sarfusion.io.raster import raster_info
 from sarfusion.io.vector import geometries_to_wkt
 from sarfusion.metrics.buildings import score_buildings
-from sarfusion.postproc import polygonize_instances, probabilities_to_polygons
-from sarfusion.tasks.buildings import PRESETS
+from sarfusion.postproc import polygonize_instances, probabilities_to_polygons, split_rows
+from sarfusion.tasks.buildings import PRESETS, label_row_counts
 
 COLUMNS = ["ImageId", "PolygonWKT_Pix", "Confidence"]
 
 
-def ceilings(truth: pd.DataFrame, shapes: dict[str, tuple[int, int]], preset: str) -> dict[str, float]:
+def ceilings(truth: pd.DataFrame, shapes: dict[str, tuple[int, int]], preset: str,
+             row_counts: tuple[str, ...]) -> dict[str, float]:
     cfg = PRESETS[preset]
-    rows: dict[str, list] = {"targets": [], "targets at input scale": [], "footprint only": []}
+    rows: dict[str, list] = {"targets": [], "targets at input scale": [], "footprint only": [],
+                             "footprint only, rows split": []}
     for image_id, (h, w) in shapes.items():
         polys = [shapely.from_wkt(t) for t in truth.loc[truth.ImageId == image_id, "PolygonWKT_Pix"]]
         inst = rasterize_instances(polys, (h, w))
@@ -56,6 +66,8 @@ def ceilings(truth: pd.DataFrame, shapes: dict[str, tuple[int, int]], preset: st
                 building_targets(inst, cfg.edge_width, cfg.contact_width, cfg.contact_inside_width)
                 .astype(np.float32), cfg.watershed)[0],
             "footprint only": polygonize_instances(ndi.label(inst > 0)[0], None, cfg.watershed)[0],
+            "footprint only, rows split": polygonize_instances(split_rows(ndi.label(inst > 0)[0], row_counts),
+                                                               None, cfg.watershed)[0],
         }
         s = cfg.input_scale
         if s != 1.0:  # built at the network's scale, resized back as predict_probabilities does
@@ -68,6 +80,25 @@ def ceilings(truth: pd.DataFrame, shapes: dict[str, tuple[int, int]], preset: st
         for key, polys_found in found.items():
             rows[key] += [(image_id, wkt, 1.0) for wkt in geometries_to_wkt(polys_found)]
     return {key: score_buildings(truth, pd.DataFrame(r, columns=COLUMNS))["f1"] for key, r in rows.items() if r}
+
+
+def labelled_shapes(aoi: Path, csv: Path | None = None) -> tuple[pd.DataFrame, dict[str, tuple[int, int]]]:
+    """The AOI's labels (``csv``, default its SummaryData CSV) and the pixel shape of each labelled tile."""
+    truth = read_label_csv(csv or find_label_csv(aoi))
+    truth = truth[truth.PolygonWKT_Pix != "POLYGON EMPTY"]
+    labelled = set(truth.ImageId)
+    shapes = {}
+    for tile in find_tiles(aoi):
+        if tile.image_id in labelled:
+            info = raster_info(tile.sar_path)
+            shapes[tile.image_id] = (info.height, info.width)
+    return truth[truth.ImageId.isin(shapes)], shapes
+
+
+def table_from(aoi: Path) -> tuple[str, ...]:
+    """The row-count table of a training AOI's labels, as ``buildings train`` fits it."""
+    polygons = read_building_polygons(find_label_csv(aoi))
+    return label_row_counts([t for t in find_tiles(aoi) if t.image_id in polygons], polygons, 10 ** 6)
 
 
 def touching_share(truth: pd.DataFrame) -> float:
@@ -86,31 +117,28 @@ def main() -> int:
     ap.add_argument("--aoi", type=Path, default=None,
                     help="an SN6 training AOI (SAR-Intensity/ + SummaryData/*Buildings.csv); default: "
                          "a generated city (synth sn6 --seed 0 --tiles 40, its training part)")
+    ap.add_argument("--rows-from", type=Path, default=None,
+                    help="training AOI whose labels fit the row-count table (default: the scored AOI)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated city (default 0, the demo's)")
     ap.add_argument("--presets", default="demo,full", help="comma-separated building presets (default demo,full)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        aoi = args.aoi
-        if aoi is None:
+        parts = [(args.aoi, None)]
+        if args.aoi is None:
             from sarfusion.synth.sn6 import generate_sn6
-            aoi = generate_sn6(Path(tmp) / "sn6", tiles=40, seed=args.seed)["train_aoi"]
-        truth = read_label_csv(find_label_csv(aoi))
-        truth = truth[truth.PolygonWKT_Pix != "POLYGON EMPTY"]
-        shapes = {}
-        labelled = set(truth.ImageId)
-        for tile in find_tiles(aoi):
-            if tile.image_id in labelled:
-                info = raster_info(tile.sar_path)
-                shapes[tile.image_id] = (info.height, info.width)
-        truth = truth[truth.ImageId.isin(shapes)]
-        print(f"{aoi}: {len(shapes)} tiles, {len(truth)} buildings, "
-              f"{touching_share(truth):.3f} of them touch another", flush=True)
-        for preset in args.presets.split(","):
-            t0 = time.time()
-            for key, f1 in ceilings(truth, shapes, preset).items():
-                print(f"  {preset:5s} {key:24s} F1 {f1:.3f}", flush=True)
-            print(f"  ({preset}: {time.time() - t0:.0f} s)")
+            data = generate_sn6(Path(tmp) / "sn6", tiles=40, seed=args.seed)
+            parts = [(data["train_aoi"], None), (data["test_aoi"], data["test_truth_csv"])]
+        table = table_from(args.rows_from or Path(parts[0][0]))
+        for aoi, csv in parts:
+            truth, shapes = labelled_shapes(Path(aoi), csv)
+            print(f"{aoi}: {len(shapes)} tiles, {len(truth)} buildings, "
+                  f"{touching_share(truth):.3f} of them touch another", flush=True)
+            for preset in args.presets.split(","):
+                t0 = time.time()
+                for key, f1 in ceilings(truth, shapes, preset, table).items():
+                    print(f"  {preset:5s} {key:28s} F1 {f1:.3f}", flush=True)
+                print(f"  ({preset}: {time.time() - t0:.0f} s)")
     return 0
 
 

@@ -486,7 +486,8 @@ def test_full_recipe_runs_end_to_end_at_tiny_size(scene, tmp_path):
     """The full preset's code path on CPU (sizes overridden to tiny; everything else is the recipe:
     loss weights from each crop's building count, colour augmentation, the stepped lr, 8-connected
     seeds, dividing lines, 0.5 px outlines, grad clipping, 2 folds with best-checkpoint selection
-    and out-of-fold calibration, TTA at test). Random init: nothing is downloaded."""
+    and out-of-fold calibration (row splitting offered), TTA at test). Random init: nothing is
+    downloaded."""
     from sarfusion.metrics.buildings import score_buildings
 
     full = choose_preset(B.PRESETS, "full")
@@ -504,6 +505,11 @@ def test_full_recipe_runs_end_to_end_at_tiny_size(scene, tmp_path):
     assert saved.strip_context and all(m.context is not None and m.context.strips for m in models)
     report = json.loads((weights / "buildings_train_report.json").read_text())
     assert [f["best_step"] in (1, 2) for f in report["folds"]] == [True, True]
+    # the row-count table of the training labels travels with the weights; the calibration tried
+    # both ways and saved what it chose
+    assert saved.row_split and len(saved.watershed.row_counts) == 52
+    assert any(k.endswith(",split") for k in report["calibration"]["grid"])
+    assert saved.watershed.split_rows == report["calibration"]["split_rows"]
     out = B.predict_buildings(scene["test_aoi"], weights, tmp_path / "sub.csv", geo_path=tmp_path / "b.gpkg")
     result = score_buildings(scene["test_truth_csv"], out)
     assert result["n_images"] == len(find_tiles(scene["test_aoi"])) and 0.0 <= result["f1"] <= 1.0

@@ -154,3 +154,73 @@ def test_full_preset_targets_keep_narrow_terraced_houses():
     assert len(polys) == len(truth)
     for t in truth:
         assert _best_iou(t, polys) > 0.85
+
+
+def _terraced_rows(rng, n_rows: int, size: int = 256) -> list:
+    """Rows of 4-8 houses 10-14 px wide and 20 px deep sharing walls, laid along x, plus one
+    detached 30 x 30 px building per row: (polygons, houses per row)."""
+    polys, counts = [], []
+    for r in range(n_rows):
+        y = 10 + 40 * (r % 6)
+        x = 8.0
+        n = int(rng.integers(4, 9))
+        for _ in range(n):
+            w = float(rng.uniform(10, 14))
+            polys.append(box(x, y, x + w, y + 20))
+            x += w
+        polys.append(box(x + 20, y - 5, x + 50, y + 25))
+        counts.append(n)
+    return polys, counts
+
+
+def test_row_splitting_cuts_a_wall_less_row_into_its_houses_and_leaves_lone_buildings_whole():
+    import pandas as pd
+    from scipy import ndimage as ndi
+
+    from sarfusion.metrics.buildings import score_buildings
+    from sarfusion.postproc import fit_row_counts, row_count, split_rows
+    rng = np.random.default_rng(0)
+    train = [rasterize_instances(_terraced_rows(rng, 6)[0], (256, 256)) for _ in range(4)]
+    table = fit_row_counts(train)
+    assert row_count(table, 900.0, 30.0) == 1  # a lone 30 x 30 px building stays whole
+    assert row_count(table, 6 * 12 * 20.0, 20.0) == 6  # a 72 x 20 px row holds six 12 px houses
+    truth, _ = _terraced_rows(np.random.default_rng(1), 6)  # rows never trained on
+    blobs = ndi.label(rasterize_instances(truth, (256, 256)) > 0)[0]  # what a model without walls finds
+    frame = pd.DataFrame({"ImageId": "t", "PolygonWKT_Pix": [p.wkt for p in truth]})
+
+    def f1(labels):
+        polys, _ = polygonize_instances(labels)
+        return score_buildings(frame, pd.DataFrame({"ImageId": "t", "PolygonWKT_Pix": [p.wkt for p in polys],
+                                                    "Confidence": 1.0}))["f1"]
+
+    whole, parted = f1(blobs), f1(split_rows(blobs, table))
+    assert whole < 0.3  # only the detached buildings match
+    assert parted > 0.8, (whole, parted)
+
+
+def test_calibration_keeps_row_splitting_off_where_it_does_not_help(monkeypatch):
+    # Perfect targets with the walls visible: the watershed already finds every house, and the
+    # calibration must not take the splitting for a tie.
+    import dataclasses
+
+    from sarfusion.postproc import fit_row_counts
+    from sarfusion.tasks import buildings as B
+
+    rng = np.random.default_rng(2)
+    polys, _ = _terraced_rows(rng, 6)
+    labels = rasterize_instances(polys, (256, 256))
+    prob = building_targets(labels, 1, 3, 1).astype(np.float32)
+    cfg = dataclasses.replace(B.PRESETS["demo"], calibrate_seed_thresholds=(0.5,), calibrate_mask_thresholds=(0.5,))
+    cfg.watershed = dataclasses.replace(cfg.watershed, row_counts=fit_row_counts([labels]))
+
+    class Tile:
+        image_id, orientation = "t", 0
+
+    class Model:
+        input_mode = "sar4"
+    monkeypatch.setattr(B, "predict_probabilities", lambda *a, **k: prob)
+    monkeypatch.setattr(B, "read_model_input", lambda *a, **k: (None, None))
+    result = B.calibrate_watershed([(Tile(), [Model()])], {"t": polys}, {}, cfg)
+    assert result["f1"] > 0.95
+    assert result["split_rows"] is False and cfg.watershed.split_rows is False
+    assert "0.5,0.5,split" in result["grid"]

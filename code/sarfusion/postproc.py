@@ -8,6 +8,7 @@ dropped. Polygons are in SpaceNet pixel coordinates: pixel ``(row, col)`` covers
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -34,6 +35,11 @@ class WatershedParams:
     seed_connectivity: int = 4
     dividing_lines: bool = False
     outline_buffer: float = 0.0
+    # Row splitting (ours, not the winner's): each building the watershed finds is cut along its
+    # skeleton into as many equal parts as blobs of its area and depth held buildings in the
+    # training labels (``row_counts``, from :func:`fit_row_counts`). On by calibration only.
+    split_rows: bool = False
+    row_counts: tuple[str, ...] = ()
 
 
 def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None) -> np.ndarray:
@@ -63,9 +69,131 @@ def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None)
     remap[keep] = np.arange(1, int(keep.sum()) + 1)
     seeds = remap[seeds]
     labels = _flood(seeds, mask, fp)
+    if p.split_rows and p.row_counts:
+        labels = split_rows(labels, p.row_counts)
     if p.dividing_lines:
         labels = _part_touching(labels)
     return labels.astype(np.int32)
+
+
+# --- row splitting ------------------------------------------------------------------------------------
+# Terraced houses share walls that SAR rarely shows, so a footprint model finds whole rows. How many
+# buildings a blob of a given area and depth holds is learned from the training labels (each
+# connected blob of the label mask, i.e. a row of touching buildings or one building alone) and
+# stored as a table over log area x log depth, ROW_LOG_STEP wide bins, one base-36 digit per bin.
+ROW_AREA_LOG0, ROW_DEPTH_LOG0, ROW_LOG_STEP = float(np.log(40.0)), float(np.log(4.0)), 0.15
+ROW_AREA_BINS, ROW_DEPTH_BINS = 52, 23  # areas 40 .. ~100,000 px, depths 4 .. ~120 px
+ROW_NEIGHBOURS = 15  # blobs of the training labels voting (median) for each bin's count
+
+
+def blob_shape(blob: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """``(area px, depth px, skeleton)`` of a bool blob ``(h, w)``: depth is twice the median
+    distance from the skeleton to the background (a row's width across), the skeleton a bool
+    ``(h, w)`` (scikit-image's thinning)."""
+    from skimage.morphology import skeletonize
+
+    skeleton = skeletonize(blob)
+    if not skeleton.any():
+        return float(blob.sum()), 1.0, skeleton
+    inside = ndi.distance_transform_edt(np.pad(blob, 1))[1:-1, 1:-1]
+    return float(blob.sum()), float(2 * np.median(inside[skeleton])), skeleton
+
+
+def fit_row_counts(label_images: Iterable[np.ndarray], min_area: float = 80.0) -> tuple[str, ...]:
+    """The row-count table from instance label images ``(H, W)`` int (0 = background): for every
+    connected blob of the label mask of at least ``min_area`` px, its area, depth and the number of
+    labels covering at least half of ``min_area`` px of it; each table bin holds the median count
+    of the ``ROW_NEIGHBOURS`` blobs nearest in (log area, log depth). ``()`` without blobs."""
+    samples = []
+    for labels in label_images:
+        blobs, _ = ndi.label(labels > 0)
+        for k, sl in enumerate(ndi.find_objects(blobs), start=1):
+            blob = blobs[sl] == k
+            if blob.sum() < min_area:
+                continue
+            ids, counts = np.unique(labels[sl][blob], return_counts=True)
+            area, depth, _ = blob_shape(blob)
+            samples.append((np.log(area), np.log(depth), max(1, int((counts >= min_area / 2).sum()))))
+    if not samples:
+        return ()
+    from scipy.spatial import cKDTree
+
+    x = np.asarray(samples)
+    scale = x[:, :2].std(0) + 1e-6  # neighbours in standardised log area / log depth
+    area_c = ROW_AREA_LOG0 + ROW_LOG_STEP * (np.arange(ROW_AREA_BINS) + 0.5)
+    depth_c = ROW_DEPTH_LOG0 + ROW_LOG_STEP * (np.arange(ROW_DEPTH_BINS) + 0.5)
+    grid = np.stack(np.meshgrid(area_c, depth_c, indexing="ij"), -1).reshape(-1, 2)
+    k = min(ROW_NEIGHBOURS, len(x))
+    _, nearest = cKDTree(x[:, :2] / scale).query(grid / scale, k=k)
+    votes = x[np.asarray(nearest).reshape(len(grid), k), 2]
+    table = np.clip(np.rint(np.median(votes, axis=1)), 1, 35).astype(int).reshape(ROW_AREA_BINS, ROW_DEPTH_BINS)
+    return tuple("".join(np.base_repr(v, 36) for v in row) for row in table)
+
+
+def row_count(table: tuple[str, ...], area: float, depth: float) -> int:
+    """Buildings a blob of ``area`` px and ``depth`` px holds, by the :func:`fit_row_counts` table."""
+    i = int(np.clip((np.log(max(area, 1.0)) - ROW_AREA_LOG0) // ROW_LOG_STEP, 0, ROW_AREA_BINS - 1))
+    j = int(np.clip((np.log(max(depth, 1.0)) - ROW_DEPTH_LOG0) // ROW_LOG_STEP, 0, ROW_DEPTH_BINS - 1))
+    return int(table[i][j], 36)
+
+
+def _skeleton_arc(skeleton: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(points (n, 2) int, arc (n,) float px)``: the skeleton's pixels and their distance along it
+    from one end of its longest path (pixels joined 8-connected, diagonals sqrt 2 long)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    pts = np.argwhere(skeleton)
+    index = np.full(skeleton.shape, -1, np.int64)
+    index[pts[:, 0], pts[:, 1]] = np.arange(len(pts))
+    padded = np.pad(index, 1, constant_values=-1)
+    src, dst, length = [], [], []
+    for dr, dc in ((0, 1), (1, -1), (1, 0), (1, 1)):  # each neighbour pair once
+        other = padded[1 + pts[:, 0] + dr, 1 + pts[:, 1] + dc]
+        ok = other >= 0
+        src.append(np.nonzero(ok)[0])
+        dst.append(other[ok])
+        length.append(np.full(int(ok.sum()), np.hypot(dr, dc)))
+    src, dst, length = np.concatenate(src), np.concatenate(dst), np.concatenate(length)
+    graph = coo_matrix((length, (src, dst)), shape=(len(pts), len(pts))).tocsr()
+    first = dijkstra(graph, directed=False, indices=0)
+    end = int(np.argmax(np.where(np.isfinite(first), first, -1)))
+    arc = dijkstra(graph, directed=False, indices=end)
+    return pts, np.where(np.isfinite(arc), arc, 0.0)
+
+
+def split_blob(blob: np.ndarray, n: int, depth: float, skeleton: np.ndarray) -> np.ndarray:
+    """``(h, w)`` int32 labels 1..n of a bool ``blob`` cut into ``n`` parts of equal length along
+    its skeleton: one marker per part centre, every pixel to its nearest marker. The skeleton
+    stops about half a depth short of each end, so the row's length is its arc + one depth."""
+    if n <= 1 or skeleton.sum() < 2:
+        return blob.astype(np.int32)
+    pts, arc = _skeleton_arc(skeleton)
+    total = arc.max()
+    centres = np.clip((np.arange(n) + 0.5) * (total + depth) / n - depth / 2, 0, total)
+    markers = np.zeros(blob.shape, np.int32)
+    for i, c in enumerate(centres):
+        r, col = pts[int(np.argmin(np.abs(arc - c)))]
+        if markers[r, col] == 0:
+            markers[r, col] = i + 1
+    _, (rows, cols) = ndi.distance_transform_edt(markers == 0, return_indices=True)
+    return np.where(blob, markers[rows, cols], 0).astype(np.int32)
+
+
+def split_rows(labels: np.ndarray, table: tuple[str, ...]) -> np.ndarray:
+    """Instance labels ``(H, W)`` int32 with every building cut into as many equal parts along its
+    skeleton as the row-count ``table`` gives for its area and depth (numbered from 1 again)."""
+    out = np.zeros(labels.shape, np.int32)
+    count = 0
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        blob = labels[sl] == k
+        area, depth, skeleton = blob_shape(blob)
+        parts = split_blob(blob, row_count(table, area, depth), depth, skeleton)
+        out[sl][parts > 0] = parts[parts > 0] + count
+        count += int(parts.max())
+    return out
 
 
 FLOOD_LEVELS = 16  # footprint-probability steps of the flood (1 - footprint, quantised)

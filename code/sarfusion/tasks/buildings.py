@@ -37,8 +37,8 @@ from sarfusion.io.atomic import atomic_path
 from sarfusion.io.raster import raster_info, write_raster
 from sarfusion.io.vector import geometries_to_wkt, write_submission_csv
 from sarfusion.models.segmentation import INPUT_CHANNELS
-from sarfusion.postproc import (WatershedParams, distance_to_nodata, merge_footprints, probabilities_to_polygons,
-                                touches_nodata)
+from sarfusion.postproc import (WatershedParams, distance_to_nodata, fit_row_counts, merge_footprints,
+                                probabilities_to_polygons, touches_nodata)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,11 @@ class BuildingsConfig:
     calibrate_tiles: int = 6
     calibrate_seed_thresholds: tuple[float, ...] = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75)
     calibrate_mask_thresholds: tuple[float, ...] = (0.15, 0.2, 0.3, 0.4, 0.5)
+    # Row splitting (postproc.split_rows; not in the winner's recipe): the row-count table is fitted
+    # on the labels of up to ``row_count_tiles`` training tiles, and the calibration then scores every
+    # threshold pair with and without splitting, so it is used only where it raises F1 there.
+    row_split: bool = True
+    row_count_tiles: int = 400
 
 
 PRESETS = {
@@ -191,7 +196,8 @@ def _config_from_dict(data: dict) -> BuildingsConfig:
     data = dict(data)
     data["engine"] = EngineConfig(**data["engine"])
     data["augment"] = AugmentParams(**{**data["augment"], "scale": tuple(data["augment"]["scale"])})
-    data["watershed"] = WatershedParams(**data["watershed"])
+    data["watershed"] = WatershedParams(**{**data["watershed"],
+                                           "row_counts": tuple(data["watershed"].get("row_counts") or ())})
     for key in ("decoder_channels", "channel_weights", "tta_scales", "calibrate_seed_thresholds",
                 "calibrate_mask_thresholds", "lr_milestones"):
         if data.get(key) is not None:
@@ -480,6 +486,9 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
     polygons = _load_labels(aoi_dir)
     tiles = _labelled(tiles, polygons, aoi_dir)
     _check_sar_tiles(tiles)
+    if cfg.row_split:
+        cfg.watershed = dataclasses.replace(cfg.watershed, row_counts=label_row_counts(tiles, polygons,
+                                                                                      cfg.row_count_tiles))
     work = Path(work_dir) if work_dir else weights_dir / "runs" / f"buildings_{input_mode}"
     weights_dir.mkdir(parents=True, exist_ok=True)
     if input_mode == "colorized" and not (weights_dir / "colorizer.pt").is_file():
@@ -531,14 +540,33 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
     return weights_dir
 
 
+def label_row_counts(tiles: Sequence[SN6Tile], polygons: dict, max_tiles: int) -> tuple[str, ...]:
+    """The row-count table (:func:`~sarfusion.postproc.fit_row_counts`) of the labels of up to
+    ``max_tiles`` of ``tiles``, evenly spread, rasterised on each tile's own pixel grid."""
+    from sarfusion.datasets.sn6_buildings import rasterize_instances
+
+    chosen = list(tiles)[::max(1, len(tiles) // max(1, max_tiles))][:max_tiles]
+
+    def label_images():
+        for tile in chosen:
+            info = raster_info(tile.sar_path)
+            yield rasterize_instances(polygons.get(tile.image_id, []), (info.height, info.width))
+
+    t0 = time.time()
+    table = fit_row_counts(label_images())
+    log.info("row-count table fitted on the labels of %d tiles in %.1f s", len(chosen), time.time() - t0)
+    return table
+
+
 def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]], polygons: dict,
                         prepared: dict[str, Path], cfg: BuildingsConfig) -> dict:
-    """Choose ``cfg.watershed`` seed/mask thresholds by F1 on labelled tiles (never test tiles).
+    """Choose ``cfg.watershed`` seed/mask thresholds, and whether rows are split (when the config
+    offers it and has a row-count table), by F1 on labelled tiles (never test tiles).
 
     ``tiles``: ``(tile, models)`` pairs, each tile with the models that predict it (out of fold:
     the one that did not train on it); up to ``cfg.calibrate_tiles`` of them, evenly spread, are
     used, with the test-time augmentation the config applies at prediction (``cfg.tta``). The
-    probabilities are computed once per tile; each threshold pair re-runs only the watershed.
+    probabilities are computed once per tile; each setting re-runs only the watershed.
     Updates ``cfg.watershed`` in place and returns the grid of F1 values.
     """
     if cfg.calibrate_tiles <= 0 or not tiles:
@@ -561,21 +589,27 @@ def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]]
     ids = [t.image_id for t, _ in chosen]
     truth = _truth_frame(polygons, ids)
     grid = {}
-    for seed_t in cfg.calibrate_seed_thresholds:
-        for mask_t in cfg.calibrate_mask_thresholds:
-            params = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t)
-            rows = []
-            for image_id, prob in zip(ids, probs):
-                polys, conf = probabilities_to_polygons(prob, params)
-                rows += [(image_id, w, c) for w, c in zip(geometries_to_wkt(polys), conf)]
-            pred = _with_empty_rows(pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"]), ids)
-            grid[(seed_t, mask_t)] = score_buildings(truth, pred)["f1"]
-    (seed_t, mask_t), best = max(grid.items(), key=lambda kv: kv[1])
-    cfg.watershed = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t)
-    log.info("watershed thresholds calibrated on %d labelled tiles: seed %.2f, mask %.2f (F1 %.3f there)",
-             len(chosen), seed_t, mask_t, best)
-    return {"tiles": ids, "seed_threshold": seed_t, "mask_threshold": mask_t, "f1": best,
-            "grid": {f"{k[0]},{k[1]}": v for k, v in grid.items()}}
+    splits = (False, True) if cfg.row_split and cfg.watershed.row_counts else (False,)
+    for split in splits:  # ties keep the watershed alone (first)
+        for seed_t in cfg.calibrate_seed_thresholds:
+            for mask_t in cfg.calibrate_mask_thresholds:
+                params = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t,
+                                             split_rows=split)
+                rows = []
+                for image_id, prob in zip(ids, probs):
+                    polys, conf = probabilities_to_polygons(prob, params)
+                    rows += [(image_id, w, c) for w, c in zip(geometries_to_wkt(polys), conf)]
+                pred = _with_empty_rows(pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"]), ids)
+                grid[(seed_t, mask_t, split)] = score_buildings(truth, pred)["f1"]
+    (seed_t, mask_t, split), best = max(grid.items(), key=lambda kv: kv[1])
+    cfg.watershed = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t, split_rows=split)
+    unsplit = max(v for k, v in grid.items() if not k[2])
+    log.info("watershed thresholds calibrated on %d labelled tiles: seed %.2f, mask %.2f, rows %s (F1 %.3f "
+             "there; %.3f without row splitting)", len(chosen), seed_t, mask_t, "split" if split else "not split",
+             best, unsplit)
+    return {"tiles": ids, "seed_threshold": seed_t, "mask_threshold": mask_t, "split_rows": split, "f1": best,
+            "f1_without_row_split": unsplit,
+            "grid": {f"{k[0]},{k[1]}" + (",split" if k[2] else ""): v for k, v in grid.items()}}
 
 
 # --- prediction --------------------------------------------------------------------------------------
@@ -913,8 +947,9 @@ def run_input_experiment(data_dir: str | Path, preset: str = "demo", work_dir: s
     The east-most ``experiment_test_fraction`` easting band is the test part; training tiles
     within one tile width of it are dropped. The colorizer (for ``colorized``) is trained on the
     training part only. Returns ``{"split": {...}, "modes": {mode: {f1, precision, recall, tp, fp,
-    fn, train_seconds, steps_per_s, seed_threshold, mask_threshold}}}``; each mode's watershed
-    thresholds are calibrated on its training tiles, never on the test band.
+    fn, train_seconds, steps_per_s, seed_threshold, mask_threshold, split_rows}}}``; each mode's
+    watershed thresholds (and row splitting, with the training tiles' row-count table) are
+    calibrated on its training tiles, never on the test band.
     """
     from sarfusion.metrics.buildings import score_buildings
 
@@ -933,6 +968,9 @@ def run_input_experiment(data_dir: str | Path, preset: str = "demo", work_dir: s
                                         else width_m)[-1]
     by_id = {t.image_id: t for t in tiles}
     train_tiles, test_tiles = [by_id[i] for i in train_ids], [by_id[i] for i in test_ids]
+    if base.row_split:  # from the training tiles' labels only, as train does
+        base = dataclasses.replace(base, watershed=dataclasses.replace(
+            base.watershed, row_counts=label_row_counts(train_tiles, polygons, base.row_count_tiles)))
     log.info("experiment split: %d training tiles, %d test tiles (east band), %d excluded",
              len(train_tiles), len(test_tiles), len(tiles) - len(train_tiles) - len(test_tiles))
     truth = _truth_frame(polygons, test_ids)
@@ -957,7 +995,8 @@ def run_input_experiment(data_dir: str | Path, preset: str = "demo", work_dir: s
         result["modes"][mode] = {**{k: score[k] for k in ("f1", "precision", "recall", "tp", "fp", "fn")},
                                  "train_seconds": info["seconds"], "steps_per_s": info["steps_per_s"],
                                  "seed_threshold": calibration.get("seed_threshold"),
-                                 "mask_threshold": calibration.get("mask_threshold")}
+                                 "mask_threshold": calibration.get("mask_threshold"),
+                                 "split_rows": calibration.get("split_rows")}
         log.info("%s: F1 %.3f P %.3f R %.3f", mode, score["f1"], score["precision"], score["recall"])
     (work / "results.json").write_text(json.dumps(result, indent=2, default=float))
     return result

@@ -25,6 +25,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg.encoder_weights = args.encoder_weights
     if args.strip_context is not None:
         cfg.strip_context = args.strip_context
+    if args.row_split is not None:
+        cfg.row_split = args.row_split
     out = train_buildings(args.aoi, args.weights, preset=args.preset, input_mode=args.input_mode,
                           folds=args.folds, work_dir=args.work_dir, config=cfg)
     report = (out / "buildings_train_report.json").read_text()
@@ -111,6 +113,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="the SN6 winner's extra inputs at the network's bottleneck: a one-hot of the tile's "
                          "strip, its look direction and the strip's northing (default: the preset's: demo off, "
                          "full on)")
+    tr.add_argument("--row-split", action=argparse.BooleanOptionalAction, default=None,
+                    help="offer row splitting to the threshold calibration: each found building cut into as "
+                         "many equal parts as label blobs of its area and depth held in the training labels; "
+                         "kept only where it raises F1 on the calibration tiles (default: on)")
     tr.add_argument("--work-dir", default=None, help="checkpoints and prepared inputs (default: WEIGHTS/runs/...)")
     add_json_flag(tr)
     tr.set_defaults(func=_train)
