@@ -99,9 +99,11 @@ def blob_shape(blob: np.ndarray) -> tuple[float, float, np.ndarray]:
     return float(blob.sum()), float(2 * np.median(inside[skeleton])), skeleton
 
 
-def fit_row_counts(label_images: Iterable[np.ndarray], min_area: float = 80.0) -> tuple[str, ...]:
+def fit_row_counts(label_images: Iterable[np.ndarray],
+                   min_area: float = WatershedParams.min_area) -> tuple[str, ...]:
     """The row-count table from instance label images ``(H, W)`` int (0 = background): for every
-    connected blob of the label mask of at least ``min_area`` px, its area, depth and the number of
+    connected blob of the label mask of at least ``min_area`` px (default: the smallest polygon the
+    watershed keeps), its area, depth and the number of
     labels covering at least half of ``min_area`` px of it; each table bin holds the median count
     of the ``ROW_NEIGHBOURS`` blobs nearest in (log area, log depth). ``()`` without blobs."""
     samples = []

@@ -30,7 +30,8 @@ import shapely
 from sarfusion.config import choose_preset, describe
 from sarfusion.datasets.sn6 import SN6Tile, find_label_csv, find_orientations, find_tiles, read_sar
 from sarfusion.datasets.sn6_buildings import (AugmentParams, NormStats, StripContext, compute_norm_stats,
-                                              easting_folds, orient, read_building_polygons, read_model_input)
+                                              easting_folds, orient, rasterize_instances, read_building_polygons,
+                                              read_model_input)
 from sarfusion.engine import EngineConfig
 from sarfusion.errors import InputError
 from sarfusion.io.atomic import atomic_path
@@ -547,8 +548,6 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
 def label_row_counts(tiles: Sequence[SN6Tile], polygons: dict, max_tiles: int) -> tuple[str, ...]:
     """The row-count table (:func:`~sarfusion.postproc.fit_row_counts`) of the labels of up to
     ``max_tiles`` of ``tiles``, evenly spread, rasterised on each tile's own pixel grid."""
-    from sarfusion.datasets.sn6_buildings import rasterize_instances
-
     chosen = list(tiles)[::max(1, len(tiles) // max(1, max_tiles))][:max_tiles]
 
     def label_images():
