@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import ndimage as ndi
 
 from sarfusion.config import choose_preset
 from sarfusion.datasets.sn6 import find_tiles
@@ -347,6 +348,24 @@ def test_dataset_at_half_scale_draws_targets_at_that_resolution(scene):
     np.testing.assert_allclose(img_h[3].astype(np.float32)[block_valid],
                                img_f[3].astype(np.float32).reshape(80, 2, 80, 2).mean(axis=(1, 3))[block_valid],
                                rtol=0.01, atol=0.05)
+
+
+def test_row_targets_reach_the_training_samples(scene):
+    # training_dataset passes the config's row_targets: the same tile's edge and contact lose the
+    # walls between touching buildings (the generated scenes have terraced rows), footprint unchanged.
+    tiles = find_tiles(scene["train_aoi"])
+    polygons = read_building_polygons(scene["train_csv"])
+    tile = max(tiles, key=lambda t: len(polygons.get(t.image_id, [])))
+    stats = NormStats([0.0] * 4, [1.0] * 4)
+    per_house = dataclasses.replace(_tiny_config(), row_targets=False, cache_tiles=False)
+    per_row = dataclasses.replace(per_house, row_targets=True)
+    _, houses = B.training_dataset([tile], polygons, {}, stats, per_house).load_tile(0)
+    _, rows = B.training_dataset([tile], polygons, {}, stats, per_row).load_tile(0)
+    np.testing.assert_array_equal(rows[0], houses[0])
+    inside = ndi.binary_erosion(houses[0].astype(bool), iterations=3)  # away from the rows' outlines
+    assert (houses[2].astype(bool) & inside).sum() > 50  # walls inside rows are contact per house
+    assert not (rows[2].astype(bool) & inside).any()
+    assert rows[1].sum() < houses[1].sum()
 
 
 def test_bad_inputs_name_the_file_and_keep_outputs(scene, tmp_path):

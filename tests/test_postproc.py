@@ -156,6 +156,27 @@ def test_full_preset_targets_keep_narrow_terraced_houses():
         assert _best_iou(t, polys) > 0.85
 
 
+def test_row_targets_outline_rows_not_the_walls_inside_them():
+    # The demo preset's targets: a row of houses sharing walls gets edge and contact only around
+    # the row; a row 4 px away still gets contact in the gap, and a lone building is unchanged.
+    from sarfusion.tasks.buildings import PRESETS
+
+    demo, full = PRESETS["demo"], PRESETS["full"]
+    assert demo.row_targets and not full.row_targets  # full keeps the winner's per-building targets
+    row = [box(10 + 10 * i, 10, 20 + 10 * i, 40) for i in range(5)]  # walls at x = 20, 30, 40, 50
+    truth = row + [box(64, 10, 84, 40), box(10, 60, 40, 90)]  # a row 4 px away; a lone building
+    labels = rasterize_instances(truth, (100, 100))
+    houses = building_targets(labels, demo.edge_width, demo.contact_width, demo.contact_inside_width)
+    rows = building_targets(labels, demo.edge_width, demo.contact_width, demo.contact_inside_width, rows=True)
+    np.testing.assert_array_equal(rows[0], houses[0])  # the footprint is the same
+    for wall in (20, 30, 40, 50):
+        assert houses[1, 25, wall] and houses[2, 25, wall]  # per house: edge and contact at each wall
+        assert not rows[1, 25, wall - 2:wall + 2].any() and not rows[2, 25, wall - 2:wall + 2].any()
+    assert rows[1, 25, 10] and rows[1, 25, 59] and rows[1, 10, 35]  # the row's own outline is edge
+    assert rows[2, 25, 61:63].all()  # the gap between the two rows is still contact
+    np.testing.assert_array_equal(rows[:, 55:, :], houses[:, 55:, :])  # the lone building: unchanged
+
+
 def _terraced_rows(rng, n_rows: int, size: int = 256) -> list:
     """Rows of 4-8 houses 10-14 px wide and 20 px deep sharing walls, laid along x, plus one
     detached 30 x 30 px building per row: (polygons, houses per row)."""

@@ -7,7 +7,8 @@ Targets (the SN6 winner's, SPEC section 2), ``(3, H, W)`` uint8 in {0, 1}:
 * contact: pixels within ``contact_width`` px of two different buildings (the gaps the
   watershed must cut); inside a building, within ``contact_inside`` px of another building
   (default the same). The SN6 winner's targets: 3 px outside, 1 px inside (a band along each
-  shared wall), so a narrow terraced house keeps a seed.
+  shared wall), so a narrow terraced house keeps a seed. With ``row_targets`` (ours, the demo
+  preset's) edge and contact outline rows of touching buildings instead, without the shared walls.
 
 Direction-1 strips (imaged from the south) are rotated 180 degrees at load, so layover and
 shadow always fall the same way for the network; predictions are rotated back by the caller.
@@ -79,9 +80,15 @@ def rasterize_instances(polygons: Sequence[shapely.Polygon], shape: tuple[int, i
 
 
 def building_targets(labels: np.ndarray, edge_width: int = 2, contact_width: int = 3,
-                     contact_inside: int | None = None) -> np.ndarray:
+                     contact_inside: int | None = None, rows: bool = False) -> np.ndarray:
     """``(3, H, W)`` uint8 footprint / edge / contact masks from instance labels ``(H, W)``
-    (widths in px; ``contact_inside`` None: ``contact_width``)."""
+    (widths in px; ``contact_inside`` None: ``contact_width``).
+
+    ``rows``: edge and contact are drawn around each 4-connected blob of the footprint (a row of
+    buildings sharing walls counts as one), not around each building, so the network is not asked
+    for walls the SAR may not show; the row splitting (``postproc.split_rows``) cuts the rows."""
+    if rows:
+        labels = ndi.label(labels > 0)[0]
     footprint = labels > 0
     size_e = 2 * edge_width + 1
     edge = footprint & (ndi.maximum_filter(labels, size_e) != ndi.minimum_filter(labels, size_e))
@@ -380,8 +387,9 @@ class BuildingTileDataset(Dataset):
                  polygons: Mapping[str, list], stats: NormStats, augment: AugmentParams,
                  edge_width: int = 2, contact_width: int = 3, cache: bool = True, seed: int = 0,
                  input_scale: float = 1.0, count_buildings: bool = False, contact_inside: int | None = None,
-                 context: StripContext | None = None):
+                 context: StripContext | None = None, row_targets: bool = False):
         self.tiles = list(tiles)
+        self.row_targets = bool(row_targets)
         self.context_vectors = None if context is None else [context.vector(t) for t in self.tiles]
         self.count_buildings = bool(count_buildings)
         self.input_scale = float(input_scale)
@@ -423,7 +431,8 @@ class BuildingTileDataset(Dataset):
         edge_width, contact_width, contact_inside = scaled_target_widths(
             self.edge_width, self.contact_width, self.contact_inside, self.input_scale)
         labels = rasterize_instances(polygons, valid.shape)
-        masks = np.concatenate([building_targets(labels, edge_width, contact_width, contact_inside),
+        masks = np.concatenate([building_targets(labels, edge_width, contact_width, contact_inside,
+                                                 rows=self.row_targets),
                                 valid[None].astype(np.uint8)])
         if self.count_buildings:
             if labels.max(initial=0) > np.iinfo(np.uint16).max:

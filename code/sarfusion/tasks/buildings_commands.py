@@ -27,6 +27,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg.strip_context = args.strip_context
     if args.row_split is not None:
         cfg.row_split = args.row_split
+    if args.row_targets is not None:
+        cfg.row_targets = args.row_targets
     out = train_buildings(args.aoi, args.weights, preset=args.preset, input_mode=args.input_mode,
                           folds=args.folds, work_dir=args.work_dir, config=cfg)
     report = (out / "buildings_train_report.json").read_text()
@@ -117,6 +119,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="offer row splitting to the threshold calibration: each found building cut into as "
                          "many equal parts as label blobs of its area and depth held in the training labels; "
                          "kept only where it raises F1 on the calibration tiles (default: on)")
+    tr.add_argument("--row-targets", action=argparse.BooleanOptionalAction, default=None,
+                    help="train the edge and contact targets around rows of touching buildings, not around each "
+                         "building (for SAR that shows no wall between terraced houses; the row splitting then "
+                         "cuts the rows) (default: the preset's: demo on, full off, the winner's targets)")
     tr.add_argument("--work-dir", default=None, help="checkpoints and prepared inputs (default: WEIGHTS/runs/...)")
     add_json_flag(tr)
     tr.set_defaults(func=_train)
