@@ -52,6 +52,14 @@ def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None)
         gets no label (as skimage's ``watershed(..., mask=mask)``).
     """
     p = params or WatershedParams()
+    return finish_instances(flood_instances(prob, p), p)
+
+
+def flood_instances(prob: np.ndarray, params: WatershedParams | None = None) -> np.ndarray:
+    """The first steps of :func:`watershed_instances`: seeds, mask and the flood, without the row
+    splitting and the dividing lines (:func:`finish_instances`). ``(3, H, W)`` float probabilities
+    -> ``(H, W)`` int32 labels."""
+    p = params or WatershedParams()
     if prob.ndim != 3 or prob.shape[0] != 3:
         raise ValueError(f"prob must be (3, H, W) footprint/edge/contact, got {prob.shape}")
     fp, edge, contact = (np.asarray(c, dtype=np.float32) for c in prob)
@@ -68,7 +76,16 @@ def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None)
     remap = np.zeros(n + 1, np.int32)
     remap[keep] = np.arange(1, int(keep.sum()) + 1)
     seeds = remap[seeds]
-    labels = _flood(seeds, mask, fp)
+    return _flood(seeds, mask, fp)
+
+
+def finish_instances(flooded: np.ndarray, params: WatershedParams | None = None) -> np.ndarray:
+    """The last steps of :func:`watershed_instances` on the labels of :func:`flood_instances`: the
+    row splitting (``split_rows``) and the dividing lines. Apart so that the calibration floods
+    once per threshold pair and tries it with and without splitting. Returns ``(H, W)`` int32
+    labels (``flooded`` is left as it is)."""
+    p = params or WatershedParams()
+    labels = flooded
     if p.split_rows and p.row_counts:
         labels = split_rows(labels, p.row_counts)
     if p.dividing_lines:

@@ -38,8 +38,9 @@ from sarfusion.io.atomic import atomic_path
 from sarfusion.io.raster import raster_info, write_raster
 from sarfusion.io.vector import geometries_to_wkt, write_submission_csv
 from sarfusion.models.segmentation import INPUT_CHANNELS
-from sarfusion.postproc import (WatershedParams, distance_to_nodata, fit_row_counts, merge_footprints,
-                                probabilities_to_polygons, touches_nodata)
+from sarfusion.postproc import (WatershedParams, distance_to_nodata, finish_instances, fit_row_counts,
+                                flood_instances, merge_footprints, polygonize_instances, probabilities_to_polygons,
+                                touches_nodata)
 
 log = logging.getLogger(__name__)
 
@@ -602,19 +603,22 @@ def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]]
     probs = [gathered[i] for i in range(len(chosen))]
     ids = [t.image_id for t, _ in chosen]
     truth = _truth_frame(polygons, ids)
-    grid = {}
     splits = (False, True) if cfg.row_split and cfg.watershed.row_counts else (False,)
-    for split in splits:  # ties keep the watershed alone (first)
-        for seed_t in cfg.calibrate_seed_thresholds:
-            for mask_t in cfg.calibrate_mask_thresholds:
-                params = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t,
-                                             split_rows=split)
+    scores = {}
+    for seed_t in cfg.calibrate_seed_thresholds:
+        for mask_t in cfg.calibrate_mask_thresholds:
+            params = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t)
+            flooded = [flood_instances(prob, params) for prob in probs]  # once for both splitting choices
+            for split in splits:
+                split_params = dataclasses.replace(params, split_rows=split)
                 rows = []
-                for image_id, prob in zip(ids, probs):
-                    polys, conf = probabilities_to_polygons(prob, params)
+                for image_id, prob, labels in zip(ids, probs, flooded):
+                    polys, conf = polygonize_instances(finish_instances(labels, split_params), prob[0], split_params)
                     rows += [(image_id, w, c) for w, c in zip(geometries_to_wkt(polys), conf)]
                 pred = _with_empty_rows(pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"]), ids)
-                grid[(seed_t, mask_t, split)] = score_buildings(truth, pred)["f1"]
+                scores[(seed_t, mask_t, split)] = score_buildings(truth, pred)["f1"]
+    # without splitting first: max() keeps the first of equal scores, so ties keep the watershed alone
+    grid = {key: scores[key] for split in splits for key in scores if key[2] == split}
     (seed_t, mask_t, split), best = max(grid.items(), key=lambda kv: kv[1])
     cfg.watershed = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t, split_rows=split)
     unsplit = max(v for k, v in grid.items() if not k[2])
