@@ -152,8 +152,9 @@ PRESETS = {
         tta_scales=(1.0,),
         # Chosen on a validation city (the training part of a seed-3 city, never reported): trained on
         # the demo's training part, row targets F1 0.455 (P 0.485, R 0.429) against 0.426 (P 0.455,
-        # R 0.401) with per-building targets. Not taken there: flip / scale TTA, a second training
-        # city, an exponential moving average of the weights (table in the README).
+        # R 0.401) with per-building targets. Not taken there: a second training city, an exponential
+        # moving average of the weights, other seed sizes or connectivity; nor flip / scale TTA on the
+        # training area's validation band (table in the README).
         row_targets=True,
     ),
     # The SN6 winner's recipe (../shared/SN6_WINNER_RECIPE.md), element by element where this code has the
