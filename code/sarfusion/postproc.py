@@ -130,7 +130,7 @@ def fit_row_counts(label_images: Iterable[np.ndarray],
             blob = blobs[sl] == k
             if blob.sum() < min_area:
                 continue
-            ids, counts = np.unique(labels[sl][blob], return_counts=True)
+            _, counts = np.unique(labels[sl][blob], return_counts=True)
             area, depth, _ = blob_shape(blob)
             samples.append((np.log(area), np.log(depth), max(1, int((counts >= min_area / 2).sum()))))
     if not samples:
