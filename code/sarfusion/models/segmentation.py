@@ -60,7 +60,12 @@ def build_segmentation_model(encoder: str, input_mode: str, classes: int = len(T
                      classes=classes, **kwargs)
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
-    return ContextUnet(model, context_size) if context_size > 0 else model
+    model = ContextUnet(model, context_size) if context_size > 0 else model
+    # Channels-last weights make every convolution run channels-last (their outputs follow the
+    # weights' layout), whatever the input's: on 2 CPU cores a demo training step of
+    # efficientnet-b0 takes 0.16 s instead of 0.21 s and a 900 px tile is predicted 30 % faster
+    # (bench/bench_buildings_speed.py); on GPUs it is the layout tensor cores and AMP prefer.
+    return model.to(memory_format=torch.channels_last)
 
 
 class ContextUnet(nn.Module):

@@ -101,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="network input: sar4 (4 pols), span (SPAN dB), fused (HSV RGB+SPAN, needs PS-RGB), "
                          "colorized (Pix2Pix RGB from SAR; trains the colorizer first) (default: sar4)")
     tr.add_argument("--preset", choices=("demo", "full"), default="demo",
-                    help="demo: efficientnet-b0, 128 px crops at the tiles' 0.5 m, 2600 steps (~10 CPU "
+                    help="demo: efficientnet-b0, 128 px crops at the tiles' 0.5 m, 3300 steps (~10 CPU "
                          "minutes); full: the SN6 winner recipe, efficientnet-b5, 512 px crops at 0.5 m "
                          "(default: demo)")
     tr.add_argument("--folds", type=int, default=None,
