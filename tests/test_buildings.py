@@ -92,6 +92,7 @@ def test_networks_are_channels_last_when_built_and_when_loaded(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), nchw(x), atol=1e-4, rtol=1e-4)
 
+
 def test_focal_dice_loss_prefers_the_truth():
     target = torch.zeros(2, 3, 32, 32)
     target[:, :, 8:20, 8:20] = 1
