@@ -622,8 +622,9 @@ def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]]
                     rows += [(image_id, w, c) for w, c in zip(geometries_to_wkt(polys), conf)]
                 pred = _with_empty_rows(pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"]), ids)
                 scores[(seed_t, mask_t, split)] = score_buildings(truth, pred)["f1"]
-    # without splitting first: max() keeps the first of equal scores, so ties keep the watershed alone
-    grid = {key: scores[key] for split in splits for key in scores if key[2] == split}
+    # without splitting first (a stable sort): max() keeps the first of equal scores, so ties keep
+    # the watershed alone
+    grid = dict(sorted(scores.items(), key=lambda kv: kv[0][2]))
     (seed_t, mask_t, split), best = max(grid.items(), key=lambda kv: kv[1])
     cfg.watershed = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t, split_rows=split)
     unsplit = max(v for k, v in grid.items() if not k[2])
