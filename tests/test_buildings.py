@@ -40,7 +40,7 @@ def _tiny_config(mode: str = "sar4") -> B.BuildingsConfig:
     return dataclasses.replace(
         cfg, input_mode=mode, decoder_channels=(16, 16, 16, 8, 8),
         engine=EngineConfig(max_steps=3, batch_size=2, checkpoint_every=2, log_every=1),
-        augment=AugmentParams(crop=64, scale=(0.9, 1.1), rotate_deg=3.0))
+        augment=AugmentParams(crop=64, scale=(0.9, 1.1), rotate_deg=3.0), area_steps=2, area_batch_size=2, area_crop=64)
 
 
 def test_easting_folds_exclude_the_validation_band_and_its_neighbours():
@@ -391,6 +391,61 @@ def test_row_targets_reach_the_training_samples(scene):
     assert rows[1].sum() < houses[1].sum()
 
 
+def test_area_target_gives_each_pixel_its_buildings_area(scene):
+    # The area network's samples: every footprint pixel carries the pixel area of its own label
+    # building (the same number for all its pixels), background 0.
+    from sarfusion.datasets.sn6_buildings import building_areas, rasterize_instances
+    from sarfusion.io.raster import raster_info
+
+    tiles = find_tiles(scene["train_aoi"])
+    polygons = read_building_polygons(scene["train_csv"])
+    tile = max(tiles, key=lambda t: len(polygons.get(t.image_id, [])))
+    stats = NormStats([0.0] * 4, [1.0] * 4)
+    cfg = dataclasses.replace(_tiny_config(), cache_tiles=False)
+    _, masks = B.training_dataset([tile], polygons, {}, stats, cfg, area=True).load_tile(0)
+    info = raster_info(tile.sar_path)
+    labels = orient(rasterize_instances(polygons[tile.image_id], (info.height, info.width)), tile.orientation)
+    sizes = np.bincount(labels.ravel())
+    np.testing.assert_array_equal(masks[-1], np.where(labels > 0, sizes[labels], 0))
+    np.testing.assert_array_equal(masks[-1] > 0, masks[0] > 0)
+    assert len(np.unique(masks[-1])) > 5  # buildings of many sizes
+    item = B.training_dataset([tile], polygons, {}, stats, cfg, area=True)[0]
+    assert item["area"].shape == item["target"].shape[1:]
+    assert set(np.unique(item["area"].numpy())) <= set(np.unique(masks[-1]).astype(np.float32))
+    np.testing.assert_array_equal(building_areas(np.array([[0, 2, 2], [1, 2, 0]])), [[0, 3, 3], [1, 3, 0]])
+
+
+class _ConstantArea(torch.nn.Module):
+    """An area network that predicts a log area of 3 everywhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return 3 + 0 * x[:, :1]
+
+
+def test_area_networks_add_a_4th_channel_in_tile_pixels():
+    """An area network's log area is in network px; at input scale 0.5 a tile px is 4 network px, so
+    prediction adds log 4. It is averaged as it is (no sigmoid) and leaves the footprint channels
+    as the footprint networks make them."""
+    raw = np.zeros((4, 64, 96), np.float32)
+    raw[0, 10:30, 6:60] = 1.0
+    valid = np.ones((64, 96), bool)
+    valid[:, -4:] = False
+    stats = NormStats([0.0] * 4, [1.0] * 4)
+    buildings = B.LoadedModel(_FirstChannel(), stats, "sar4")
+    alone = B.predict_probabilities([buildings], raw, valid, 1, flip=True)
+    for scale, want in ((1.0, 3.0), (0.5, 3.0 + np.log(4.0))):
+        area = B.LoadedModel(_ConstantArea(), stats, "sar4", input_scale=scale, output="area")
+        prob = B.predict_probabilities([buildings, area], raw, valid, 1, flip=True)
+        assert prob.shape == (4, 64, 96)
+        np.testing.assert_array_equal(prob[:3], alone)
+        np.testing.assert_allclose(prob[3][valid], want, atol=1e-5)
+        assert (prob[:, ~valid] == 0).all()
+
+
 def test_bad_inputs_name_the_file_and_keep_outputs(scene, tmp_path):
     aoi = tmp_path / "AOI_11_Rotterdam"
     shutil.copytree(scene["train_aoi"], aoi)
@@ -487,8 +542,11 @@ def test_folds_calibrate_out_of_fold_with_the_test_tta(scene, tmp_path, monkeypa
     assert sorted(p.name for p in weights.glob("buildings_fold*.pt")) == ["buildings_fold0.pt", "buildings_fold1.pt"]
     (_, pairs), = [c for c in calls if c[0] == "calibrate"]
     assert pairs
-    for image_id, paths in pairs:
-        assert len(paths) == 1 and image_id not in trained_on[paths[0]]  # out of fold
+    for image_id, paths in pairs:  # the fold's footprint and area networks, both out of fold
+        fold = Path(paths[0]).stem.removeprefix("buildings_fold")
+        assert [Path(p).name for p in paths] == [f"buildings_fold{fold}.pt", f"buildings_area_fold{fold}.pt"]
+        assert all(image_id not in trained_on[p] for p in paths)
+    assert len(B.load_models(weights)[0]) == 4  # the test-time ensemble: both folds' networks
     assert {c[1:] for c in calls if c[0] == "probs"} == {((0.75, 1.0), True)}  # the test's TTA everywhere
     saved = B.load_models(weights)[1]
     assert saved.folds == 2 and saved.tta

@@ -219,3 +219,27 @@ def test_loader_workers_live_across_epochs_and_still_see_each_epoch(tmp_path):
     _, in_process = run(0)
     assert with_workers == in_process  # same (epoch, index) samples in the same order
     assert sorted({int(e) for e, _ in with_workers}) == [0, 1, 2]  # 3 batches an epoch, 9 steps
+
+
+_SHARED: dict = {}
+
+
+def _share(value: int) -> None:
+    _SHARED["offset"] = value
+
+
+def _offset_and_pid(x: int) -> tuple[int, int]:
+    return x + _SHARED["offset"], os.getpid()
+
+
+def test_map_processes_keeps_the_order_and_gives_each_worker_the_shared_inputs(monkeypatch):
+    import sarfusion.engine as E
+
+    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    out = E.map_processes(_offset_and_pid, list(range(40)), _share, (100,))
+    assert [v for v, _ in out] == list(range(100, 140))
+    assert os.getpid() not in {pid for _, pid in out}  # two cores: forked workers did the work
+    assert "offset" not in _SHARED  # the initializer ran there, not here
+    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    out = E.map_processes(_offset_and_pid, [1, 2], _share, (5,))
+    assert out == [(6, os.getpid()), (7, os.getpid())]  # one core: here, in order

@@ -79,7 +79,8 @@ BUILDINGS_DDP_SCRIPT = textwrap.dedent("""
     cfg = dataclasses.replace(
         choose_preset(B.PRESETS, "demo"), decoder_channels=(16, 16, 16, 8, 8), folds=2, fold_gap_m=0.0,
         engine=E.EngineConfig(max_steps=2, batch_size=2, checkpoint_every=1, log_every=1),
-        augment=AugmentParams(crop=64, scale=(0.9, 1.1), rotate_deg=3.0), calibrate_tiles=3)
+        augment=AugmentParams(crop=64, scale=(0.9, 1.1), rotate_deg=3.0), calibrate_tiles=3,
+        area_steps=2, area_batch_size=2, area_crop=64)
     B.train_buildings(aoi, out / "w", config=cfg, work_dir=out / "runs")
     (out / f"rank{rank}.json").write_text(json.dumps(dataclasses.asdict(cfg.watershed)))
 """)

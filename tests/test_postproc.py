@@ -219,20 +219,15 @@ def test_row_splitting_cuts_a_wall_less_row_into_its_houses_and_leaves_lone_buil
     assert parted > 0.8, (whole, parted)
 
 
-def test_calibration_keeps_row_splitting_off_where_it_does_not_help(monkeypatch):
-    # Perfect targets with the walls visible: the watershed already finds every house, and the
-    # calibration must not take the splitting for a tie.
+def _calibrate_one_tile(monkeypatch, prob: np.ndarray, polys: list, table: tuple[str, ...]):
+    """``buildings.calibrate_watershed`` of the demo preset at the one threshold pair 0.5 / 0.5 on
+    one tile whose network output is ``prob``, with the row-count ``table``: (result, config)."""
     import dataclasses
 
-    from sarfusion.postproc import fit_row_counts
     from sarfusion.tasks import buildings as B
 
-    rng = np.random.default_rng(2)
-    polys, _ = _terraced_rows(rng, 6)
-    labels = rasterize_instances(polys, (256, 256))
-    prob = building_targets(labels, 1, 3, 1).astype(np.float32)
     cfg = dataclasses.replace(B.PRESETS["demo"], calibrate_seed_thresholds=(0.5,), calibrate_mask_thresholds=(0.5,))
-    cfg.watershed = dataclasses.replace(cfg.watershed, row_counts=fit_row_counts([labels]))
+    cfg.watershed = dataclasses.replace(cfg.watershed, row_counts=table)
 
     class Tile:
         image_id, orientation = "t", 0
@@ -241,7 +236,47 @@ def test_calibration_keeps_row_splitting_off_where_it_does_not_help(monkeypatch)
         input_mode = "sar4"
     monkeypatch.setattr(B, "predict_probabilities", lambda *a, **k: prob)
     monkeypatch.setattr(B, "read_model_input", lambda *a, **k: (None, None))
-    result = B.calibrate_watershed([(Tile(), [Model()])], {"t": polys}, {}, cfg)
+    return B.calibrate_watershed([(Tile(), [Model()])], {"t": polys}, {}, cfg), cfg
+
+
+def test_calibration_keeps_row_splitting_off_where_it_does_not_help(monkeypatch):
+    # Perfect targets with the walls visible: the watershed already finds every house, and the
+    # calibration must not take the splitting for a tie.
+    from sarfusion.postproc import fit_row_counts
+
+    rng = np.random.default_rng(2)
+    polys, _ = _terraced_rows(rng, 6)
+    labels = rasterize_instances(polys, (256, 256))
+    prob = building_targets(labels, 1, 3, 1).astype(np.float32)
+    result, cfg = _calibrate_one_tile(monkeypatch, prob, polys, fit_row_counts([labels]))
     assert result["f1"] > 0.95
     assert result["split_rows"] is False and cfg.watershed.split_rows is False
     assert "0.5,0.5,split" in result["grid"]
+    assert not any(k.endswith("split-area") for k in result["grid"])  # no area channel, not offered
+
+
+def test_area_network_counts_rows_that_the_label_table_miscounts(monkeypatch):
+    # The table learned rows of 10-14 px houses; these rows have 20-28 px houses, so it cuts each
+    # into about twice too many parts. A predicted area (the truth, 15 % noise per pixel) counts
+    # them right, and the calibration, offered both, takes it.
+    import shapely.affinity
+
+    from sarfusion.datasets.sn6_buildings import building_areas
+    from sarfusion.postproc import fit_row_counts
+
+    rng = np.random.default_rng(3)
+    table = fit_row_counts([rasterize_instances(_terraced_rows(rng, 6)[0], (256, 256)) for _ in range(4)])
+    polys = [shapely.affinity.scale(p, 2.0, 1.0, origin=(0, 0)) for p in _terraced_rows(np.random.default_rng(4), 6)[0]]
+    labels = rasterize_instances(polys, (256, 512))
+    inside = labels > 0
+    log_area = np.where(inside, np.log(np.maximum(building_areas(labels), 1)) + rng.normal(0, 0.15, labels.shape), 0)
+    prob = np.concatenate([building_targets(labels, 1, 3, 1, rows=True), log_area[None]]).astype(np.float32)
+    result, cfg = _calibrate_one_tile(monkeypatch, prob, polys, table)
+    grid = result["grid"]
+    assert grid["0.5,0.5"] < 0.3 and grid["0.5,0.5,split"] < 0.5 < 0.8 < grid["0.5,0.5,split-area"], grid
+    assert result["split_rows"] and result["row_counts_from"] == "area" == cfg.watershed.row_counts_from
+    # and prediction follows the choice from the 4-channel probabilities alone
+    polys_found, _ = probabilities_to_polygons(prob, cfg.watershed)
+    assert len(polys_found) == len(polys)
+    with pytest.raises(ValueError, match="predicted building area"):
+        probabilities_to_polygons(prob[:3], cfg.watershed)

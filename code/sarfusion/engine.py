@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -114,6 +114,27 @@ def usable_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(0, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))) - 1)
+
+
+def map_processes(fn: Callable[[Any], Any], items: Sequence[Any], initializer: Callable[..., None] | None = None,
+                  initargs: tuple = (), desc: str = "") -> list[Any]:
+    """``[fn(x) for x in items]``, in order, spread over this process's share of the CPU cores.
+
+    The workers are forks (Linux; elsewhere everything runs here), so a caller's script needs no
+    ``__main__`` guard and ``initargs`` are shared, not copied: large inputs go there, not in
+    ``items``. ``fn`` must not use torch or GDAL (a fork inherits their threads' state, not the
+    threads); numpy, scipy, scikit-image, OpenCV and shapely work is what this is for.
+    ``initializer(*initargs)`` runs once in each worker, or here when one core is all there is.
+    """
+    import multiprocessing
+
+    workers = min(usable_workers() + 1, len(items))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        if initializer is not None:
+            initializer(*initargs)
+        return [fn(x) for x in tqdm(items, desc=desc, leave=False)]
+    with multiprocessing.get_context("fork").Pool(workers, initializer, initargs) as pool:
+        return list(tqdm(pool.imap(fn, items), total=len(items), desc=desc, leave=False))
 
 
 def seed_everything(seed: int) -> None:

@@ -40,29 +40,34 @@ class WatershedParams:
     # training labels (``row_counts``, from :func:`fit_row_counts`). On by calibration only.
     split_rows: bool = False
     row_counts: tuple[str, ...] = ()
+    # Where each building's count comes from: "table" (above) or "area": the blob's area divided by
+    # the median building area its pixels predict (the 4th channel of the probabilities, log px, from
+    # the area network of ``BuildingsConfig.area_model``). Chosen by the calibration.
+    row_counts_from: str = "table"
 
 
 def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None) -> np.ndarray:
     """Instance labels from probability maps.
 
     Args:
-        prob: ``(3, H, W)`` float in [0, 1]: footprint, edge, contact.
+        prob: ``(3, H, W)`` float in [0, 1]: footprint, edge, contact; or ``(4, H, W)`` with the
+            predicted log building area (natural log of px) as the 4th channel (:func:`split_rows`).
     Returns:
         ``(H, W)`` int32 labels, 0 = background, 1..n = buildings. A footprint blob without a seed
         gets no label (as skimage's ``watershed(..., mask=mask)``).
     """
     p = params or WatershedParams()
-    return finish_instances(flood_instances(prob, p), p)
+    return finish_instances(flood_instances(prob, p), p, prob[3] if len(prob) > 3 else None)
 
 
 def flood_instances(prob: np.ndarray, params: WatershedParams | None = None) -> np.ndarray:
     """The first steps of :func:`watershed_instances`: seeds, mask and the flood, without the row
-    splitting and the dividing lines (:func:`finish_instances`). ``(3, H, W)`` float probabilities
-    -> ``(H, W)`` int32 labels."""
+    splitting and the dividing lines (:func:`finish_instances`). ``(3 or 4, H, W)`` float
+    probabilities (a 4th channel, the building area, is not used here) -> ``(H, W)`` int32 labels."""
     p = params or WatershedParams()
-    if prob.ndim != 3 or prob.shape[0] != 3:
-        raise ValueError(f"prob must be (3, H, W) footprint/edge/contact, got {prob.shape}")
-    fp, edge, contact = (np.asarray(c, dtype=np.float32) for c in prob)
+    if prob.ndim != 3 or prob.shape[0] not in (3, 4):
+        raise ValueError(f"prob must be (3, H, W) footprint/edge/contact (+ log area), got {prob.shape}")
+    fp, edge, contact = (np.asarray(c, dtype=np.float32) for c in prob[:3])
     seeds_mask = fp * (1 - contact) * (1 - edge) > p.seed_threshold
     mask = (fp * (1 - contact) if p.mask_minus_contact else fp) > p.mask_threshold
     if p.seed_connectivity not in (4, 8):
@@ -79,14 +84,20 @@ def flood_instances(prob: np.ndarray, params: WatershedParams | None = None) -> 
     return _flood(seeds, mask, fp)
 
 
-def finish_instances(flooded: np.ndarray, params: WatershedParams | None = None) -> np.ndarray:
+def finish_instances(flooded: np.ndarray, params: WatershedParams | None = None,
+                     log_area: np.ndarray | None = None) -> np.ndarray:
     """The last steps of :func:`watershed_instances` on the labels of :func:`flood_instances`: the
     row splitting (``split_rows``) and the dividing lines. Apart so that the calibration floods
-    once per threshold pair and tries it with and without splitting. Returns ``(H, W)`` int32
-    labels (``flooded`` is left as it is)."""
+    once per threshold pair and tries it with and without splitting. ``log_area``: the ``(H, W)``
+    predicted log building area (needed when ``row_counts_from`` is "area"). Returns ``(H, W)``
+    int32 labels (``flooded`` is left as it is)."""
     p = params or WatershedParams()
     labels = flooded
-    if p.split_rows and p.row_counts:
+    if p.split_rows and p.row_counts_from == "area":
+        if log_area is None:
+            raise ValueError("row_counts_from='area' needs the predicted building area (a 4-channel prob)")
+        labels = split_rows(labels, log_area=log_area)
+    elif p.split_rows and p.row_counts:
         labels = split_rows(labels, p.row_counts)
     if p.dividing_lines:
         labels = _part_touching(labels)
@@ -199,9 +210,21 @@ def split_blob(blob: np.ndarray, n: int, depth: float, skeleton: np.ndarray) -> 
     return np.where(blob, markers[rows, cols], 0).astype(np.int32)
 
 
-def split_rows(labels: np.ndarray, table: tuple[str, ...]) -> np.ndarray:
-    """Instance labels ``(H, W)`` int32 with every building cut into as many equal parts along its
-    skeleton as the row-count ``table`` gives for its area and depth (numbered from 1 again)."""
+def area_count(area: float, log_areas: np.ndarray) -> int:
+    """Buildings in a blob of ``area`` px whose pixels predict building areas ``exp(log_areas)`` px
+    (any shape): the area over their median, rounded, at least 1."""
+    if log_areas.size == 0:
+        return 1
+    return max(1, int(np.rint(area / np.exp(float(np.median(log_areas))))))
+
+
+def split_rows(labels: np.ndarray, table: tuple[str, ...] = (), log_area: np.ndarray | None = None) -> np.ndarray:
+    """Instance labels ``(H, W)`` int32 with every building cut into equal parts along its
+    skeleton (numbered from 1 again): as many as the row-count ``table`` gives for its area and
+    depth, or, with ``log_area`` (``(H, W)`` float, the predicted log building area in px), as
+    :func:`area_count` gives from its pixels' predictions."""
+    if log_area is None and not table:
+        raise ValueError("split_rows needs a row-count table or a predicted log area")
     out = np.zeros(labels.shape, np.int32)
     count = 0
     for k, sl in enumerate(ndi.find_objects(labels), start=1):
@@ -209,7 +232,8 @@ def split_rows(labels: np.ndarray, table: tuple[str, ...]) -> np.ndarray:
             continue
         blob = labels[sl] == k
         area, depth, skeleton = blob_shape(blob)
-        parts = split_blob(blob, row_count(table, area, depth), depth, skeleton)
+        n = row_count(table, area, depth) if log_area is None else area_count(area, log_area[sl][blob])
+        parts = split_blob(blob, n, depth, skeleton)
         out[sl][parts > 0] = parts[parts > 0] + count
         count += int(parts.max())
     return out

@@ -107,6 +107,14 @@ def building_targets(labels: np.ndarray, edge_width: int = 2, contact_width: int
     return np.stack([footprint, edge, contact]).astype(np.uint8)
 
 
+def building_areas(labels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` uint16: the area in px of the label building holding each pixel of instance
+    labels ``(H, W)`` int (0 = background, and 0 there), clipped at 65,535 px."""
+    areas = np.bincount(labels.ravel().astype(np.int64))
+    areas[0] = 0
+    return np.minimum(areas, np.iinfo(np.uint16).max).astype(np.uint16)[labels]
+
+
 def scaled_target_widths(edge_width: int, contact_width: int, contact_inside: int | None,
                          scale: float) -> tuple[int, int, int | None]:
     """The target widths (px) for tiles resized by ``scale`` (at least 1 px each)."""
@@ -380,15 +388,19 @@ class BuildingTileDataset(Dataset):
     ``meta`` ``{"image_id": str}``; with ``count_buildings``, also ``buildings``: float32 scalar,
     the number of buildings with at least one pixel in the augmented crop (the winner's per-image
     loss weight); with ``context``, also ``context``: ``(context.size,)`` float32, the tile's
-    :class:`StripContext` vector. Tiles are in network orientation (direction 1 rotated).
+    :class:`StripContext` vector; with ``area_target``, also ``area``: ``(crop, crop)`` float32,
+    the area in px (at the network's scale) of the label building holding each pixel, 0 outside
+    buildings, clipped at 65,535 (the target of the area network). Tiles are in network orientation
+    (direction 1 rotated).
     """
 
     def __init__(self, tiles: Sequence, prepared: Mapping[str, Path], input_mode: str,
                  polygons: Mapping[str, list], stats: NormStats, augment: AugmentParams,
                  edge_width: int = 2, contact_width: int = 3, cache: bool = True, seed: int = 0,
                  input_scale: float = 1.0, count_buildings: bool = False, contact_inside: int | None = None,
-                 context: StripContext | None = None, row_targets: bool = False):
+                 context: StripContext | None = None, row_targets: bool = False, area_target: bool = False):
         self.tiles = list(tiles)
+        self.area_target = bool(area_target)
         self.row_targets = bool(row_targets)
         self.context_vectors = None if context is None else [context.vector(t) for t in self.tiles]
         self.count_buildings = bool(count_buildings)
@@ -416,7 +428,8 @@ class BuildingTileDataset(Dataset):
 
         With ``count_buildings`` the masks are ``(5, H, W)`` uint16, the 5th the instance labels
         (0 = background), so the augmentation moves them with the targets and the buildings left
-        in a crop can be counted.
+        in a crop can be counted; with ``area_target`` one more uint16 channel, last: each
+        pixel's building area in px (:func:`building_areas`).
         """
         if self.cache is not None and index in self.cache:
             return self.cache[index]
@@ -439,6 +452,8 @@ class BuildingTileDataset(Dataset):
                 raise InputError(f"{labels.max()} buildings in one tile: more than uint16 labels hold",
                                  tile.sar_path)
             masks = np.concatenate([masks.astype(np.uint16), labels[None].astype(np.uint16)])
+        if self.area_target:
+            masks = np.concatenate([masks.astype(np.uint16), building_areas(labels)[None]])
         out = (orient(image, tile.orientation).astype(np.float16), orient(masks, tile.orientation))
         if self.cache is not None:
             self.cache[index] = out
@@ -476,6 +491,8 @@ class BuildingTileDataset(Dataset):
                 "valid": torch.from_numpy(msk[3:4]).float(), "meta": {"image_id": self.tiles[index].image_id}}
         if self.context_vectors is not None:
             item["context"] = torch.from_numpy(self.context_vectors[index])
+        if self.area_target:
+            item["area"] = torch.from_numpy(msk[-1].astype(np.float32))
         if self.count_buildings:
             ids = np.unique(msk[4])
             item["buildings"] = torch.tensor(float(np.count_nonzero(ids)), dtype=torch.float32)

@@ -1,8 +1,9 @@
 """Building segmentation networks (smp U-Net) and their focal + dice loss.
 
 The model predicts three channels per pixel, in this order: footprint, edge, contact (the SN6
-winner's targets; see :mod:`sarfusion.datasets.sn6_buildings`). ``in_channels`` follows the
-input mode: ``sar4`` 4 (HH, HV, VH, VV), ``span`` 1, ``fused`` 3, ``colorized`` 3.
+winner's targets; see :mod:`sarfusion.datasets.sn6_buildings`). An area network (``classes=1``,
+the same factory) predicts one channel instead: the natural log of the area (px) of the building
+each footprint pixel belongs to (:func:`area_loss`). ``in_channels`` follows the input mode: ``sar4`` 4 (HH, HV, VH, VV), ``span`` 1, ``fused`` 3, ``colorized`` 3.
 """
 from __future__ import annotations
 
@@ -278,3 +279,23 @@ def focal_dice_loss(logits: torch.Tensor, target: torch.Tensor, channel_weights:
     per_channel = focal_weight * focal + dice_weight * dice
     loss = (w * per_channel).sum() / w.sum()
     return loss, {"focal": float(focal[0].detach()), "dice": float(dice[0].detach())}
+
+
+def area_loss(pred_log_area: torch.Tensor, area: torch.Tensor, valid: torch.Tensor | None = None,
+              beta: float = 0.2) -> torch.Tensor:
+    """Smooth-L1 loss of the building-area channel on building pixels, a scalar.
+
+    Args:
+        pred_log_area: ``(N, H, W)`` predicted natural log of the area (px) of the building
+            holding each pixel.
+        area: ``(N, H, W)`` float, that building's area in px (0 outside buildings).
+        valid: optional ``(N, H, W)`` mask of pixels that count (nodata excluded).
+        beta: the smooth-L1 transition, in log units (0.2: quadratic within ~20 % of the area).
+    Returns 0 (with a gradient) for a batch without building pixels.
+    """
+    keep = area > 0
+    if valid is not None:
+        keep &= valid > 0
+    if not bool(keep.any()):
+        return pred_log_area.sum() * 0.0
+    return F.smooth_l1_loss(pred_log_area[keep].float(), torch.log(area[keep].float()), beta=beta)

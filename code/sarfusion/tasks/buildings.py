@@ -32,12 +32,12 @@ from sarfusion.datasets.sn6 import SN6Tile, find_label_csv, find_orientations, f
 from sarfusion.datasets.sn6_buildings import (AugmentParams, NormStats, StripContext, compute_norm_stats,
                                               easting_folds, orient, rasterize_instances, read_building_polygons,
                                               read_model_input)
-from sarfusion.engine import EngineConfig
+from sarfusion.engine import EngineConfig, map_processes
 from sarfusion.errors import InputError
 from sarfusion.io.atomic import atomic_path
 from sarfusion.io.raster import raster_info, write_raster
 from sarfusion.io.vector import geometries_to_wkt, write_submission_csv
-from sarfusion.models.segmentation import INPUT_CHANNELS
+from sarfusion.models.segmentation import INPUT_CHANNELS, TARGET_NAMES
 from sarfusion.postproc import (WatershedParams, distance_to_nodata, finish_instances, fit_row_counts,
                                 flood_instances, merge_footprints, polygonize_instances, probabilities_to_polygons,
                                 touches_nodata)
@@ -120,6 +120,19 @@ class BuildingsConfig:
     # no wall between terraced houses, per-house targets teach the network to guess walls, and its
     # guesses break rows into pieces that the row splitting then cuts wrongly.
     row_targets: bool = False
+    # A second network per fold (ours): at every footprint pixel, the log of the area of the label
+    # building holding it (models.segmentation.area_loss). The row splitting can then count a blob's
+    # buildings from the areas its pixels predict (the SAR shows a building's height and kind, a
+    # blob's outline does not); the calibration chooses between that, the label table and no
+    # splitting. A network of its own: as a 4th output of the footprint network it cost that
+    # network's footprints more than the counts gained. Same encoder and decoder as the footprint
+    # network; its own input scale, crop, batch and steps (coarse pixels suffice: counts take the
+    # median over a whole blob), no scale augmentation (it would change the areas).
+    area_model: bool = False
+    area_input_scale: float = 0.5
+    area_crop: int = 64
+    area_batch_size: int = 8
+    area_steps: int = 1500
 
 
 PRESETS = {
@@ -166,6 +179,12 @@ PRESETS = {
         # moving average of the weights, other seed sizes or connectivity; nor flip / scale TTA on the
         # training area's validation band (table in the README).
         row_targets=True,
+        # Row counts from a second network (the area network, ~3 more minutes of training): chosen on
+        # the same seed-3 validation city with the demo's footprint weights at seed 0.9 / mask 0.6:
+        # counts from the label table F1 0.473, from the area network 0.524 (1 m pixels, 64 px crops
+        # x 8, 1500 steps; 0.5 m crops of 128 x 4 for 2500 steps 0.513 in 490 s, 1000 steps 0.417),
+        # from the true areas 0.587. The calibration still chooses between table, area and none.
+        area_model=True,
     ),
     # The SN6 winner's recipe (../shared/SN6_WINNER_RECIPE.md), element by element where this code has the
     # piece: EfficientNet-B5 U-Net from ImageNet, AdamW 2e-4 / 1e-2, 512 px crops, scale 0.5-2, rotation
@@ -337,21 +356,34 @@ def _norm_stats(tiles: Sequence[SN6Tile], mode: str, prepared: dict[str, Path], 
 
 
 def training_dataset(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], stats: NormStats,
-                     cfg: BuildingsConfig, context: StripContext | None = None) -> "BuildingTileDataset":
+                     cfg: BuildingsConfig, context: StripContext | None = None,
+                     area: bool = False) -> "BuildingTileDataset":
     """The training samples of ``cfg``: its input mode, augmentation, targets, scale and caching
-    (and each tile's strip-context vector with ``context``)."""
+    (and each tile's strip-context vector with ``context``; each pixel's building area with
+    ``area``, the target of the area network)."""
     from sarfusion.datasets.sn6_buildings import BuildingTileDataset
     return BuildingTileDataset(tiles, prepared, cfg.input_mode, polygons, stats, cfg.augment,
                                cfg.edge_width, cfg.contact_width, cache=cfg.cache_tiles, seed=cfg.engine.seed,
                                contact_inside=cfg.contact_inside_width, input_scale=cfg.input_scale,
                                count_buildings=cfg.image_weight_per_building != 0, context=context,
-                               row_targets=cfg.row_targets)
+                               row_targets=cfg.row_targets, area_target=area)
+
+
+def area_config(cfg: BuildingsConfig) -> BuildingsConfig:
+    """The training config of the area network of ``cfg`` (``cfg.area_*``): its input scale, crop,
+    batch and steps, no scale augmentation; everything else as ``cfg``."""
+    return dataclasses.replace(
+        cfg, input_scale=cfg.area_input_scale,
+        augment=dataclasses.replace(cfg.augment, crop=cfg.area_crop, scale=(1.0, 1.0)),
+        engine=dataclasses.replace(cfg.engine, max_steps=cfg.area_steps, batch_size=cfg.area_batch_size))
 
 
 def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], cfg: BuildingsConfig,
                 run_dir: Path, out_path: Path, encoder_state: dict | None = None,
-                val_tiles: Sequence[SN6Tile] = ()) -> dict[str, Any]:
+                val_tiles: Sequence[SN6Tile] = (), output: str = "buildings") -> dict[str, Any]:
     """Train one U-Net on ``tiles`` with the shared engine; save ``out_path`` (weights + stats).
+    ``output``: "buildings" (footprint, edge, contact; focal + dice) or "area" (one channel, the log
+    building area; :func:`~sarfusion.models.segmentation.area_loss`, with :func:`area_config`).
     ``encoder_state``: pretrained 3-band encoder weights to start from (None: random init).
     ``val_tiles`` (with ``cfg.select_best``): validated at every checkpoint; the best F1's weights
     are saved (kept in ``run_dir/best.pt`` across a resume).
@@ -362,8 +394,8 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     import torch
 
     from sarfusion.engine import Engine, gather_objects, save_torch_atomic, seed_everything
-    from sarfusion.models.segmentation import (build_segmentation_model, focal_dice_loss, freeze_unused_parameters,
-                                               loss_pixel_weights)
+    from sarfusion.models.segmentation import (area_loss, build_segmentation_model, focal_dice_loss,
+                                               freeze_unused_parameters, loss_pixel_weights)
 
     stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
     log.info("normalisation (%s): mean %s std %s", cfg.input_mode,
@@ -371,9 +403,13 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     context = StripContext.from_tiles(tiles) if cfg.strip_context else None
     if context is not None:
         log.info("strip context: %d strips, direction and northing at the bottleneck", len(context.strips))
-    dataset = training_dataset(tiles, polygons, prepared, stats, cfg, context)
+    if output not in ("buildings", "area"):
+        raise ValueError(f"output must be 'buildings' or 'area', got {output!r}")
+    area = output == "area"
+    dataset = training_dataset(tiles, polygons, prepared, stats, cfg, context, area=area)
     seed_everything(cfg.engine.seed)  # initial weights from the seed (torch's own start seed varies)
-    model = build_segmentation_model(cfg.encoder, cfg.input_mode, decoder_channels=cfg.decoder_channels,
+    classes = 1 if area else len(TARGET_NAMES)
+    model = build_segmentation_model(cfg.encoder, cfg.input_mode, classes=classes, decoder_channels=cfg.decoder_channels,
                                      encoder_weights=encoder_state, context_size=context.size if context else 0)
     freeze_unused_parameters(model, INPUT_CHANNELS[cfg.input_mode])  # DDP waits for every trainable one
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -386,6 +422,10 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
         net = ctx.models["model"]
         with ctx.autocast():
             logits = net(batch["image"], batch["context"]) if context is not None else net(batch["image"])
+        if area:
+            loss = area_loss(logits[:, 0], batch["area"], batch["valid"][:, 0])
+            ctx.backward(loss, "opt")
+            return {"loss": float(loss.detach())}
         pixel_weight = None
         if weighted:  # neutral weights skip this: the unweighted loss stays bit for bit as before
             pixel_weight = loss_pixel_weights(batch["target"][:, :1], batch.get("buildings"),
@@ -400,7 +440,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     best_path = run_dir / "best.pt"
     best = torch.load(best_path, map_location="cpu", weights_only=False) if best_path.exists() else None
     curve: dict[int, float] = dict(best["curve"]) if best else {}
-    validate = bool(val_tiles) and cfg.select_best
+    validate = bool(val_tiles) and cfg.select_best and not area
 
     def on_checkpoint(step: int) -> None:
         nonlocal best
@@ -421,7 +461,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     t0 = time.time()
     if engine.checkpoint_path.exists():
         start_step = int(torch.load(engine.checkpoint_path, map_location="cpu", weights_only=False)["step"])
-    last = engine.fit(loader, step_fn, desc=f"buildings {cfg.input_mode}", on_checkpoint=on_checkpoint if validate else None)
+    last = engine.fit(loader, step_fn, desc=f"{'building areas' if area else 'buildings'} {cfg.input_mode}", on_checkpoint=on_checkpoint if validate else None)
     seconds = time.time() - t0
     steps = engine.step - start_step
     state_dict = best["state_dict"] if validate and best is not None else engine.unwrap("model").state_dict()
@@ -429,7 +469,7 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
         save_torch_atomic({"state_dict": state_dict, "stats": dataclasses.asdict(stats),
                            "input_mode": cfg.input_mode, "encoder": cfg.encoder,
                            "decoder_channels": cfg.decoder_channels, "input_scale": cfg.input_scale,
-                           "context": context.to_dict() if context else None,
+                           "context": context.to_dict() if context else None, "output": output,
                            "train_ids": [t.image_id for t in tiles]},
                           out_path)
     gather_objects(None)  # the other ranks load this file next: wait until rank 0 has written it
@@ -532,8 +572,9 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
 
     main = is_main_process()  # under torchrun only rank 0 writes files; every rank trains and predicts
     if main:
-        for stale in weights_dir.glob("buildings_fold*.pt"):
-            if int(stale.stem.removeprefix("buildings_fold")) >= len(splits):
+        for stale in [*weights_dir.glob("buildings_fold*.pt"), *weights_dir.glob("buildings_area_fold*.pt")]:
+            fold = int(stale.stem.rpartition("fold")[2])
+            if fold >= len(splits) or (not cfg.area_model and stale.stem.startswith("buildings_area")):
                 stale.unlink()  # an older run with more folds must not join this ensemble
         save_config(cfg, weights_dir / CONFIG_NAME)
         orient_file = find_orientations(aoi_dir)
@@ -546,8 +587,12 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
         info = train_model([by_id[i] for i in train_ids], polygons, prepared, cfg, work / f"fold{k}",
                            weights_dir / f"buildings_fold{k}.pt", encoder_state,
                            val_tiles=[by_id[i] for i in val_ids])
+        area_path = weights_dir / f"buildings_area_fold{k}.pt"
+        if cfg.area_model:
+            info["area"] = train_model([by_id[i] for i in train_ids], polygons, prepared, area_config(cfg),
+                                       work / f"area_fold{k}", area_path, encoder_state, output="area")
         if val_ids:
-            models = [_load_model(Path(info["path"]))]
+            models = [_load_model(Path(info["path"]))] + ([_load_model(area_path)] if cfg.area_model else [])
             out_of_fold += [(by_id[i], models) for i in val_ids]
             rows = predict_rows_sharded(models, [by_id[i] for i in val_ids], prepared, cfg, tta=cfg.tta)
             truth = _truth_frame(polygons, val_ids)
@@ -584,10 +629,42 @@ def label_row_counts(tiles: Sequence[SN6Tile], polygons: dict, max_tiles: int) -
     return table
 
 
+# What a worker process of :func:`calibrate_watershed` scores (:func:`_set_calibration`, once per
+# worker): the tiles' probabilities, ids, truth, the splitting choices and the base watershed.
+_CALIBRATION: dict[str, Any] = {}
+
+
+def _set_calibration(state: dict[str, Any]) -> None:
+    _CALIBRATION.clear()
+    _CALIBRATION.update(state)
+
+
+def _score_threshold_pair(pair: tuple[float, float]) -> list[float]:
+    """F1 of each splitting choice of ``_CALIBRATION["splits"]`` at one ``(seed, mask)`` threshold
+    pair, on the calibration tiles' probabilities. Floods once for all choices."""
+    from sarfusion.metrics.buildings import score_buildings
+
+    c = _CALIBRATION
+    params = dataclasses.replace(c["watershed"], seed_threshold=pair[0], mask_threshold=pair[1])
+    flooded = [flood_instances(prob, params) for prob in c["probs"]]
+    f1s = []
+    for split, source in c["splits"]:
+        split_params = dataclasses.replace(params, split_rows=split, row_counts_from=source)
+        rows = []
+        for image_id, prob, labels in zip(c["ids"], c["probs"], flooded):
+            log_area = prob[len(TARGET_NAMES)] if len(prob) > len(TARGET_NAMES) else None
+            polys, conf = polygonize_instances(finish_instances(labels, split_params, log_area), prob[0], split_params)
+            rows += [(image_id, w, conf_) for w, conf_ in zip(geometries_to_wkt(polys), conf)]
+        pred = _with_empty_rows(pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"]), c["ids"])
+        f1s.append(score_buildings(c["truth"], pred)["f1"])
+    return f1s
+
+
 def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]], polygons: dict,
                         prepared: dict[str, Path], cfg: BuildingsConfig) -> dict:
     """Choose ``cfg.watershed`` seed/mask thresholds, and whether rows are split (when the config
-    offers it and has a row-count table), by F1 on labelled tiles (never test tiles).
+    offers it) with counts from the row-count table (when there is one) or from the area
+    networks (when there are some), by F1 on labelled tiles (never test tiles).
 
     ``tiles``: ``(tile, models)`` pairs, each tile with the models that predict it (out of fold:
     the one that did not train on it); up to ``cfg.calibrate_tiles`` of them, evenly spread, are
@@ -614,32 +691,34 @@ def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]]
     probs = [gathered[i] for i in range(len(chosen))]
     ids = [t.image_id for t, _ in chosen]
     truth = _truth_frame(polygons, ids)
-    splits = (False, True) if cfg.row_split and cfg.watershed.row_counts else (False,)
-    scores = {}
-    for seed_t in cfg.calibrate_seed_thresholds:
-        for mask_t in cfg.calibrate_mask_thresholds:
-            params = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t)
-            flooded = [flood_instances(prob, params) for prob in probs]  # once for both splitting choices
-            for split in splits:
-                split_params = dataclasses.replace(params, split_rows=split)
-                rows = []
-                for image_id, prob, labels in zip(ids, probs, flooded):
-                    polys, conf = polygonize_instances(finish_instances(labels, split_params), prob[0], split_params)
-                    rows += [(image_id, w, c) for w, c in zip(geometries_to_wkt(polys), conf)]
-                pred = _with_empty_rows(pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"]), ids)
-                scores[(seed_t, mask_t, split)] = score_buildings(truth, pred)["f1"]
-    # without splitting first (a stable sort): max() keeps the first of equal scores, so ties keep
-    # the watershed alone
-    grid = dict(sorted(scores.items(), key=lambda kv: kv[0][2]))
-    (seed_t, mask_t, split), best = max(grid.items(), key=lambda kv: kv[1])
-    cfg.watershed = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t, split_rows=split)
+    # (split, counts from): no splitting; counts from the label table; from the area networks' channel
+    splits = [(False, "table")]
+    if cfg.row_split and cfg.watershed.row_counts:
+        splits.append((True, "table"))
+    if cfg.row_split and all(len(p) > len(TARGET_NAMES) for p in probs):
+        splits.append((True, "area"))
+    pairs = [(seed_t, mask_t) for seed_t in cfg.calibrate_seed_thresholds for mask_t in cfg.calibrate_mask_thresholds]
+    state = {"probs": probs, "ids": ids, "truth": truth, "splits": splits, "watershed": cfg.watershed}
+    try:
+        f1s = map_processes(_score_threshold_pair, pairs, _set_calibration, (state,), desc="calibrating watershed")
+    finally:
+        _CALIBRATION.clear()
+    scores = {(*pair, *choice): f1 for pair, row in zip(pairs, f1s) for choice, f1 in zip(splits, row)}
+    # in the order of ``splits`` (a stable sort): max() keeps the first of equal scores, so ties keep
+    # the watershed alone, then the table
+    grid = dict(sorted(scores.items(), key=lambda kv: splits.index(kv[0][2:])))
+    (seed_t, mask_t, split, source), best = max(grid.items(), key=lambda kv: kv[1])
+    cfg.watershed = dataclasses.replace(cfg.watershed, seed_threshold=seed_t, mask_threshold=mask_t, split_rows=split,
+                                        row_counts_from=source)
     unsplit = max(v for k, v in grid.items() if not k[2])
     log.info("watershed thresholds calibrated on %d labelled tiles: seed %.2f, mask %.2f, rows %s (F1 %.3f "
-             "there; %.3f without row splitting)", len(chosen), seed_t, mask_t, "split" if split else "not split",
+             "there; %.3f without row splitting)", len(chosen), seed_t, mask_t,
+             f"split, counts from the {'area network' if source == 'area' else 'label table'}" if split else "not split",
              best, unsplit)
-    return {"tiles": ids, "seed_threshold": seed_t, "mask_threshold": mask_t, "split_rows": split, "f1": best,
-            "f1_without_row_split": unsplit,
-            "grid": {f"{k[0]},{k[1]}" + (",split" if k[2] else ""): v for k, v in grid.items()}}
+    return {"tiles": ids, "seed_threshold": seed_t, "mask_threshold": mask_t, "split_rows": split,
+            "row_counts_from": source, "f1": best, "f1_without_row_split": unsplit,
+            "grid": {f"{k[0]},{k[1]}" + ((",split" if k[3] == "table" else ",split-area") if k[2] else ""): v
+                     for k, v in grid.items()}}
 
 
 # --- prediction --------------------------------------------------------------------------------------
@@ -650,6 +729,7 @@ class LoadedModel:
     input_mode: str
     input_scale: float = 1.0  # the tile resize the network was trained at
     context: StripContext | None = None  # the strip inputs of a ContextUnet
+    output: str = "buildings"  # "buildings": footprint, edge, contact logits; "area": log building area
 
 
 def _load_model(path: Path, device: Any = None) -> LoadedModel:
@@ -661,18 +741,22 @@ def _load_model(path: Path, device: Any = None) -> LoadedModel:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
         context = StripContext.from_dict(state["context"]) if state.get("context") else None
-        net = build_segmentation_model(state["encoder"], state["input_mode"], decoder_channels=state["decoder_channels"],
+        output = state.get("output", "buildings")
+        net = build_segmentation_model(state["encoder"], state["input_mode"],
+                                       classes=1 if output == "area" else len(TARGET_NAMES),
+                                       decoder_channels=state["decoder_channels"],
                                        context_size=context.size if context else 0)
         net.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, EOFError) as exc:
         raise InputError(f"not a building model checkpoint ({exc})", path) from None
     net.eval().to(select_device(None if device is None else str(device)))
     return LoadedModel(net, NormStats(**state["stats"]), state["input_mode"], float(state.get("input_scale", 1.0)),
-                       context)
+                       context, output)
 
 
 def load_models(weights_dir: str | Path, device: Any = None) -> tuple[list[LoadedModel], BuildingsConfig]:
-    """The fold ensemble and config saved by :func:`train_buildings`."""
+    """The fold ensemble and config saved by :func:`train_buildings`: the footprint networks, then
+    (with ``area_model``) the area networks."""
     weights_dir = Path(weights_dir)
     cfg_path = weights_dir / CONFIG_NAME
     if not cfg_path.is_file():
@@ -681,13 +765,21 @@ def load_models(weights_dir: str | Path, device: Any = None) -> tuple[list[Loade
     paths = sorted(weights_dir.glob("buildings_fold*.pt"))
     if not paths:
         raise InputError("no buildings_fold*.pt weights", weights_dir)
+    if cfg.area_model:
+        area_paths = sorted(weights_dir.glob("buildings_area_fold*.pt"))
+        if not area_paths:
+            raise InputError("the config has an area network but there is no buildings_area_fold*.pt", weights_dir)
+        paths += area_paths
     return [_load_model(p, device) for p in paths], cfg
 
 
 def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid: np.ndarray,
                           orientation: int | None, scales: Sequence[float] = (1.0,), flip: bool = False,
                           tile: SN6Tile | None = None) -> np.ndarray:
-    """Fold- and TTA-averaged ``(3, H, W)`` float32 probabilities (footprint, edge, contact) of one tile.
+    """Fold- and TTA-averaged ``(3, H, W)`` float32 probabilities (footprint, edge, contact) of one
+    tile by the ``output == "buildings"`` models; ``(4, H, W)`` when ``models`` also holds area
+    networks, whose average is the 4th channel: the predicted natural log of the building area in
+    the tile's own px (0 where nodata, like the rest).
 
     The tile is rotated 180 degrees for direction-1 strips before the network and the
     probabilities are rotated back, so they line up with the tile's own pixels. Each TTA scale is
@@ -701,8 +793,8 @@ def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid:
     from sarfusion.engine import inference_autocast
 
     h, w = valid.shape
-    acc = np.zeros((3, h, w), np.float32)
-    n = 0
+    acc = {"buildings": np.zeros((len(TARGET_NAMES), h, w), np.float32), "area": np.zeros((1, h, w), np.float32)}
+    n = {"buildings": 0, "area": 0}
     for m in models:
         device = next(m.net.parameters()).device
         x = torch.from_numpy(orient(m.stats.apply(raw, valid), orientation))[None].to(device)
@@ -722,15 +814,19 @@ def predict_probabilities(models: Sequence[LoadedModel], raw: np.ndarray, valid:
             for flipped in ((False, True) if flip else (False,)):
                 inp = torch.flip(xs, dims=[3]) if flipped else xs
                 with torch.no_grad(), inference_autocast(device):
-                    prob = torch.sigmoid(m.net(inp, *extra).float())
+                    out = m.net(inp, *extra).float()
+                # an area network's log area is in network px, s^2 of them per tile px
+                prob = out - 2 * math.log(s) if m.output == "area" else torch.sigmoid(out)
                 if flipped:
                     prob = torch.flip(prob, dims=[3])
                 prob = prob[:, :, :th, :tw]
                 if s != 1.0:
                     prob = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)
-                acc += orient(prob[0].float().cpu().numpy(), orientation)
-                n += 1
-    out = acc / max(n, 1)
+                acc[m.output] += orient(prob[0].float().cpu().numpy(), orientation)
+                n[m.output] += 1
+    out = acc["buildings"] / max(n["buildings"], 1)
+    if n["area"]:
+        out = np.concatenate([out, acc["area"] / n["area"]])
     out[:, ~valid] = 0.0
     return out
 
@@ -1026,7 +1122,8 @@ def run_input_experiment(data_dir: str | Path, preset: str = "demo", work_dir: s
                                  "train_seconds": info["seconds"], "steps_per_s": info["steps_per_s"],
                                  "seed_threshold": calibration.get("seed_threshold"),
                                  "mask_threshold": calibration.get("mask_threshold"),
-                                 "split_rows": calibration.get("split_rows")}
+                                 "split_rows": calibration.get("split_rows"),
+                                 "row_counts_from": calibration.get("row_counts_from")}
         log.info("%s: F1 %.3f P %.3f R %.3f", mode, score["f1"], score["precision"], score["recall"])
     (work / "results.json").write_text(json.dumps(result, indent=2, default=float))
     return result

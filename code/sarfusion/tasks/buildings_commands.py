@@ -21,6 +21,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = choose_preset(PRESETS, args.preset)
     if args.max_steps:
         cfg.engine.max_steps = args.max_steps
+        cfg.area_steps = min(cfg.area_steps, args.max_steps)
     if args.encoder_weights:
         cfg.encoder_weights = args.encoder_weights
     if args.strip_context is not None:
@@ -29,6 +30,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg.row_split = args.row_split
     if args.row_targets is not None:
         cfg.row_targets = args.row_targets
+    if args.area_model is not None:
+        cfg.area_model = args.area_model
     out = train_buildings(args.aoi, args.weights, preset=args.preset, input_mode=args.input_mode,
                           folds=args.folds, work_dir=args.work_dir, config=cfg)
     report = (out / "buildings_train_report.json").read_text()
@@ -93,7 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Inputs: AOI/SAR-Intensity/*.tif (4 bands HH,HV,VH,VV), AOI/SummaryData/*Buildings*.csv, "
                     "AOI/SummaryData/SAR_orientations.txt (direction-1 tiles are rotated 180 deg), and "
                     "AOI/PS-RGB for --input-mode fused.\nOutputs in --weights: buildings_fold<k>.pt, "
-                    "buildings_config.json, buildings_train_report.json (steps/s, validation F1 per fold).",
+                    "buildings_area_fold<k>.pt (with --area-model), buildings_config.json, "
+                    "buildings_train_report.json (steps/s, validation F1 per fold).",
         formatter_class=fmt)
     tr.add_argument("--aoi", required=True, help="SN6 training AOI folder (…/train/AOI_11_Rotterdam)")
     tr.add_argument("--weights", required=True, help="output weights folder")
@@ -101,14 +105,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="network input: sar4 (4 pols), span (SPAN dB), fused (HSV RGB+SPAN, needs PS-RGB), "
                          "colorized (Pix2Pix RGB from SAR; trains the colorizer first) (default: sar4)")
     tr.add_argument("--preset", choices=("demo", "full"), default="demo",
-                    help="demo: efficientnet-b0, 128 px crops at the tiles' 0.5 m, 3300 steps (~10 CPU "
-                         "minutes); full: the SN6 winner recipe, efficientnet-b5, 512 px crops at 0.5 m "
+                    help="demo: efficientnet-b0, 128 px crops at the tiles' 0.5 m, 3300 steps, then the area "
+                         "network, 1500 steps at 1 m (~13 CPU minutes on 2 cores); full: the SN6 winner recipe, efficientnet-b5, 512 px crops at 0.5 m "
                          "(default: demo)")
     tr.add_argument("--folds", type=int, default=None,
                     help="easting-band folds; K > 1 trains K models, each without its band and the neighbours, "
                          "and calibrates the thresholds out of fold (default: the preset's: demo 1 = one model on "
                          "every tile, full 8)")
-    tr.add_argument("--max-steps", type=int, default=None, help="override the preset's training steps")
+    tr.add_argument("--max-steps", type=int, default=None,
+                    help="override the preset's training steps (and cap the area network's)")
     tr.add_argument("--encoder-weights", default=None, metavar="imagenet|none|PATH",
                     help=ENCODER_WEIGHTS_HELP + " (default: the preset's: demo none, full imagenet)")
     tr.add_argument("--strip-context", action=argparse.BooleanOptionalAction, default=None,
@@ -123,6 +128,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="train the edge and contact targets around rows of touching buildings, not around each "
                          "building (for SAR that shows no wall between terraced houses; the row splitting then "
                          "cuts the rows) (default: the preset's: demo on, full off, the winner's targets)")
+    tr.add_argument("--area-model", action=argparse.BooleanOptionalAction, default=None,
+                    help="train a second network per fold that predicts the area of the building each footprint "
+                         "pixel belongs to; the row splitting may then count a row's houses from it instead of "
+                         "the label table (the calibration chooses) (default: the preset's: demo on, full off)")
     tr.add_argument("--work-dir", default=None, help="checkpoints and prepared inputs (default: WEIGHTS/runs/...)")
     add_json_flag(tr)
     tr.set_defaults(func=_train)
