@@ -280,3 +280,37 @@ def test_area_network_counts_rows_that_the_label_table_miscounts(monkeypatch):
     assert len(polys_found) == len(polys)
     with pytest.raises(ValueError, match="predicted building area"):
         probabilities_to_polygons(prob[:3], cfg.watershed)
+
+
+def test_polygon_cache_gives_the_same_polygons_and_reuses_unchanged_blobs(monkeypatch):
+    # The calibration polygonizes one flood with and without row splitting through one cache: the
+    # blobs left whole must come back as before (whatever their label number), the cut ones anew.
+    from scipy import ndimage as ndi
+
+    import sarfusion.postproc as P
+    from sarfusion.postproc import fit_row_counts, split_rows
+
+    rng = np.random.default_rng(5)
+    polys, _ = _terraced_rows(rng, 6)
+    blobs = ndi.label(rasterize_instances(polys, (256, 256)) > 0)[0]
+    # the second half of the rows cut into houses, the first half left whole (renumbered)
+    later = blobs > blobs.max() // 2
+    parts = split_rows(np.where(later, blobs, 0), fit_row_counts([rasterize_instances(polys, (256, 256))]))
+    cut = np.where(later, np.where(parts > 0, parts + blobs.max(), 0), blobs.max() + 1 - blobs)
+    cut[blobs == 0] = 0
+    cut = np.unique(cut, return_inverse=True)[1].reshape(cut.shape)  # numbered 1..n again
+    labels_cut = [k for k in np.unique(cut) if k]
+    blob_sizes, cut_sizes = np.bincount(blobs.ravel()), np.bincount(cut.ravel())
+    whole = sum(cut_sizes[k] == blob_sizes[blobs[cut == k][0]] for k in labels_cut)
+    assert 0 < whole < len(labels_cut) - whole  # whole blobs and more parts of cut ones
+    footprint = rng.random((256, 256)).astype(np.float32)
+    drawn = []
+    real = P._region_polygon
+    monkeypatch.setattr(P, "_region_polygon", lambda *a: drawn.append(1) or real(*a))
+    cache: dict = {}
+    for labels, new in ((blobs, int(blobs.max())), (cut, len(labels_cut) - whole)):
+        plain = polygonize_instances(labels, footprint)
+        before = len(drawn)
+        cached = polygonize_instances(labels, footprint, cache=cache)
+        assert len(drawn) - before == new  # only the labels no earlier call had
+        assert [p.wkt for p in cached[0]] == [p.wkt for p in plain[0]] and cached[1] == plain[1]

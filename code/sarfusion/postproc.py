@@ -287,14 +287,42 @@ def _largest_polygon(geom: shapely.Geometry) -> Polygon | None:
     return max(polys, key=lambda g: g.area) if polys else None
 
 
+def _region_polygon(region: np.ndarray, offset: np.ndarray, p: WatershedParams) -> Polygon | None:
+    """The polygon of one label's ``(h, w)`` uint8 mask padded by 1 px (see
+    :func:`polygonize_instances`), ``offset`` ``(x, y)`` px added to its contour; None when too small."""
+    contours, hierarchy = cv2.findContours(region, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    shells, holes = [], []
+    for contour, h in zip(contours, hierarchy[0]):
+        if len(contour) < 3:  # a one- or two-pixel line: no area worth keeping
+            continue
+        pts = contour[:, 0, :].astype(np.float64) + offset
+        (holes if h[3] >= 0 else shells).append(pts)
+    if not shells:
+        return None
+    geom = shapely.union_all([Polygon(s).buffer(0) for s in shells])
+    if holes:
+        geom = geom.difference(shapely.union_all([Polygon(h).buffer(0) for h in holes]))
+    geom = geom.buffer(0.5 + p.outline_buffer, join_style="mitre", mitre_limit=2.0)
+    if p.simplify_tolerance > 0:
+        geom = geom.simplify(p.simplify_tolerance, preserve_topology=True)
+    poly = _largest_polygon(geom.buffer(0) if not geom.is_valid else geom)
+    return None if poly is None or poly.area < p.min_area else poly
+
+
 def polygonize_instances(labels: np.ndarray, footprint: np.ndarray | None = None,
-                         params: WatershedParams | None = None) -> tuple[list[Polygon], list[float]]:
+                         params: WatershedParams | None = None, cache: dict | None = None
+                         ) -> tuple[list[Polygon], list[float]]:
     """Polygons (pixel coordinates) and confidences of the labelled buildings.
 
     Each label's outer contour (``cv2.findContours`` on pixel centres) is shifted by half a pixel
     and grown by half a pixel with mitred corners, so a polygon covers its pixels' squares (plus
     ``outline_buffer`` px); holes are kept; it is simplified and dropped when its area is under ``min_area``.
     Confidence = mean footprint probability over the building (1.0 without ``footprint``).
+    ``cache``: a dict shared by calls on the same ``footprint`` with the same ``params`` (e.g. one
+    flood with and without row splitting): a label whose pixels an earlier call polygonized reuses
+    that result, whatever its number.
     """
     p = params or WatershedParams()
     polys: list[Polygon] = []
@@ -307,29 +335,17 @@ def polygonize_instances(labels: np.ndarray, footprint: np.ndarray | None = None
             continue
         r0, c0 = sl[0].start, sl[1].start
         region = np.pad((labels[sl] == label).astype(np.uint8), 1)
-        contours, hierarchy = cv2.findContours(region, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-        if not contours:
-            continue
-        offset = np.array([c0 - 1 + 0.5, r0 - 1 + 0.5])
-        shells, holes = [], []
-        for contour, h in zip(contours, hierarchy[0]):
-            if len(contour) < 3:  # a one- or two-pixel line: no area worth keeping
-                continue
-            pts = contour[:, 0, :].astype(np.float64) + offset
-            (holes if h[3] >= 0 else shells).append(pts)
-        if not shells:
-            continue
-        geom = shapely.union_all([Polygon(s).buffer(0) for s in shells])
-        if holes:
-            geom = geom.difference(shapely.union_all([Polygon(h).buffer(0) for h in holes]))
-        geom = geom.buffer(0.5 + p.outline_buffer, join_style="mitre", mitre_limit=2.0)
-        if p.simplify_tolerance > 0:
-            geom = geom.simplify(p.simplify_tolerance, preserve_topology=True)
-        poly = _largest_polygon(geom.buffer(0) if not geom.is_valid else geom)
-        if poly is None or poly.area < p.min_area:
-            continue
-        polys.append(poly)
-        scores.append(float(mean_fp[label - 1]))
+        key = (r0, c0, region.shape, region.tobytes()) if cache is not None else None
+        if key is not None and key in cache:
+            poly, score = cache[key]
+        else:
+            poly = _region_polygon(region, np.array([c0 - 1 + 0.5, r0 - 1 + 0.5]), p)
+            score = float(mean_fp[label - 1])
+            if key is not None:
+                cache[key] = (poly, score)
+        if poly is not None:
+            polys.append(poly)
+            scores.append(score)
     return polys, scores
 
 

@@ -648,12 +648,14 @@ def _score_threshold_pair(pair: tuple[float, float]) -> list[float]:
     params = dataclasses.replace(c["watershed"], seed_threshold=pair[0], mask_threshold=pair[1])
     flooded = [flood_instances(prob, params) for prob in c["probs"]]
     f1s = []
+    polygon_caches = [{} for _ in flooded]  # the blobs no choice splits are polygonized once
     for split, source in c["splits"]:
         split_params = dataclasses.replace(params, split_rows=split, row_counts_from=source)
         rows = []
-        for image_id, prob, labels in zip(c["ids"], c["probs"], flooded):
+        for image_id, prob, labels, cache in zip(c["ids"], c["probs"], flooded, polygon_caches):
             log_area = prob[len(TARGET_NAMES)] if len(prob) > len(TARGET_NAMES) else None
-            polys, conf = polygonize_instances(finish_instances(labels, split_params, log_area), prob[0], split_params)
+            polys, conf = polygonize_instances(finish_instances(labels, split_params, log_area), prob[0], split_params,
+                                               cache)
             rows += [(image_id, w, conf_) for w, conf_ in zip(geometries_to_wkt(polys), conf)]
         pred = _with_empty_rows(pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"]), c["ids"])
         f1s.append(score_buildings(c["truth"], pred)["f1"])
