@@ -57,7 +57,13 @@ def watershed_instances(prob: np.ndarray, params: WatershedParams | None = None)
         gets no label (as skimage's ``watershed(..., mask=mask)``).
     """
     p = params or WatershedParams()
-    return finish_instances(flood_instances(prob, p), p, prob[3] if len(prob) > 3 else None)
+    return finish_instances(flood_instances(prob, p), p, log_area_channel(prob))
+
+
+def log_area_channel(prob: np.ndarray) -> np.ndarray | None:
+    """The ``(H, W)`` predicted log building area of ``(4, H, W)`` probabilities (the area
+    networks' 4th channel); None for ``(3, H, W)`` ones, which have no area networks' output."""
+    return prob[3] if len(prob) > 3 else None
 
 
 def flood_instances(prob: np.ndarray, params: WatershedParams | None = None) -> np.ndarray:

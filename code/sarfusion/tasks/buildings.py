@@ -39,8 +39,8 @@ from sarfusion.io.raster import raster_info, write_raster
 from sarfusion.io.vector import geometries_to_wkt, write_submission_csv
 from sarfusion.models.segmentation import INPUT_CHANNELS, TARGET_NAMES
 from sarfusion.postproc import (WatershedParams, distance_to_nodata, finish_instances, fit_row_counts,
-                                flood_instances, merge_footprints, polygonize_instances, probabilities_to_polygons,
-                                touches_nodata)
+                                flood_instances, log_area_channel, merge_footprints, polygonize_instances,
+                                probabilities_to_polygons, touches_nodata)
 
 log = logging.getLogger(__name__)
 
@@ -653,9 +653,8 @@ def _score_threshold_pair(pair: tuple[float, float]) -> list[float]:
         split_params = dataclasses.replace(params, split_rows=split, row_counts_from=source)
         rows = []
         for image_id, prob, labels, cache in zip(c["ids"], c["probs"], flooded, polygon_caches):
-            log_area = prob[len(TARGET_NAMES)] if len(prob) > len(TARGET_NAMES) else None
-            polys, conf = polygonize_instances(finish_instances(labels, split_params, log_area), prob[0], split_params,
-                                               cache)
+            polys, conf = polygonize_instances(finish_instances(labels, split_params, log_area_channel(prob)), prob[0],
+                                               split_params, cache)
             rows += [(image_id, w, conf_) for w, conf_ in zip(geometries_to_wkt(polys), conf)]
         pred = _with_empty_rows(pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"]), c["ids"])
         f1s.append(score_buildings(c["truth"], pred)["f1"])
@@ -697,7 +696,7 @@ def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]]
     splits = [(False, "table")]
     if cfg.row_split and cfg.watershed.row_counts:
         splits.append((True, "table"))
-    if cfg.row_split and all(len(p) > len(TARGET_NAMES) for p in probs):
+    if cfg.row_split and all(log_area_channel(p) is not None for p in probs):
         splits.append((True, "area"))
     pairs = [(seed_t, mask_t) for seed_t in cfg.calibrate_seed_thresholds for mask_t in cfg.calibrate_mask_thresholds]
     state = {"probs": probs, "ids": ids, "truth": truth, "splits": splits, "watershed": cfg.watershed}
