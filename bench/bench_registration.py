@@ -44,6 +44,12 @@ of the 26 pairs, not on the SEN1-2 / MultiEarth patches it is reported on.
 small-image one (``DenseConfig.medium_min_side``): central crops of 256 / 288 / 320 / 384 px of the 26
 pairs through both routes, even-index pairs choosing, odd ones held out.
 
+    .venv/bin/python bench/bench_registration.py --what peak-evidence
+
+``peak-evidence`` (about 2 min) asks whether each unwarped SEN1-2 patch shows its own alignment at
+all: the best similarity near zero offsets against the best far from it, for mutual information of
+blurred intensities and the dense mode's oriented-gradient NCC (sen12_6 loses on all four).
+
 Each timing runs in a fresh subprocess and reports its peak resident memory (ru_maxrss).
 """
 from __future__ import annotations
@@ -297,6 +303,62 @@ def real(work: Path, root: Path) -> None:
               f"({np.median(out[:, 0]):+.1f}, {np.median(out[:, 1]):+.1f}), spread (std) "
               f"({out[:, 0].std():.1f}, {out[:, 1].std():.1f}) px")
 
+
+
+def _mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 16) -> float:
+    """Mutual information (nats) of two equally shaped float arrays, from a bins x bins joint
+    histogram."""
+    joint, _, _ = np.histogram2d(a.ravel(), b.ravel(), bins=bins)
+    p = joint / joint.sum()
+    outer = p.sum(axis=1, keepdims=True) @ p.sum(axis=0, keepdims=True)
+    nz = p > 0
+    return float((p[nz] * np.log(p[nz] / outer[nz])).sum())
+
+
+def peak_evidence(root: Path, radius: int = 24, near: int = 4, far: int = 8) -> list[dict] | None:
+    """Is there a similarity peak at the alignment at all? For every UNWARPED SEN1-2 patch (co-registered
+    to a few px), the best similarity within +-``near`` px of zero offsets against the best beyond
+    +-``far`` px, over a +-``radius`` px search of the central template, for four measures: mutual
+    information of the intensities blurred by 2 and 4 px (optical band mean, log SAR), and the dense
+    mode's own oriented-gradient NCC at its two scene-wide scales. A patch whose near peak loses to a
+    far one on every measure holds no evidence of its alignment that these measures can see."""
+    import cv2
+    import torch
+    from sarfusion.registration.align import to_intensity
+    from sarfusion.registration.dense import DenseConfig
+    from sarfusion.registration.features import oriented_gradients
+    from sarfusion.registration.matching import ncc_maps
+    from sarfusion.registration.testpair import sen12_pairs
+    folder = root / "sen1-2" / "ROIs1158_spring"
+    if not folder.is_dir():
+        print(f"SEN1-2 sample not found at {folder}; skipped")
+        return None
+    cfg = DenseConfig()
+    shifts = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    dist = np.abs(shifts).max(axis=0)
+    print(f"\nSEN1-2 unwarped patches: best similarity within +-{near} px of zero / beyond +-{far} px "
+          f"(search +-{radius} px); '<' where the alignment loses")
+    rows = []
+    for i, (name, opt, sar) in enumerate(sen12_pairs(folder)):
+        side = min(sar.shape) - 2 * radius
+        row: dict = {"patch": f"sen12_{i}", "name": name, "near_far": {}}
+        for sigma in (2, 4):
+            o = cv2.GaussianBlur(opt.mean(axis=0), (0, 0), sigma)[radius:radius + side, radius:radius + side]
+            s = cv2.GaussianBlur(np.log(sar), (0, 0), sigma)
+            surface = np.array([[_mutual_information(o, s[radius + dy:radius + dy + side, radius + dx:radius + dx + side])
+                                 for dx in range(-radius, radius + 1)] for dy in range(-radius, radius + 1)])
+            row["near_far"][f"mi{sigma}"] = (float(surface[dist <= near].max()), float(surface[dist > far].max()))
+        oi, si = to_intensity(opt, "optical"), to_intensity(sar[None], "sar")
+        for pre, sigma in cfg.small_global_scales:
+            fo = oriented_gradients(oi, cfg.n_orient, pre, sigma)[:, radius:radius + side, radius:radius + side]
+            surface = ncc_maps(fo[None], oriented_gradients(si, cfg.n_orient, pre, sigma)[None], torch.device("cpu"))[0]
+            row["near_far"][f"ncc{sigma:g}"] = (float(surface[dist <= near].max()), float(surface[dist > far].max()))
+        rows.append(row)
+        cells = [f"{k} {a:.3f}{'<' if a < b else '>'}{b:.3f}" for k, (a, b) in row["near_far"].items()]
+        print(f"  {row['patch']:9s} {name[-9:]:>9s}  " + "  ".join(cells))
+    lost = [r["patch"] for r in rows if all(a < b for a, b in r["near_far"].values())]
+    print(f"  alignment loses on every measure: {', '.join(lost) or 'none'}")
+    return rows
 
 # --- issue 22: the real S1/S2 pairs, warp recovery ------------------------------------------------
 
@@ -621,7 +683,7 @@ def route_tune(work: Path, root: Path, sides: tuple[int, ...] = (256, 288, 320, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--what", default="table,real,speed4096,speed13k",
-                    help="comma list of: table, real, real26, small-tune, route-tune, diagnose, speed4096, speed13k")
+                    help="comma list of: table, real, real26, small-tune, route-tune, peak-evidence, diagnose, speed4096, speed13k")
     ap.add_argument("--pairs", type=int, default=None, help="real26: only the first N pairs (by name)")
     ap.add_argument("--no-learned", action="store_true",
                     help="real26: skip the learned column (descriptors trained on the even pairs, ~9 min)")
@@ -663,6 +725,8 @@ def main() -> None:
             small_tune(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples")
         if "route-tune" in what:
             route_tune(work, Path(__file__).resolve().parents[2] / "shared" / "real_samples")
+        if "peak-evidence" in what:
+            peak_evidence(Path(__file__).resolve().parents[2] / "shared" / "real_samples")
         if "diagnose" in what:
             diagnose(work, args.size, [int(s) for s in args.test_seeds.split(",")], args.weights)
         if "speed4096" in what:

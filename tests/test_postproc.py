@@ -314,3 +314,31 @@ def test_polygon_cache_gives_the_same_polygons_and_reuses_unchanged_blobs(monkey
         cached = polygonize_instances(labels, footprint, cache=cache)
         assert len(drawn) - before == new  # only the labels no earlier call had
         assert [p.wkt for p in cached[0]] == [p.wkt for p in plain[0]] and cached[1] == plain[1]
+
+
+def test_shape_cache_splits_as_without_it_and_measures_each_blob_once(monkeypatch):
+    # The calibration splits one flood twice, with counts from the label table and from the area
+    # networks; the blobs' shapes are measured on the first and read back on the second.
+    from scipy import ndimage as ndi
+
+    import sarfusion.postproc as P
+    from sarfusion.datasets.sn6_buildings import building_areas
+    from sarfusion.postproc import fit_row_counts, split_rows
+
+    rng = np.random.default_rng(6)
+    polys, _ = _terraced_rows(rng, 6)
+    houses = rasterize_instances(polys, (256, 256))
+    blobs = ndi.label(houses > 0)[0]
+    table = fit_row_counts([houses])
+    log_area = np.where(houses > 0, np.log(np.maximum(building_areas(houses), 1)), 0).astype(np.float32)
+    measured = []
+    real = P.blob_shape
+    monkeypatch.setattr(P, "blob_shape", lambda blob: measured.append(1) or real(blob))
+    shapes: dict = {}
+    for kwargs in ({"table": table}, {"log_area": log_area}):
+        plain = split_rows(blobs, **kwargs)
+        before = len(measured)
+        cached = split_rows(blobs, **kwargs, shapes=shapes)
+        assert np.array_equal(cached, plain)
+        assert len(measured) - before == (int(blobs.max()) if "table" in kwargs else 0)
+    assert len(shapes) == blobs.max() > 5 and split_rows(blobs, table).max() > blobs.max()  # rows were cut

@@ -91,20 +91,22 @@ def flood_instances(prob: np.ndarray, params: WatershedParams | None = None) -> 
 
 
 def finish_instances(flooded: np.ndarray, params: WatershedParams | None = None,
-                     log_area: np.ndarray | None = None) -> np.ndarray:
+                     log_area: np.ndarray | None = None, shapes: dict | None = None) -> np.ndarray:
     """The last steps of :func:`watershed_instances` on the labels of :func:`flood_instances`: the
     row splitting (``split_rows``) and the dividing lines. Apart so that the calibration floods
     once per threshold pair and tries it with and without splitting. ``log_area``: the ``(H, W)``
-    predicted log building area (needed when ``row_counts_from`` is "area"). Returns ``(H, W)``
-    int32 labels (``flooded`` is left as it is)."""
+    predicted log building area (needed when ``row_counts_from`` is "area"). ``shapes``: a cache of
+    the blobs' shapes for :func:`split_rows`, valid for this ``flooded`` only (the calibration splits
+    the same flood with counts from the table and from the areas). Returns ``(H, W)`` int32 labels
+    (``flooded`` is left as it is)."""
     p = params or WatershedParams()
     labels = flooded
     if p.split_rows and p.row_counts_from == "area":
         if log_area is None:
             raise ValueError("row_counts_from='area' needs the predicted building area (a 4-channel prob)")
-        labels = split_rows(labels, log_area=log_area)
+        labels = split_rows(labels, log_area=log_area, shapes=shapes)
     elif p.split_rows and p.row_counts:
-        labels = split_rows(labels, p.row_counts)
+        labels = split_rows(labels, p.row_counts, shapes=shapes)
     if p.dividing_lines:
         labels = _part_touching(labels)
     return labels.astype(np.int32)
@@ -224,11 +226,13 @@ def area_count(area: float, log_areas: np.ndarray) -> int:
     return max(1, int(np.rint(area / np.exp(float(np.median(log_areas))))))
 
 
-def split_rows(labels: np.ndarray, table: tuple[str, ...] = (), log_area: np.ndarray | None = None) -> np.ndarray:
+def split_rows(labels: np.ndarray, table: tuple[str, ...] = (), log_area: np.ndarray | None = None,
+               shapes: dict | None = None) -> np.ndarray:
     """Instance labels ``(H, W)`` int32 with every building cut into equal parts along its
     skeleton (numbered from 1 again): as many as the row-count ``table`` gives for its area and
     depth, or, with ``log_area`` (``(H, W)`` float, the predicted log building area in px), as
-    :func:`area_count` gives from its pixels' predictions."""
+    :func:`area_count` gives from its pixels' predictions. ``shapes``: a dict filled with each
+    label's :func:`blob_shape` and read on the next call with the same ``labels``."""
     if log_area is None and not table:
         raise ValueError("split_rows needs a row-count table or a predicted log area")
     out = np.zeros(labels.shape, np.int32)
@@ -237,7 +241,12 @@ def split_rows(labels: np.ndarray, table: tuple[str, ...] = (), log_area: np.nda
         if sl is None:
             continue
         blob = labels[sl] == k
-        area, depth, skeleton = blob_shape(blob)
+        if shapes is None:
+            area, depth, skeleton = blob_shape(blob)
+        else:
+            if k not in shapes:
+                shapes[k] = blob_shape(blob)
+            area, depth, skeleton = shapes[k]
         n = row_count(table, area, depth) if log_area is None else area_count(area, log_area[sl][blob])
         parts = split_blob(blob, n, depth, skeleton)
         out[sl][parts > 0] = parts[parts > 0] + count

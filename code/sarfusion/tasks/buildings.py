@@ -380,13 +380,16 @@ def area_config(cfg: BuildingsConfig) -> BuildingsConfig:
 
 def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Path], cfg: BuildingsConfig,
                 run_dir: Path, out_path: Path, encoder_state: dict | None = None,
-                val_tiles: Sequence[SN6Tile] = (), output: str = "buildings") -> dict[str, Any]:
+                val_tiles: Sequence[SN6Tile] = (), output: str = "buildings",
+                stats: NormStats | None = None) -> dict[str, Any]:
     """Train one U-Net on ``tiles`` with the shared engine; save ``out_path`` (weights + stats).
     ``output``: "buildings" (footprint, edge, contact; focal + dice) or "area" (one channel, the log
     building area; :func:`~sarfusion.models.segmentation.area_loss`, with :func:`area_config`).
     ``encoder_state``: pretrained 3-band encoder weights to start from (None: random init).
     ``val_tiles`` (with ``cfg.select_best``): validated at every checkpoint; the best F1's weights
-    are saved (kept in ``run_dir/best.pt`` across a resume).
+    are saved (kept in ``run_dir/best.pt`` across a resume). ``stats``: the input normalisation of
+    ``tiles`` when the caller already has it (the area network shares its footprint network's);
+    None computes it.
 
     Returns ``{"path", "steps", "seconds", "steps_per_s", "loss"}`` (+ ``best_step``,
     ``best_val_f1`` and ``val_f1`` per checkpoint step when validating).
@@ -397,7 +400,8 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     from sarfusion.models.segmentation import (area_loss, build_segmentation_model, focal_dice_loss,
                                                freeze_unused_parameters, loss_pixel_weights)
 
-    stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
+    if stats is None:
+        stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
     log.info("normalisation (%s): mean %s std %s", cfg.input_mode,
              np.round(stats.mean, 2).tolist(), np.round(stats.std, 2).tolist())
     context = StripContext.from_tiles(tiles) if cfg.strip_context else None
@@ -584,13 +588,15 @@ def train_buildings(aoi_dir: str | Path, weights_dir: str | Path, preset: str = 
     out_of_fold: list[tuple[SN6Tile, list[LoadedModel]]] = []
     for k, (train_ids, val_ids) in enumerate(splits):
         log.info("fold %d/%d: %d training tiles, %d validation tiles", k + 1, len(splits), len(train_ids), len(val_ids))
-        info = train_model([by_id[i] for i in train_ids], polygons, prepared, cfg, work / f"fold{k}",
+        fold_tiles = [by_id[i] for i in train_ids]
+        stats = _norm_stats(fold_tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
+        info = train_model(fold_tiles, polygons, prepared, cfg, work / f"fold{k}",
                            weights_dir / f"buildings_fold{k}.pt", encoder_state,
-                           val_tiles=[by_id[i] for i in val_ids])
+                           val_tiles=[by_id[i] for i in val_ids], stats=stats)
         area_path = weights_dir / f"buildings_area_fold{k}.pt"
         if cfg.area_model:
-            info["area"] = train_model([by_id[i] for i in train_ids], polygons, prepared, area_config(cfg),
-                                       work / f"area_fold{k}", area_path, encoder_state, output="area")
+            info["area"] = train_model(fold_tiles, polygons, prepared, area_config(cfg), work / f"area_fold{k}",
+                                       area_path, encoder_state, output="area", stats=stats)
         if val_ids:
             models = [_load_model(Path(info["path"]))] + ([_load_model(area_path)] if cfg.area_model else [])
             out_of_fold += [(by_id[i], models) for i in val_ids]
@@ -649,12 +655,13 @@ def _score_threshold_pair(pair: tuple[float, float]) -> list[float]:
     flooded = [flood_instances(prob, params) for prob in c["probs"]]
     f1s = []
     polygon_caches = [{} for _ in flooded]  # the blobs no choice splits are polygonized once
+    shape_caches = [{} for _ in flooded]  # and each blob's shape is measured once for both counts
     for split, source in c["splits"]:
         split_params = dataclasses.replace(params, split_rows=split, row_counts_from=source)
         rows = []
-        for image_id, prob, labels, cache in zip(c["ids"], c["probs"], flooded, polygon_caches):
-            polys, conf = polygonize_instances(finish_instances(labels, split_params, log_area_channel(prob)), prob[0],
-                                               split_params, cache)
+        for image_id, prob, labels, cache, shapes in zip(c["ids"], c["probs"], flooded, polygon_caches, shape_caches):
+            instances = finish_instances(labels, split_params, log_area_channel(prob), shapes)
+            polys, conf = polygonize_instances(instances, prob[0], split_params, cache)
             rows += [(image_id, w, conf_) for w, conf_ in zip(geometries_to_wkt(polys), conf)]
         pred = _with_empty_rows(pd.DataFrame(rows, columns=["ImageId", "PolygonWKT_Pix", "Confidence"]), c["ids"])
         f1s.append(score_buildings(c["truth"], pred)["f1"])
