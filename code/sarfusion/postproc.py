@@ -235,18 +235,16 @@ def split_rows(labels: np.ndarray, table: tuple[str, ...] = (), log_area: np.nda
     label's :func:`blob_shape` and read on the next call with the same ``labels``."""
     if log_area is None and not table:
         raise ValueError("split_rows needs a row-count table or a predicted log area")
+    shapes = {} if shapes is None else shapes
     out = np.zeros(labels.shape, np.int32)
     count = 0
     for k, sl in enumerate(ndi.find_objects(labels), start=1):
         if sl is None:
             continue
         blob = labels[sl] == k
-        if shapes is None:
-            area, depth, skeleton = blob_shape(blob)
-        else:
-            if k not in shapes:
-                shapes[k] = blob_shape(blob)
-            area, depth, skeleton = shapes[k]
+        if k not in shapes:
+            shapes[k] = blob_shape(blob)
+        area, depth, skeleton = shapes[k]
         n = row_count(table, area, depth) if log_area is None else area_count(area, log_area[sl][blob])
         parts = split_blob(blob, n, depth, skeleton)
         out[sl][parts > 0] = parts[parts > 0] + count

@@ -400,6 +400,9 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     from sarfusion.models.segmentation import (area_loss, build_segmentation_model, focal_dice_loss,
                                                freeze_unused_parameters, loss_pixel_weights)
 
+    if output not in ("buildings", "area"):
+        raise ValueError(f"output must be 'buildings' or 'area', got {output!r}")
+    area = output == "area"
     if stats is None:
         stats = _norm_stats(tiles, cfg.input_mode, prepared, cfg.stats_max_tiles)
     log.info("normalisation (%s): mean %s std %s", cfg.input_mode,
@@ -407,9 +410,6 @@ def train_model(tiles: Sequence[SN6Tile], polygons: dict, prepared: dict[str, Pa
     context = StripContext.from_tiles(tiles) if cfg.strip_context else None
     if context is not None:
         log.info("strip context: %d strips, direction and northing at the bottleneck", len(context.strips))
-    if output not in ("buildings", "area"):
-        raise ValueError(f"output must be 'buildings' or 'area', got {output!r}")
-    area = output == "area"
     dataset = training_dataset(tiles, polygons, prepared, stats, cfg, context, area=area)
     seed_everything(cfg.engine.seed)  # initial weights from the seed (torch's own start seed varies)
     classes = 1 if area else len(TARGET_NAMES)
@@ -682,8 +682,6 @@ def calibrate_watershed(tiles: Sequence[tuple[SN6Tile, Sequence["LoadedModel"]]]
     """
     if cfg.calibrate_tiles <= 0 or not tiles:
         return {}
-    from sarfusion.metrics.buildings import score_buildings
-
     step = max(1, len(tiles) // cfg.calibrate_tiles)
     chosen = list(tiles)[::step][: cfg.calibrate_tiles]
     from sarfusion.engine import current_shard, gather_objects
