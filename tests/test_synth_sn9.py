@@ -169,3 +169,30 @@ def test_same_seed_same_bytes(tmp_path):
     generate_sn9(tmp_path / "a", size=512, seed=9)
     generate_sn9(tmp_path / "b", size=512, seed=9)
     assert len(digest(tmp_path / "a")) == 5 and digest(tmp_path / "a") == digest(tmp_path / "b")
+
+
+def test_terrain_slopes_facing_the_sensor_are_brighter():
+    """Foreshortening: on a ridge of bare grass, the flank that faces the radar gathers more ground
+    per range pixel (sin(theta) / sin(theta - slope)), the flank facing away less, whichever side
+    the radar looks from. A 17 deg slope at 35 deg incidence: x1.83 and x0.73 in sigma0, i.e. +2.2
+    and -1.1 dB on grass at ~-12 dB once the -18.5 dB noise floor is added; compared with the same
+    ground rendered flat (the textures are the same)."""
+    from sarfusion.synth import city as C
+    from sarfusion.synth import sar as S
+
+    n = 120
+    plan = C.plan_city(200, 200, np.random.default_rng(0))
+    plan.objects = plan.objects[:0]
+    rows = np.arange(n, dtype=np.float32)[:, None]
+    ridge = np.broadcast_to(np.where(rows < 60, rows, 120 - rows) * np.float32(0.3), (n, n)).copy()
+    zeros = np.zeros((n, n), np.float32)
+
+    def hh_db(terrain, look):
+        raster = C.CityRaster(1.0, 0.0, 0.0, np.full((n, n), C.GRASS, np.uint8), zeros,
+                              np.zeros((n, n), np.int32), zeros, 0, 0.0, terrain)
+        return 10 * np.log10(S.simulate_reflectivity(raster, plan, look=look, incidence_deg=35.0)[0])
+
+    north_flank, south_flank = (slice(10, 50), slice(40, 80)), (slice(70, 110), slice(40, 80))
+    for look, facing, away in (("N", north_flank, south_flank), ("S", south_flank, north_flank)):
+        change = hh_db(ridge, look) - hh_db(None, look)
+        assert change[facing].mean() > 1.5 and change[away].mean() < -0.7, look

@@ -161,9 +161,10 @@ def test_score_translated_sen12_pairs_each_output_with_its_truth(tmp_path, one_t
     from sarfusion.datasets.sen12 import find_pairs
     from sarfusion.synth.landscape import write_sen12
 
-    # seed 1: two of the six patches are cloudy by the filter's verdict (a fixture choice: the
-    # filter misses some of the generator's clouds, so seed 0 now draws only clear verdicts)
-    write_sen12(tmp_path / "data", pairs=6, seed=1, size=64, cloudy_share=0.4)
+    # seed 3: the generator draws clouds on two of the six patches and the filter drops one of them
+    # (a fixture choice: with the landscapes' relief the same seeds draw other scenes; seed 1 now
+    # draws no cloudy patch, seed 2 a split the held-out checks below cannot use)
+    write_sen12(tmp_path / "data", pairs=6, seed=3, size=64, cloudy_share=0.4)
     tr.train_translation(tmp_path / "data", tmp_path / "w", work_dir=tmp_path / "runs", holdout=2, config=TINY)
     tr.translate(tmp_path / "data", tmp_path / "out", tmp_path / "w")
     pairs = find_pairs(tmp_path / "data")

@@ -627,15 +627,16 @@ def _points_along(lines: list, step: tuple[float, float], offset: float, rng) ->
     return np.concatenate(pts), np.concatenate(ang)
 
 
-def make_terrain(width_m: float, height_m: float, rng: np.random.Generator, relief_m: float) -> np.ndarray:
-    """(rows, cols) float32 ground elevation (m) on ``TERRAIN_CELL_M`` cells: hills of several
-    scales (300 m and 100 m correlation) whose 1-99 % range is about ``relief_m``."""
-    rows = int(np.ceil(height_m / TERRAIN_CELL_M)) + 3
-    cols = int(np.ceil(width_m / TERRAIN_CELL_M)) + 3
+def make_terrain(width_m: float, height_m: float, rng: np.random.Generator, relief_m: float,
+                 cell_m: float = TERRAIN_CELL_M) -> np.ndarray:
+    """(rows, cols) float32 ground elevation (m) on ``cell_m`` cells (3 cells more than the area
+    needs): hills of several scales (420, 160 and 60 m correlation) whose 1-99 % range is about ``relief_m``."""
+    rows = int(np.ceil(height_m / cell_m)) + 3
+    cols = int(np.ceil(width_m / cell_m)) + 3
     h = np.zeros((rows, cols), np.float32)
     for scale_m, weight in ((420.0, 1.0), (160.0, 0.45), (60.0, 0.15)):
         n = ndimage.gaussian_filter(rng.standard_normal((rows, cols)).astype(np.float32),
-                                    scale_m / TERRAIN_CELL_M / 2, mode="reflect")
+                                    scale_m / cell_m / 2, mode="reflect")
         h += weight * n / (n.std() + 1e-9)
     lo, hi = np.percentile(h, [1, 99])
     return ((h - lo) / max(hi - lo, 1e-6) * relief_m).astype(np.float32)

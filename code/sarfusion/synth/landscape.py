@@ -1,5 +1,13 @@
-"""Rural landscape at 10 m (fields, forest, rivers, roads) rendered as Sentinel-2 and Sentinel-1,
-with clouds and their shadows; writers in the SEN1-2 PNG and MultiEarth tiff layouts.
+"""Rural landscape at 10 m (fields, forest, rivers, roads) on hills, rendered as Sentinel-2 and
+Sentinel-1, with clouds and their shadows; writers in the SEN1-2 PNG and MultiEarth tiff layouts.
+
+Relief: each scene gets hills of 0-200 m (:func:`sarfusion.synth.city.make_terrain` on 10 m cells),
+seen differently by the two sensors, as on the real pairs: the optical is hill-shaded by a
+Sentinel-2 morning sun (azimuth 120-170 deg, elevation 25-65 deg, one per date) with cast shadows;
+the SAR, terrain-corrected in geometry but not in radiometry (GRD as SEN1-2 and MultiEarth use it),
+brightens on slopes facing the sensor and darkens on those facing away (foreshortening, one
+orbit per scene: incidence 30-46 deg, looking east on ascending or west on descending passes), with
+radar shadow where a slope faces away more steeply than the line of sight.
 
 Everything is seeded (``numpy.random.Generator``). Units: optical values are top-of-atmosphere
 reflectance (0-1, Sentinel-2 B1 coastal aerosol, B2 blue, B3 green, B4 red); SAR values are
@@ -13,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from sarfusion.synth import city as C
+from sarfusion.synth import optical as O
 
 FOREST, CROP, BARE, PASTURE, WATER, ROAD = range(6)
 CLASS_NAMES = ("forest", "crop", "bare", "pasture", "water", "road")
@@ -29,6 +40,13 @@ REFLECTANCE = np.array([
 SIGMA0_DB = np.array([
     [-7.5, -13.0], [-10.0, -16.5], [-13.0, -21.0], [-11.5, -18.0], [-22.0, -29.0], [-14.0, -24.0],
 ], dtype=np.float32)
+RELIEF_M = (0.0, 200.0)            # 1-99 % elevation range of one 10 m scene
+S1_INCIDENCE_DEG = (30.0, 46.0)     # Sentinel-1 IW swath
+S1_LOOK_AZIMUTH_DEG = (80.0, 280.0)  # right-looking: ascending passes look east, descending west
+S2_SUN_AZIMUTH_DEG = (120.0, 170.0)  # Sentinel-2 crosses at 10:30 local time
+S2_SUN_ELEVATION_DEG = (25.0, 65.0)
+# cast shadows are lit by the sky only: darker, and darker still in the red (B1, B2, B3, B4)
+TERRAIN_SHADOW_GAIN = np.array([0.55, 0.52, 0.42, 0.38], np.float32)
 CLOUD_REFLECTANCE = np.array([0.55, 0.50, 0.50, 0.50], dtype=np.float32)  # flat and bright
 QA60_OPAQUE = 1 << 10
 
@@ -36,11 +54,16 @@ QA60_OPAQUE = 1 << 10
 @dataclass
 class Landscape:
     """``classes`` ``(H, W)`` uint8 class ids; ``parcel`` ``(H, W)`` int parcel ids (per-parcel
-    variation); ``pixel_m`` the ground sampling distance."""
+    variation); ``pixel_m`` the ground sampling distance; ``terrain`` ``(H, W)`` float32 elevation
+    (m, None = flat); the Sentinel-1 orbit that sees it: ``incidence_deg`` and ``look_azimuth_deg``
+    (clockwise from north, the direction the radar looks)."""
 
     classes: np.ndarray
     parcel: np.ndarray
     pixel_m: float = 10.0
+    terrain: np.ndarray | None = None
+    incidence_deg: float = 38.0
+    look_azimuth_deg: float = 80.0
 
 
 def smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -49,8 +72,10 @@ def smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator)
     return (n - n.mean()) / max(float(n.std()), 1e-6)
 
 
-def make_landscape(size: int, rng: np.random.Generator, forest_cover: float | None = None) -> Landscape:
-    """A ``size x size`` landscape: rotated field parcels, forest blobs, a meandering river, roads."""
+def make_landscape(size: int, rng: np.random.Generator, forest_cover: float | None = None,
+                   relief_m: float | None = None) -> Landscape:
+    """A ``size x size`` landscape: rotated field parcels, forest blobs, a meandering river, roads,
+    on hills of ``relief_m`` (default: drawn from ``RELIEF_M``; 0 = flat) seen from one orbit."""
     h = w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, np.pi / 2)
@@ -75,12 +100,40 @@ def make_landscape(size: int, rng: np.random.Generator, forest_cover: float | No
         a = rng.uniform(0, np.pi)
         d = xx * np.cos(a) + yy * np.sin(a) - rng.uniform(0, size)
         classes[np.abs(d) < rng.uniform(0.6, 1.2)] = ROAD
-    return Landscape(classes, parcel)
+    geo = np.random.default_rng(int(rng.integers(2**31)))  # the layout above stays what it was without relief
+    relief = geo.uniform(*RELIEF_M) if relief_m is None else float(relief_m)
+    pixel_m = 10.0
+    terrain = (C.make_terrain(w * pixel_m, h * pixel_m, geo, relief, cell_m=pixel_m)[:h, :w]
+               if relief > 0 else None)
+    return Landscape(classes, parcel, pixel_m, terrain, float(geo.uniform(*S1_INCIDENCE_DEG)),
+                     float(geo.choice(S1_LOOK_AZIMUTH_DEG) + geo.uniform(-5, 5)))
+
+
+def slope_toward_sensor(terrain: np.ndarray, pixel_m: float, look_azimuth_deg: float) -> np.ndarray:
+    """(H, W) float32 slope angle (rad) of ``terrain`` (m, rows running south) along the radar's
+    look direction, positive where the slope faces the sensor (the ground rises away from it)."""
+    d_row, d_col = np.gradient(terrain.astype(np.float32), pixel_m)
+    look = np.deg2rad(look_azimuth_deg)
+    rise_along_look = d_col * np.sin(look) - d_row * np.cos(look)  # east, north components
+    return np.arctan(rise_along_look).astype(np.float32)
+
+
+def terrain_backscatter_gain(land: Landscape) -> np.ndarray:
+    """(H, W) float32 factor on sigma0 from the relief: foreshortening
+    (:func:`sarfusion.synth.sar.foreshortening_gain`), 0 in radar shadow; all ones when flat."""
+    from sarfusion.synth.sar import foreshortening_gain
+
+    if land.terrain is None:
+        return np.ones(land.classes.shape, np.float32)
+    theta = np.deg2rad(land.incidence_deg)
+    alpha = slope_toward_sensor(land.terrain, land.pixel_m, land.look_azimuth_deg)
+    return np.where(theta - alpha >= np.pi / 2, np.float32(0), foreshortening_gain(alpha, theta))
 
 
 def render_optical(land: Landscape, rng: np.random.Generator, season: float = 0.0) -> np.ndarray:
     """``(4, H, W)`` float32 reflectance B1-B4 of a clear scene; ``season`` in [0, 1] shifts crop
-    greenness per parcel (so dates differ); B1 is blurred to its 60 m resolution."""
+    greenness per parcel (so dates differ); the terrain is hill-shaded by a sun drawn for this date
+    (with cast shadows); B1 is blurred to its 60 m resolution."""
     n_parcel = int(land.parcel.max()) + 1
     p_rng = np.random.default_rng(int(rng.integers(2**31)))
     gain = p_rng.uniform(0.8, 1.25, n_parcel)[land.parcel]
@@ -92,6 +145,11 @@ def render_optical(land: Landscape, rng: np.random.Generator, season: float = 0.
     refl[:, crop] = bare_mix
     texture = 1 + 0.08 * smooth_noise(land.classes.shape, 1.0, rng)
     refl *= gain[None] * texture[None]
+    sun_azimuth, sun_elevation = rng.uniform(*S2_SUN_AZIMUTH_DEG), rng.uniform(*S2_SUN_ELEVATION_DEG)
+    if land.terrain is not None:
+        refl *= O.lambert_gain(land.terrain, land.pixel_m, O.sun_vector(sun_azimuth, sun_elevation))[None]
+        shadow = O.cast_shadow(land.terrain, land.pixel_m, sun_azimuth, sun_elevation)
+        refl[:, shadow] *= TERRAIN_SHADOW_GAIN[:, None]
     refl[0] = ndi.gaussian_filter(refl[0], 2.5)
     return np.clip(refl, 0.001, 1.0).astype(np.float32)
 
@@ -110,9 +168,9 @@ S1_PSF_SIGMA_PX = 0.85       # ~20 m resolution on 10 m pixels (GRD): neighbouri
 
 
 def render_sar(land: Landscape, rng: np.random.Generator, looks: float = 4.4) -> np.ndarray:
-    """``(2, H, W)`` float32 sigma0 dB (VV, VH) with per-parcel offsets, the noise floor, and
-    speckle of ``looks`` looks per pixel correlated by the ~20 m resolution (the SAR simulator's
-    :func:`sarfusion.synth.sar.speckle_and_psf`)."""
+    """``(2, H, W)`` float32 sigma0 dB (VV, VH) with per-parcel offsets, the relief's
+    foreshortening and radar shadow, the noise floor, and speckle of ``looks`` looks per pixel
+    correlated by the ~20 m resolution (the SAR simulator's :func:`sarfusion.synth.sar.speckle_and_psf`)."""
     from sarfusion.synth.sar import speckle_and_psf, to_db
 
     n_parcel = int(land.parcel.max()) + 1
@@ -120,7 +178,8 @@ def render_sar(land: Landscape, rng: np.random.Generator, looks: float = 4.4) ->
     db = SIGMA0_DB[land.classes].transpose(2, 0, 1) + offset[None]
     db += 0.8 * smooth_noise(land.classes.shape, 2.0, rng)[None]
     floor = np.float32(10 ** (rng.uniform(*S1_NESZ_DB) / 10))
-    return np.stack([to_db(speckle_and_psf((10 ** (b / 10)).astype(np.float32) + floor, 0.0, looks, rng,
+    relief = terrain_backscatter_gain(land)
+    return np.stack([to_db(speckle_and_psf((10 ** (b / 10) * relief).astype(np.float32) + floor, 0.0, looks, rng,
                                            S1_PSF_SIGMA_PX)) for b in db])
 
 

@@ -58,9 +58,15 @@ def cast_shadow(height: np.ndarray, pixel_size: float, sun_azimuth_deg: float, s
     return back.astype(bool)
 
 
-def _lambert(height: np.ndarray, ps: float, sun: np.ndarray) -> np.ndarray:
-    """Brightness of a surface z = height(x, y) relative to flat ground under the unit ``sun``
-    vector (east, north, up); rows run south."""
+def sun_vector(sun_azimuth_deg: float, sun_elevation_deg: float) -> np.ndarray:
+    """Unit vector (east, north, up) toward a sun at the azimuth (clockwise from north) and elevation."""
+    az, el = np.deg2rad(sun_azimuth_deg), np.deg2rad(sun_elevation_deg)
+    return np.array([np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)], np.float32)
+
+
+def lambert_gain(height: np.ndarray, ps: float, sun: np.ndarray) -> np.ndarray:
+    """(rows, cols) float32 brightness of a surface z = ``height`` (m, rows running south, ``ps`` m
+    pixels) relative to flat ground under the unit ``sun`` vector (east, north, up), 0.25..1.6."""
     gy, gx = np.gradient(height, ps)
     norm = np.sqrt(gx * gx + gy * gy + 1)
     return np.clip((-gx * sun[0] + gy * sun[1] + sun[2]) / norm / sun[2], 0.25, 1.6).astype(np.float32)
@@ -102,14 +108,13 @@ def render_optical(raster: C.CityRaster, plan: C.CityPlan,
     del texture
     # sun shading of sloped surfaces (pitched roofs, crowns, hills): Lambert relative to flat ground
     ps = raster.pixel_size
-    az, el = np.deg2rad(sun_azimuth_deg), np.deg2rad(sun_elevation_deg)
-    sun = np.array([np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)], np.float32)  # east, north, up
+    sun = sun_vector(sun_azimuth_deg, sun_elevation_deg)
     raised = height > 0.5
     if raised.any():
-        gain = np.where(raised, gain * _lambert(height, ps, sun), gain)
+        gain = np.where(raised, gain * lambert_gain(height, ps, sun), gain)
     surface = height
     if raster.terrain is not None:
-        gain *= _lambert(raster.terrain, ps, sun)
+        gain *= lambert_gain(raster.terrain, ps, sun)
         surface = height + raster.terrain
     shadow = cast_shadow(surface, ps, sun_azimuth_deg, sun_elevation_deg)
     veg = ((classes == C.GRASS) | (classes == C.TREE)).astype(np.float32)

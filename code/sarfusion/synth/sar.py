@@ -187,6 +187,13 @@ class _Scene:
         self.object_px, self.objects = px, obj
 
 
+def foreshortening_gain(alpha: np.ndarray, theta: float) -> np.ndarray:
+    """(rows, cols) float32 backscatter gain of ground sloped by ``alpha`` (rad, positive rising
+    toward the sensor) at incidence ``theta`` (rad): the ground area one range pixel gathers,
+    sin(theta) / sin(theta - alpha), clipped to 0.2..8 (layover and grazing slopes)."""
+    return np.clip(np.sin(theta) / np.maximum(np.sin(theta - alpha), 0.08), 0.2, 8.0).astype(np.float32)
+
+
 def _reflectivity_north(scene: _Scene, pixel_size: float, incidence_deg: float,
                         noise_floor_db: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free linear reflectivity with the sensor at row 0: (distributed, coherent), a list of
@@ -237,9 +244,9 @@ def _reflectivity_north(scene: _Scene, pixel_size: float, incidence_deg: float,
     gain[behind_crown] *= np.float32(CANOPY_TRANSMISSION)
     gain[~visible] = 0
     if scene.terrain is not None:  # foreshortening: slopes toward the sensor gather more ground per pixel
-        g_rng = np.gradient(scene.terrain, axis=0) / ps
-        alpha = -np.arctan(g_rng)  # positive: rising toward the sensor (row 0)
-        gain *= np.clip(np.sin(theta) / np.maximum(np.sin(theta - alpha), 0.08), 0.2, 8.0).astype(np.float32)
+        # positive: the ground falls toward the sensor (row 0), i.e. the slope faces it
+        alpha = np.arctan(np.gradient(scene.terrain, axis=0) / ps)
+        gain *= foreshortening_gain(alpha, theta)
     ground = visible & ~elevated
     # elevated scatterers (roofs, crowns) land closer to the sensor (layover): nearest-row splat
     elem = (np.rint(er - height[er, ec] * np.float32(cot / ps)).astype(np.int64)) * cols + ec
