@@ -69,11 +69,11 @@ def test_relief_lights_the_flanks_each_sensor_faces():
     """On a hill, the SAR brightens the flank facing the radar (here looking east: the west flank)
     and the optical the flank facing the sun (here from the south: the south flank); flat ground
     has neither effect, and the orbit is one per scene."""
-    from sarfusion.synth.landscape import PASTURE, Landscape, terrain_backscatter_gain
+    from sarfusion.synth.landscape import PASTURE, S1_INCIDENCE_DEG, Landscape, terrain_backscatter_gain
 
     n = 128
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
-    hill = np.maximum(0, 60 - np.hypot(yy - 64, xx - 64)) * np.float32(3.0)  # 30 m per 10 m pixel: 17 deg
+    hill = np.maximum(0, 60 - np.hypot(yy - 64, xx - 64)) * np.float32(3.0)  # 3 m per 10 m pixel: 17 deg
     land = Landscape(np.full((n, n), PASTURE, np.uint8), np.zeros((n, n), np.int64), 10.0, hill, 35.0, 90.0)
     west, east = (slice(54, 74), slice(14, 44)), (slice(54, 74), slice(84, 114))
     north, south = (slice(14, 44), slice(54, 74)), (slice(84, 114), slice(54, 74))
@@ -81,8 +81,6 @@ def test_relief_lights_the_flanks_each_sensor_faces():
     assert gain_db[west].mean() > 2.0 and gain_db[east].mean() < -1.0
     sar = render_sar(land, np.random.default_rng(0))[0]
     assert sar[west].mean() - sar[east].mean() > 3.0
-    import sarfusion.synth.landscape as L
-
     rng = np.random.default_rng(1)
     refl = render_optical(land, rng)
     assert refl[3][south].mean() > 1.2 * refl[3][north].mean()  # the sun is in the south-east (120-170 deg)
@@ -90,4 +88,4 @@ def test_relief_lights_the_flanks_each_sensor_faces():
     assert flat.terrain is None and np.all(terrain_backscatter_gain(flat) == 1)
     hilly = make_landscape(64, np.random.default_rng(2))
     assert np.array_equal(hilly.classes, flat.classes)  # relief does not move the fields
-    assert L.S1_INCIDENCE_DEG[0] <= hilly.incidence_deg <= L.S1_INCIDENCE_DEG[1]
+    assert S1_INCIDENCE_DEG[0] <= hilly.incidence_deg <= S1_INCIDENCE_DEG[1]

@@ -188,9 +188,10 @@ class _Scene:
 
 
 def foreshortening_gain(alpha: np.ndarray, theta: float) -> np.ndarray:
-    """(rows, cols) float32 backscatter gain of ground sloped by ``alpha`` (rad, positive rising
-    toward the sensor) at incidence ``theta`` (rad): the ground area one range pixel gathers,
-    sin(theta) / sin(theta - alpha), clipped to 0.2..8 (layover and grazing slopes)."""
+    """(rows, cols) float32 backscatter gain of ground sloped by ``alpha`` (rad, positive where the
+    slope faces the sensor, i.e. the ground falls toward it) at incidence ``theta`` (rad): the
+    ground area one range pixel gathers, sin(theta) / sin(theta - alpha), clipped to 0.2..8
+    (layover and grazing slopes)."""
     return np.clip(np.sin(theta) / np.maximum(np.sin(theta - alpha), 0.08), 0.2, 8.0).astype(np.float32)
 
 
@@ -243,7 +244,7 @@ def _reflectivity_north(scene: _Scene, pixel_size: float, incidence_deg: float,
     del variation_db
     gain[behind_crown] *= np.float32(CANOPY_TRANSMISSION)
     gain[~visible] = 0
-    if scene.terrain is not None:  # foreshortening: slopes toward the sensor gather more ground per pixel
+    if scene.terrain is not None:  # foreshortening: slopes facing the sensor gather more ground per pixel
         # positive: the ground falls toward the sensor (row 0), i.e. the slope faces it
         alpha = np.arctan(np.gradient(scene.terrain, axis=0) / ps)
         gain *= foreshortening_gain(alpha, theta)
