@@ -108,3 +108,28 @@ def test_report_measures_the_real_samples():
     me = [p.measure() for p in multiearth_pairs(REAL / "multiearth")]
     assert len(me) == 4  # every Sentinel-1 date, paired with a clear optical date
     assert all(abs(p.stats["ncc"]) < 0.3 for p in me)  # S1 and S2 share little at this site
+
+
+def test_report_judges_each_source_also_against_its_own_real_counterpart():
+    """The pooled range of all real samples is the target; a source's own counterpart is stricter:
+    a median inside the pooled range but outside its own kind of scene's range reads NO there."""
+    from sarfusion.synth.report import Pair, _format, compare
+
+    def pairs(name, values, extra=None):
+        out = []
+        for v in values:
+            p = Pair(name, np.zeros((3, 4, 4)), {}, np.ones((4, 4), bool), "VV")
+            p.stats = {"ncc": v, **(extra or {})}
+            out.append(p)
+        return out
+
+    real = {"forest": pairs("forest", [0.0, 0.1]), "farmland": pairs("farmland", [0.5, 0.6], {"enl": 7.0})}
+    synth = {"forest synth": pairs("s", [0.55, 0.55, 0.6], {"enl": 7.0}), "city": pairs("c", [0.05])}
+    rows = {r["statistic"]: r for r in compare(real, synth, counterpart={"forest synth": "forest"})}
+    cell = rows["ncc"]["synthetic"]["forest synth"]
+    assert cell["within"] and cell["within_own"] is False and (cell["own_min"], cell["own_max"]) == (0.0, 0.1)
+    assert rows["enl"]["synthetic"]["forest synth"]["within_own"] is None  # the forest sample has no ENL
+    assert "within_own" not in rows["ncc"]["synthetic"]["city"]  # no counterpart: pooled range only
+    text = _format([{"resolution_m": 10.0, "real_counts": {"forest": 2, "farmland": 2},
+                     "synthetic_counts": {"forest synth": 3, "city": 1}, "rows": list(rows.values())}])
+    assert "forest synth vs forest" in text and text.splitlines()[-2].rstrip().endswith("NO")

@@ -135,7 +135,9 @@ def register_report(sub: argparse._SubParsersAction) -> None:
             "NCC, NCC of oriented-gradient features in 64 px windows, gradient-orientation agreement, "
             "SAR equivalent number of looks (9 px windows, most homogeneous tenth) and the dB histogram "
             "tails (p99 - median, median - p1) per polarisation. A synthetic median outside the real "
-            "min..max is marked NO. With --out, also PNGs of a synthetic tile beside the real crop "
+            "min..max (over all real samples of that resolution) is marked NO; where several real samples "
+            "share a resolution, a second table puts each synthetic source against its own kind of scene "
+            "alone (SEN1-2 synth vs SEN1-2, MultiEarth synth vs MultiEarth), a stricter view. With --out, also PNGs of a synthetic tile beside the real crop "
             "(same resolution, same dB stretch) and the numbers as synth_report.json."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, default=None, help="folder for the PNGs and synth_report.json")

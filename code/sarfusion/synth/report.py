@@ -209,12 +209,23 @@ def _summary(pairs: list[Pair]) -> dict[str, list[float]]:
     return values
 
 
-def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]]) -> list[dict]:
+# The real sample each synthetic source models (same kind of scene, same product). The pooled range
+# over all real samples of a resolution is issue 21's target; a source's own counterpart is the
+# stricter view (a pooled range can hold a figure that its own kind of scene never shows).
+COUNTERPART = {"SN6 tiles": "Capella", "SN9 scenes": "Capella", "SEN1-2 synth": "SEN1-2",
+               "MultiEarth synth": "MultiEarth"}
+
+
+def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]],
+            counterpart: dict[str, str] = COUNTERPART) -> list[dict]:
     """One row per statistic the real samples measure: real min..max (over all real pairs) and,
-    per synthetic source, its median, min, max and whether the median is within the real range."""
+    per synthetic source, its median, min, max and whether the median is within the real range;
+    for a source whose ``counterpart`` is among ``real``, also that sample's own range
+    (``own_min``, ``own_max``) and ``within_own`` (None where the counterpart lacks the statistic)."""
     real_vals = defaultdict(list)
-    for pairs in real.values():
-        for k, v in _summary(pairs).items():
+    per_source = {name: _summary(pairs) for name, pairs in real.items()}
+    for vals in per_source.values():
+        for k, v in vals.items():
             real_vals[k].extend(v)
     synth = {name: _summary(pairs) for name, pairs in synthetic.items()}
     rows = []
@@ -224,8 +235,14 @@ def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]]) -> li
         for name, vals in synth.items():
             if vals.get(stat):
                 med = float(np.median(vals[stat]))
-                row["synthetic"][name] = {"median": med, "min": min(vals[stat]), "max": max(vals[stat]),
-                                          "within": bool(lo <= med <= hi)}
+                cell = {"median": med, "min": min(vals[stat]), "max": max(vals[stat]),
+                        "within": bool(lo <= med <= hi)}
+                own = per_source.get(counterpart.get(name, ""), {}).get(stat)
+                if counterpart.get(name) in per_source:
+                    cell.update(counterpart=counterpart[name], own_min=min(own) if own else None,
+                                own_max=max(own) if own else None,
+                                within_own=bool(min(own) <= med <= max(own)) if own else None)
+                row["synthetic"][name] = cell
         rows.append(row)
     return rows
 
@@ -249,7 +266,32 @@ def _format(groups: list[dict]) -> str:
                 cells.append(f"{'-':>26}" if s is None else
                              f"{s['median']:7.2f} [{s['min']:6.2f},{s['max']:6.2f}] {'ok' if s['within'] else 'NO':>2}")
             lines.append(f"{r['statistic']:<14} {r['real_min']:7.2f}..{r['real_max']:<7.2f}  " + "  ".join(cells))
+        if len(g["real_counts"]) > 1:  # one real sample: its own range is the pooled one
+            lines += _format_own(g)
     return "\n".join(lines)
+
+
+def _format_own(group: dict) -> list[str]:
+    """The stricter view: each synthetic source against its own real counterpart's range."""
+    names = [n for n in group["synthetic_counts"]
+             if any("counterpart" in r["synthetic"].get(n, {}) for r in group["rows"])]
+    if not names:
+        return []
+    heads = [f"{n} vs {next(r['synthetic'][n]['counterpart'] for r in group['rows'] if n in r['synthetic'])}"
+             for n in names]
+    lines = ["-- each source against its own real counterpart (median, own real range)",
+             f"{'statistic':<14} " + "  ".join(f"{h:>30}" for h in heads)]
+    for r in group["rows"]:
+        cells = []
+        for n in names:
+            c = r["synthetic"].get(n, {})
+            if c.get("within_own") is None:
+                cells.append(f"{'-':>30}")
+            else:
+                cells.append(f"{c['median']:7.2f} in {c['own_min']:6.2f}..{c['own_max']:<6.2f} "
+                             f"{'ok' if c['within_own'] else 'NO':>2}".rjust(30))
+        lines.append(f"{r['statistic']:<14} " + "  ".join(cells))
+    return lines
 
 
 def _db_u8(db: np.ndarray, valid: np.ndarray) -> np.ndarray:
