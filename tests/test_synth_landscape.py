@@ -74,7 +74,8 @@ def test_relief_lights_the_flanks_each_sensor_faces():
     n = 128
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
     hill = np.maximum(0, 60 - np.hypot(yy - 64, xx - 64)) * np.float32(3.0)  # 3 m per 10 m pixel: 17 deg
-    land = Landscape(np.full((n, n), PASTURE, np.uint8), np.zeros((n, n), np.int64), 10.0, hill, 35.0, 90.0)
+    # looking east: the sensor is to the west (azimuth 270)
+    land = Landscape(np.full((n, n), PASTURE, np.uint8), np.zeros((n, n), np.int64), 10.0, hill, 35.0, 270.0)
     west, east = (slice(54, 74), slice(14, 44)), (slice(54, 74), slice(84, 114))
     north, south = (slice(14, 44), slice(54, 74)), (slice(84, 114), slice(54, 74))
     gain_db = 10 * np.log10(np.maximum(terrain_backscatter_gain(land), 1e-6))

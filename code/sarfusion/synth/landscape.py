@@ -42,7 +42,7 @@ SIGMA0_DB = np.array([
 ], dtype=np.float32)
 RELIEF_M = (0.0, 200.0)            # 1-99 % elevation range of one 10 m scene
 S1_INCIDENCE_DEG = (30.0, 46.0)     # Sentinel-1 IW swath
-S1_LOOK_AZIMUTH_DEG = (80.0, 280.0)  # right-looking: ascending passes look east, descending west
+S1_SENSOR_AZIMUTH_DEG = (260.0, 100.0)  # right-looking: ascending passes look east (sensor to the west), descending west
 S2_SUN_AZIMUTH_DEG = (120.0, 170.0)  # Sentinel-2 crosses at 10:30 local time
 S2_SUN_ELEVATION_DEG = (25.0, 65.0)
 # cast shadows are lit by the sky only: darker, and darker still in the red (B1, B2, B3, B4)
@@ -55,15 +55,15 @@ QA60_OPAQUE = 1 << 10
 class Landscape:
     """``classes`` ``(H, W)`` uint8 class ids; ``parcel`` ``(H, W)`` int parcel ids (per-parcel
     variation); ``pixel_m`` the ground sampling distance; ``terrain`` ``(H, W)`` float32 elevation
-    (m, None = flat); the Sentinel-1 orbit that sees it: ``incidence_deg`` and ``look_azimuth_deg``
-    (clockwise from north, the direction the radar looks)."""
+    (m, None = flat); the Sentinel-1 orbit that sees it: ``incidence_deg`` and ``sensor_azimuth_deg``
+    (the sensor seen from the scene, clockwise from north, as :func:`sarfusion.synth.sar.sensor_unit`)."""
 
     classes: np.ndarray
     parcel: np.ndarray
     pixel_m: float = 10.0
     terrain: np.ndarray | None = None
     incidence_deg: float = 38.0
-    look_azimuth_deg: float = 80.0
+    sensor_azimuth_deg: float = 260.0
 
 
 def smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -106,27 +106,18 @@ def make_landscape(size: int, rng: np.random.Generator, forest_cover: float | No
     terrain = (C.make_terrain(w * pixel_m, h * pixel_m, geo, relief, cell_m=pixel_m)[:h, :w]
                if relief > 0 else None)
     return Landscape(classes, parcel, pixel_m, terrain, float(geo.uniform(*S1_INCIDENCE_DEG)),
-                     float(geo.choice(S1_LOOK_AZIMUTH_DEG) + geo.uniform(-5, 5)))
-
-
-def slope_toward_sensor(terrain: np.ndarray, pixel_m: float, look_azimuth_deg: float) -> np.ndarray:
-    """(H, W) float32 slope angle (rad) of ``terrain`` (m, rows running south) along the radar's
-    look direction, positive where the slope faces the sensor (the ground rises away from it)."""
-    d_row, d_col = np.gradient(terrain.astype(np.float32), pixel_m)
-    look = np.deg2rad(look_azimuth_deg)
-    rise_along_look = d_col * np.sin(look) - d_row * np.cos(look)  # east, north components
-    return np.arctan(rise_along_look).astype(np.float32)
+                     float(geo.choice(S1_SENSOR_AZIMUTH_DEG) + geo.uniform(-5, 5)))
 
 
 def terrain_backscatter_gain(land: Landscape) -> np.ndarray:
     """(H, W) float32 factor on sigma0 from the relief: foreshortening
     (:func:`sarfusion.synth.sar.foreshortening_gain`), 0 in radar shadow; all ones when flat."""
-    from sarfusion.synth.sar import foreshortening_gain
+    from sarfusion.synth.sar import foreshortening_gain, slope_toward_sensor
 
     if land.terrain is None:
         return np.ones(land.classes.shape, np.float32)
     theta = np.deg2rad(land.incidence_deg)
-    alpha = slope_toward_sensor(land.terrain, land.pixel_m, land.look_azimuth_deg)
+    alpha = slope_toward_sensor(land.terrain, land.pixel_m, land.sensor_azimuth_deg)
     return np.where(theta - alpha >= np.pi / 2, np.float32(0), foreshortening_gain(alpha, theta))
 
 
@@ -145,6 +136,7 @@ def render_optical(land: Landscape, rng: np.random.Generator, season: float = 0.
     refl[:, crop] = bare_mix
     texture = 1 + 0.08 * smooth_noise(land.classes.shape, 1.0, rng)
     refl *= gain[None] * texture[None]
+    # drawn on flat scenes too, so that a date's later draws do not depend on the relief
     sun_azimuth, sun_elevation = rng.uniform(*S2_SUN_AZIMUTH_DEG), rng.uniform(*S2_SUN_ELEVATION_DEG)
     if land.terrain is not None:
         refl *= O.lambert_gain(land.terrain, land.pixel_m, O.sun_vector(sun_azimuth, sun_elevation))[None]

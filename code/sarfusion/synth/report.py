@@ -237,9 +237,10 @@ def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]],
                 med = float(np.median(vals[stat]))
                 cell = {"median": med, "min": min(vals[stat]), "max": max(vals[stat]),
                         "within": bool(lo <= med <= hi)}
-                own = per_source.get(counterpart.get(name, ""), {}).get(stat)
-                if counterpart.get(name) in per_source:
-                    cell.update(counterpart=counterpart[name], own_min=min(own) if own else None,
+                source = counterpart.get(name)
+                if source in per_source:
+                    own = per_source[source].get(stat)
+                    cell.update(counterpart=source, own_min=min(own) if own else None,
                                 own_max=max(own) if own else None,
                                 within_own=bool(min(own) <= med <= max(own)) if own else None)
                 row["synthetic"][name] = cell
@@ -273,14 +274,13 @@ def _format(groups: list[dict]) -> str:
 
 def _format_own(group: dict) -> list[str]:
     """The stricter view: each synthetic source against its own real counterpart's range."""
-    names = [n for n in group["synthetic_counts"]
-             if any("counterpart" in r["synthetic"].get(n, {}) for r in group["rows"])]
+    heads = {n: f"{n} vs {c['counterpart']}" for r in group["rows"] for n, c in r["synthetic"].items()
+             if "counterpart" in c}
+    names = [n for n in group["synthetic_counts"] if n in heads]
     if not names:
         return []
-    heads = [f"{n} vs {next(r['synthetic'][n]['counterpart'] for r in group['rows'] if n in r['synthetic'])}"
-             for n in names]
     lines = ["-- each source against its own real counterpart (median, own real range)",
-             f"{'statistic':<14} " + "  ".join(f"{h:>30}" for h in heads)]
+             f"{'statistic':<14} " + "  ".join(f"{heads[n]:>30}" for n in names)]
     for r in group["rows"]:
         cells = []
         for n in names:

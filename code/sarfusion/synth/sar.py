@@ -187,6 +187,27 @@ class _Scene:
         self.object_px, self.objects = px, obj
 
 
+def sensor_unit(sensor_azimuth_deg: float) -> np.ndarray:
+    """Plan-frame (x east, y south) unit vector pointing from the ground toward the sensor, for the
+    sensor's azimuth seen from the scene, in degrees clockwise from north (a radar looking east has
+    its sensor to the west: 270)."""
+    a = np.deg2rad(sensor_azimuth_deg)
+    return np.array([np.sin(a), -np.cos(a)])
+
+
+def slope_toward_sensor(terrain: np.ndarray, pixel_m: float, sensor_azimuth_deg: float) -> np.ndarray:
+    """(rows, cols) slope angle (rad) of ``terrain`` (m; rows run south, columns east, ``pixel_m``
+    m pixels) along the line toward the sensor, positive where the slope faces the sensor (the
+    ground falls toward it): the ``alpha`` of :func:`foreshortening_gain`."""
+    ux, uy = (float(v) for v in sensor_unit(sensor_azimuth_deg))
+    rise = 0.0
+    if ux:
+        rise = rise + np.gradient(terrain, axis=1) / pixel_m * ux
+    if uy:
+        rise = rise + np.gradient(terrain, axis=0) / pixel_m * uy
+    return np.arctan(-rise)
+
+
 def foreshortening_gain(alpha: np.ndarray, theta: float) -> np.ndarray:
     """(rows, cols) float32 backscatter gain of ground sloped by ``alpha`` (rad, positive where the
     slope faces the sensor, i.e. the ground falls toward it) at incidence ``theta`` (rad): the
@@ -245,9 +266,7 @@ def _reflectivity_north(scene: _Scene, pixel_size: float, incidence_deg: float,
     gain[behind_crown] *= np.float32(CANOPY_TRANSMISSION)
     gain[~visible] = 0
     if scene.terrain is not None:  # foreshortening: slopes facing the sensor gather more ground per pixel
-        # positive: the ground falls toward the sensor (row 0), i.e. the slope faces it
-        alpha = np.arctan(np.gradient(scene.terrain, axis=0) / ps)
-        gain *= foreshortening_gain(alpha, theta)
+        gain *= foreshortening_gain(slope_toward_sensor(scene.terrain, ps, 0.0), theta)  # sensor at row 0: north
     ground = visible & ~elevated
     # elevated scatterers (roofs, crowns) land closer to the sensor (layover): nearest-row splat
     elem = (np.rint(er - height[er, ec] * np.float32(cot / ps)).astype(np.int64)) * cols + ec

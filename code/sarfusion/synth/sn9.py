@@ -81,13 +81,6 @@ def _smooth_noise(rows: int, cols: int, correlation_m: float, rng: np.random.Gen
     return n / (n.std() + 1e-12)
 
 
-def _sensor_unit(look_deg: float) -> np.ndarray:
-    """Plan-frame (x east, y south) unit vector pointing from the ground toward the sensor, for a
-    look azimuth (the sensor's direction seen from the scene) in degrees clockwise from north."""
-    a = np.deg2rad(look_deg)
-    return np.array([np.sin(a), -np.cos(a)])
-
-
 @dataclass
 class Geometry:
     """The draws that fix a scene's misalignment (see the module docstring)."""
@@ -119,7 +112,7 @@ def misalignment_field(plan_m: float, terrain: np.ndarray, rng: np.random.Genera
     off_nadir = np.deg2rad(rng.uniform(5, 30))
     opt_az = np.deg2rad(rng.uniform(0, 360))
     opt_err = rng.uniform(2.0, 6.0) * _smooth_noise(n, n, rng.uniform(150, 350), rng) * np.float32(np.tan(off_nadir))
-    u_sar = _sensor_unit(look_deg).astype(np.float32)
+    u_sar = S.sensor_unit(look_deg).astype(np.float32)
     u_opt = np.array([np.sin(opt_az), -np.cos(opt_az)], np.float32)
     affine = rng.normal(0, 0.005, (2, 2))
     xc, yc = xx - plan_m / 2, yy - plan_m / 2
@@ -284,7 +277,7 @@ def generate_scene(out_dir: Path, aoi: str, split: str, size: int, seed: int, di
     geo_h = np.where(raster.classes == C.TREE, raster.height * np.float32(S.TREE_GEOMETRIC_HEIGHT), raster.height)
     del raster
     lay = (geo_h / np.float32(np.tan(np.deg2rad(geo.incidence_deg)))).astype(np.float32)
-    unit = _sensor_unit(geo.look_deg).astype(np.float32)
+    unit = S.sensor_unit(geo.look_deg).astype(np.float32)
     cx = (ox + (np.arange(size, dtype=np.float32) + 0.5) * OPTICAL_M)[None, :]
     cy = (oy + (np.arange(size, dtype=np.float32) + 0.5) * OPTICAL_M)[:, None]
     gx = cx + lay * unit[0]
