@@ -5,8 +5,10 @@ import numpy as np
 
 from sarfusion.datasets import multiearth, sen12
 from sarfusion.io.raster import raster_info, read_raster
-from sarfusion.synth.landscape import (FOREST, WATER, make_clouds, make_landscape, render_optical, render_sar,
-                                       speckle_db, write_multiearth, write_sen12)
+from sarfusion.synth.landscape import (BARE, FOREST, FRONTIER_CLEARED_SHARE, FRONTIER_LOT_DEPTH_M,
+                                       FRONTIER_LOT_WIDTH_M, FRONTIER_RELIEF_M, WATER, make_clouds,
+                                       make_forest_frontier, make_landscape, render_optical, render_sar, speckle_db,
+                                       write_multiearth, write_sen12)
 
 
 def test_sen12_layout_pairs_and_determinism(tmp_path):
@@ -49,6 +51,39 @@ def test_physics_forest_brighter_in_sar_water_darkest():
     if (land.classes == WATER).any():
         assert sar[0][land.classes == WATER].mean() < sar[0][land.classes != WATER].mean() - 5
     assert refl[2][land.classes == FOREST].mean() > refl[3][land.classes == FOREST].mean()  # green > red
+
+
+def test_forest_frontier_clears_lots_along_roads_only():
+    """A MultiEarth site is forest cleared along its roads: nothing is cleared away from a road,
+    a site without roads stays forest, the cleared share stays under the site maximum plus one lot,
+    each lot has one use, and the relief is the frontier's."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(11)
+    max_lot_px = FRONTIER_LOT_DEPTH_M[1] / 10 * FRONTIER_LOT_WIDTH_M[1] / 10
+    saw_cleared = False
+    for _ in range(8):
+        land = make_forest_frontier(192, rng)
+        road_id = land.parcel.max()
+        road = (land.parcel == road_id) & (land.classes == BARE)
+        cleared = np.isin(land.classes, (1, 2, 3)) & ~road  # crop, bare, pasture
+        assert (land.classes == FOREST).mean() > 0.5
+        if not road.any():
+            assert not cleared.any()
+            continue
+        saw_cleared |= cleared.mean() > 0.02
+        assert cleared.mean() <= FRONTIER_CLEARED_SHARE[1] + max_lot_px / cleared.size
+        to_road = ndi.distance_transform_edt(~road)
+        border = np.zeros_like(road)
+        border[[0, -1], :] = border[:, [0, -1]] = True
+        for lot in np.unique(land.parcel[cleared]):
+            pixels = cleared & (land.parcel == lot)
+            assert len(np.unique(land.classes[pixels])) == 1
+            # a lot starts at its road, unless that stretch of road lies outside the patch
+            assert to_road[pixels].min() <= 1.5 or (pixels & border).any()
+        relief = np.percentile(land.terrain, 99) - np.percentile(land.terrain, 1)
+        assert 0.9 * FRONTIER_RELIEF_M[0] <= relief <= 1.1 * FRONTIER_RELIEF_M[1]
+    assert saw_cleared
 
 
 def test_speckle_is_unit_mean_gamma():

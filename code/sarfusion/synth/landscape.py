@@ -1,5 +1,6 @@
-"""Rural landscape at 10 m (fields, forest, rivers, roads) on hills, rendered as Sentinel-2 and
-Sentinel-1, with clouds and their shadows; writers in the SEN1-2 PNG and MultiEarth tiff layouts.
+"""Rural landscapes at 10 m on hills, rendered as Sentinel-2 and Sentinel-1, with clouds and their
+shadows: farmland (fields, forest, rivers, roads) written in the SEN1-2 PNG layout, and Amazon
+deforestation frontiers (forest cleared along unpaved roads) in the MultiEarth tiff layout.
 
 Relief: each scene gets hills of 0-200 m (:func:`sarfusion.synth.city.make_terrain` on 10 m cells),
 seen differently by the two sensors, as on the real pairs: the optical is hill-shaded by a
@@ -41,6 +42,12 @@ SIGMA0_DB = np.array([
     [-7.5, -13.0], [-10.0, -16.5], [-13.0, -21.0], [-11.5, -18.0], [-22.0, -29.0], [-14.0, -24.0],
 ], dtype=np.float32)
 RELIEF_M = (0.0, 200.0)            # 1-99 % elevation range of one 10 m scene
+# MultiEarth sites: an Amazon deforestation frontier (plan in docs/synthetic_data.md, fixed before measuring)
+FRONTIER_RELIEF_M = (10.0, 80.0)            # terra firme plateaus cut by streams
+FRONTIER_CLEARED_SHARE = (0.0, 0.30)        # of the patch, per site
+FRONTIER_LOT_DEPTH_M = (200.0, 1000.0)      # lots along the roads
+FRONTIER_LOT_WIDTH_M = (150.0, 500.0)
+FRONTIER_CLEARING_USE = {PASTURE: 0.65, BARE: 0.20, CROP: 0.15}
 S1_INCIDENCE_DEG = (30.0, 46.0)     # Sentinel-1 IW swath
 S1_SENSOR_AZIMUTH_DEG = (260.0, 100.0)  # right-looking: ascending passes look east (sensor to the west), descending west
 S2_SUN_AZIMUTH_DEG = (120.0, 170.0)  # Sentinel-2 crosses at 10:30 local time
@@ -72,10 +79,10 @@ def smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator)
     return (n - n.mean()) / max(float(n.std()), 1e-6)
 
 
-def make_landscape(size: int, rng: np.random.Generator, forest_cover: float | None = None,
-                   relief_m: float | None = None) -> Landscape:
-    """A ``size x size`` landscape: rotated field parcels, forest blobs, a meandering river, roads,
-    on hills of ``relief_m`` (default: drawn from ``RELIEF_M``; 0 = flat) seen from one orbit."""
+def make_landscape(size: int, rng: np.random.Generator, relief_m: float | None = None) -> Landscape:
+    """A ``size x size`` farmland landscape (SEN1-2): rotated field parcels, forest blobs, a
+    meandering river, roads, on hills of ``relief_m`` (default: drawn from ``RELIEF_M``; 0 = flat)
+    seen from one orbit."""
     h = w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, np.pi / 2)
@@ -88,25 +95,86 @@ def make_landscape(size: int, rng: np.random.Generator, forest_cover: float | No
     parcel = inv.reshape(h, w)
     parcel_class = rng.choice([CROP, BARE, PASTURE, FOREST], size=len(ids), p=[0.4, 0.15, 0.3, 0.15])
     classes = parcel_class[parcel].astype(np.uint8)
-    cover = rng.uniform(0.1, 0.6) if forest_cover is None else forest_cover
+    cover = rng.uniform(0.1, 0.6)
     forest = smooth_noise((h, w), size / 10, rng)
     classes[forest > np.quantile(forest, 1 - cover)] = FOREST
     if rng.random() < 0.7:  # a meandering river
-        t = np.linspace(0, 1, h)
-        centre = w * rng.uniform(0.2, 0.8) + w * 0.1 * np.sin(2 * np.pi * (t * rng.uniform(1, 3) + rng.random()))
-        width = rng.uniform(2, 6)
-        classes[np.abs(xx - centre[:, None]) < width] = WATER
+        classes[_meander(xx, rng, half_width_px=(2, 6))] = WATER
     for _ in range(rng.integers(1, 3)):  # straight roads, 1-2 px (10-20 m)
         a = rng.uniform(0, np.pi)
         d = xx * np.cos(a) + yy * np.sin(a) - rng.uniform(0, size)
         classes[np.abs(d) < rng.uniform(0.6, 1.2)] = ROAD
-    geo = np.random.default_rng(int(rng.integers(2**31)))  # the layout above stays what it was without relief
-    relief = geo.uniform(*RELIEF_M) if relief_m is None else float(relief_m)
+    return _on_hills(classes, parcel, rng, RELIEF_M, relief_m)
+
+
+def _meander(xx: np.ndarray, rng: np.random.Generator, half_width_px: tuple[float, float]) -> np.ndarray:
+    """``(H, W)`` bool: a river meandering from the top edge to the bottom one."""
+    h, w = xx.shape
+    t = np.linspace(0, 1, h)
+    centre = w * rng.uniform(0.2, 0.8) + w * 0.1 * np.sin(2 * np.pi * (t * rng.uniform(1, 3) + rng.random()))
+    return np.abs(xx - centre[:, None]) < rng.uniform(*half_width_px)
+
+
+def _on_hills(classes: np.ndarray, parcel: np.ndarray, rng: np.random.Generator,
+              relief_range_m: tuple[float, float], relief_m: float | None) -> Landscape:
+    """Put a layout on hills (relief drawn from ``relief_range_m`` unless ``relief_m`` is given;
+    0 = flat) and draw the Sentinel-1 orbit that sees it."""
+    h, w = classes.shape
+    geo = np.random.default_rng(int(rng.integers(2**31)))  # the layout stays what it was without relief
+    relief = geo.uniform(*relief_range_m) if relief_m is None else float(relief_m)
     pixel_m = 10.0
     terrain = (C.make_terrain(w * pixel_m, h * pixel_m, geo, relief, cell_m=pixel_m)[:h, :w]
                if relief > 0 else None)
     return Landscape(classes, parcel, pixel_m, terrain, float(geo.uniform(*S1_INCIDENCE_DEG)),
                      float(geo.choice(S1_SENSOR_AZIMUTH_DEG) + geo.uniform(-5, 5)))
+
+
+def make_forest_frontier(size: int, rng: np.random.Generator, relief_m: float | None = None) -> Landscape:
+    """A ``size x size`` Amazon deforestation frontier at 10 m (MultiEarth sites): closed forest cut
+    by unpaved roads (a main road on 80 % of sites, 0-2 side roads at right angles: the "fishbone"),
+    lots along the roads cleared until the site's cleared share (uniform ``FRONTIER_CLEARED_SHARE``)
+    is reached, each pasture, bare or crop (``FRONTIER_CLEARING_USE``); a stream on half of the
+    sites; hills of ``FRONTIER_RELIEF_M`` unless ``relief_m`` is given. Forest is parcel 0, each
+    lot a parcel of its own. The plan these figures come from: docs/synthetic_data.md."""
+    h = w = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    classes = np.full((h, w), FOREST, np.uint8)
+    parcel = np.zeros((h, w), np.int64)
+    roads = []  # (along-road coordinate, signed distance from the road), px
+    if rng.random() < 0.8:
+        a = rng.uniform(0, np.pi)
+        x0, y0 = rng.uniform(0.2, 0.8, 2) * size
+        along = (xx - x0) * np.cos(a) + (yy - y0) * np.sin(a)
+        roads.append((along, -(xx - x0) * np.sin(a) + (yy - y0) * np.cos(a)))
+        on_road = along[np.abs(roads[0][1]) < 1]  # the main road's stretch inside the patch
+        for _ in range(rng.integers(0, 3)):  # side roads leave it at right angles
+            s = rng.uniform(on_road.min(), on_road.max())
+            roads.append((-(xx - x0) * np.sin(a) + (yy - y0) * np.cos(a), along - s))
+    lots = []
+    for along, across in roads:
+        start = float(along.min())
+        while start < along.max():
+            width = rng.uniform(*FRONTIER_LOT_WIDTH_M) / 10.0
+            for side in (-1.0, 1.0):
+                depth = rng.uniform(*FRONTIER_LOT_DEPTH_M) / 10.0
+                lots.append((along >= start) & (along < start + width) & (side * across > 0)
+                            & (side * across < depth))
+            start += width
+    share = rng.uniform(*FRONTIER_CLEARED_SHARE)
+    uses, use_p = zip(*FRONTIER_CLEARING_USE.items())
+    for k in rng.permutation(len(lots)):
+        if (classes != FOREST).mean() >= share:
+            break
+        lot = lots[k] & (classes == FOREST)
+        classes[lot] = rng.choice(uses, p=use_p)
+        parcel[lot] = k + 1
+    if rng.random() < 0.5:  # a stream, forest to its banks
+        stream = _meander(xx, rng, half_width_px=(0.5, 2.0))
+        classes[stream], parcel[stream] = WATER, len(lots) + 1
+    for _, across in roads:  # unpaved: bare laterite, 10-20 m
+        road = np.abs(across) < rng.uniform(0.5, 1.0)
+        classes[road], parcel[road] = BARE, len(lots) + 2
+    return _on_hills(classes, parcel, rng, FRONTIER_RELIEF_M, relief_m)
 
 
 def terrain_backscatter_gain(land: Landscape) -> np.ndarray:
@@ -263,7 +331,7 @@ def write_multiearth(out: str | Path, seed: int = 0, sites: int = 2, sar_dates: 
         lon, lat = rng.uniform(-70, -50), rng.uniform(-12, 2)
         site = f"{lon:.2f}_{lat:.2f}"
         gt = (lon, deg, 0.0, lat, 0.0, -deg)
-        land = make_landscape(size, rng, forest_cover=rng.uniform(0.4, 0.8))
+        land = make_forest_frontier(size, rng)
         days = np.sort(rng.choice(np.arange(0, 365), size=sar_dates + optical_dates, replace=False))
         for k, day in enumerate(days[:sar_dates]):
             date = (np.datetime64("2019-01-01") + int(day)).astype(str).replace("-", "_")
@@ -345,7 +413,9 @@ def register_multiearth(sub) -> None:
         "multiearth", help="synthetic MultiEarth sites (Sentinel-1 VV/VH dB, Sentinel-2 B1-B4 + QA60 tiffs)",
         description=("Write OUT/sent1/Sentinel1_{VV,VH}_<lon>_<lat>_<date>.tiff (float32 dB) and "
                      "OUT/sent2/Sentinel2_{B1..B4,QA60}_<lon>_<lat>_<date>.tiff (uint16, DN = reflectance x "
-                     "1e4), EPSG:4326, several dates per site, SAR and optical on different dates. About half "
+                     "1e4), EPSG:4326, several dates per site, SAR and optical on different dates. A site is an "
+                     "Amazon deforestation frontier: closed forest with pasture, bare and crop clearings "
+                     "(0-30 %%) along unpaved roads, a stream on half of the sites, 10-80 m relief. About half "
                      "the optical dates are cloudy (blobs + displaced shadows); QA60 flags only some of them. "
                      "OUT/multiearth_truth.json holds the true cloud fraction and QA60 state per date."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
