@@ -150,22 +150,23 @@ def make_forest_frontier(size: int, rng: np.random.Generator, relief_m: float | 
         for _ in range(rng.integers(0, 3)):  # side roads leave it at right angles
             s = rng.uniform(on_road.min(), on_road.max())
             roads.append((-(xx - x0) * np.sin(a) + (yy - y0) * np.cos(a), along - s))
-    lots = []
-    for along, across in roads:
+    lots = []  # (road, start, width, side, depth): masks are made only for the lots cleared
+    for r, (along, _) in enumerate(roads):
         start = float(along.min())
         while start < along.max():
             width = rng.uniform(*FRONTIER_LOT_WIDTH_M) / 10.0
             for side in (-1.0, 1.0):
-                depth = rng.uniform(*FRONTIER_LOT_DEPTH_M) / 10.0
-                lots.append((along >= start) & (along < start + width) & (side * across > 0)
-                            & (side * across < depth))
+                lots.append((r, start, width, side, rng.uniform(*FRONTIER_LOT_DEPTH_M) / 10.0))
             start += width
     share = rng.uniform(*FRONTIER_CLEARED_SHARE)
     uses, use_p = zip(*FRONTIER_CLEARING_USE.items())
     for k in rng.permutation(len(lots)):
         if (classes != FOREST).mean() >= share:
             break
-        lot = lots[k] & (classes == FOREST)
+        r, start, width, side, depth = lots[k]
+        along, across = roads[r]
+        lot = ((along >= start) & (along < start + width) & (side * across > 0) & (side * across < depth)
+               & (classes == FOREST))
         classes[lot] = rng.choice(uses, p=use_p)
         parcel[lot] = k + 1
     if rng.random() < 0.5:  # a stream, forest to its banks
