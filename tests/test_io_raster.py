@@ -112,6 +112,25 @@ def test_real_capella_sar_reads(real_samples):
     assert -14 < hh.mean() < -8  # calibrated dB, SPEC: mean HH -11.1
 
 
+def test_real_capella_complex_slc_chip_reads(real_samples):
+    """The Capella SLC chips are CFloat32: the info and the pixels come back as complex64 (the
+    info once failed on GDAL's type name "cfloat32")."""
+    path = real_samples / "capella_rotterdam" / "sar_hh.tif"
+    info = raster_info(path)
+    assert info.shape == (1, 200, 200) and info.dtype == np.complex64
+    slc = read_raster(path)
+    assert slc.dtype == np.complex64 and np.abs(slc).max() > 0
+
+
+def test_raster_info_gives_numpy_dtypes_for_complex_and_integer_types(tmp_path):
+    for gdal_type, np_type in ((gdal.GDT_CInt16, np.complex64), (gdal.GDT_CFloat64, np.complex128),
+                               (gdal.GDT_Int16, np.int16), (gdal.GDT_Byte, np.uint8)):
+        path = tmp_path / f"t{gdal_type}.tif"
+        ds = gdal.GetDriverByName("GTiff").Create(str(path), 4, 3, 1, gdal_type)
+        ds = None
+        assert raster_info(path).dtype == np.dtype(np_type)  # CInt16: numpy has no complex int, GDAL reads complex64
+
+
 def test_real_sn6_ps_rgb_tile_reads(real_samples):
     path = next((real_samples / "sn6").glob("*PS-RGB*.tif"))
     info = raster_info(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-from osgeo import gdal, osr
+from osgeo import gdal, gdal_array, osr
 
 from sarfusion.errors import InputError
 from sarfusion.io.atomic import atomic_path
@@ -108,7 +108,8 @@ def raster_info(path: str | Path) -> RasterInfo:
     """Size, band count, dtype, georeferencing and nodata of a raster, without reading pixels."""
     ds = _open(path)
     band = ds.GetRasterBand(1)
-    dtype = np.dtype(gdal.GetDataTypeName(band.DataType).lower().replace("byte", "uint8"))
+    # GDAL's own mapping: type names ("CFloat32", "CInt16") are not numpy names
+    dtype = np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(band.DataType))
     srs = ds.GetSpatialRef()
     gt = ds.GetGeoTransform(can_return_null=True)
     return RasterInfo(
