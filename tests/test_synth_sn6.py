@@ -304,3 +304,40 @@ def test_demo_data_from_two_processes_is_what_one_process_writes(tmp_path):
     assert list((tmp_path / "demo" / "sn9").rglob("*_tiepoints_test.csv"))
     assert len(list((tmp_path / "demo" / "sen12").rglob("*.png"))) == 8
     assert not list((tmp_path / "demo").glob(".*.partial"))  # each kind renamed into place when complete
+
+
+def test_port_district_structures_are_imaged_but_never_labelled():
+    """``plan_city(port=True)``: dock basins are water with paved quays, ships lie in the basins,
+    tanks and container stacks stand in the port district, nothing overlaps anything, and an SN6
+    tile over the port labels the warehouses but none of the tanks, containers or ships."""
+    from sarfusion.synth.sn6 import PIXEL_M, _tile_labels
+
+    plan = C.plan_city(2400, 1800, np.random.default_rng([0, 3]), port=True)
+    b = plan.buildings
+    kinds = set(b.kind[~b.labelled].tolist())
+    assert kinds == {C.TANK, C.CONTAINER, C.SHIP}
+    assert all(plan.basins.buffer(0.01).contains(s) for s in b.polygons[b.kind == C.SHIP])
+    port_land = plan.port.buffer(0.01)
+    assert all(port_land.contains(p) and not p.intersects(plan.basins)
+               for p in b.polygons[np.isin(b.kind, (C.TANK, C.CONTAINER))])
+    a, c = shapely.STRtree(b.polygons).query(b.polygons, predicate="intersects")
+    a, c = a[a < c], c[a < c]
+    assert shapely.area(shapely.intersection(b.polygons[a], b.polygons[c])).max(initial=0) < 1e-4
+
+    x0, y0 = (np.asarray(plan.port.bounds[:2]) + 100).tolist()
+    tile_m = 450.0
+    window = shapely.box(x0, y0, x0 + tile_m, y0 + tile_m)
+    unlabelled = [p for p in b.polygons[~b.labelled] if p.intersects(window)]
+    assert len(unlabelled) > 5  # the window holds port structures, so the check below can fail
+    rows, _, _ = _tile_labels(plan, "port_tile", x0, y0, tile_m, window, 0.0, 0.0)
+    labels = [shapely.affinity.translate(shapely.affinity.scale(shapely.from_wkt(r["PolygonWKT_Pix"]), PIXEL_M,
+                                                                 PIXEL_M, origin=(0, 0)), x0, y0)
+              for r in rows if r["PolygonWKT_Pix"] != "POLYGON EMPTY"]
+    assert labels and max(shapely.area(shapely.intersection(lab, u)) for lab in labels for u in unlabelled) < 0.05
+
+    r = C.rasterize(plan, *plan.port.bounds[:2], 600, 600, 2.0)
+    water = shapely.contains_xy(plan.basins.buffer(-2), *r.plan_xy()) & (r.building_id == 0)
+    assert water.any() and (r.classes[water] == C.WATER).all()
+    quay = shapely.contains_xy(plan.quays.buffer(-2), *r.plan_xy()) & (r.building_id == 0)
+    assert quay.any() and (r.classes[quay] == C.PAVED).mean() > 0.9
+

@@ -35,6 +35,10 @@ CLASS_NAMES = {GRASS: "grass", TREE: "tree", SOIL: "bare soil", WATER: "water", 
 N_CLASSES = 8
 
 HOUSE, APARTMENT, INDUSTRIAL, TOWER = 0, 1, 2, 3
+# Port structures: in the plan and in both sensors' images, never in the labels (storage tanks,
+# container stacks and ships are not BAG buildings, so SpaceNet 6 does not label them).
+TANK, CONTAINER, SHIP = 4, 5, 6
+LABELLED_KINDS = (HOUSE, APARTMENT, INDUSTRIAL, TOWER)
 # Roof materials: what a roof is made of decides both its colour and its radar return.
 TILE, BITUMEN, GRAVEL, METAL, GREEN_ROOF = 0, 1, 2, 3, 4
 N_ROOF_MATERIALS = 5
@@ -71,10 +75,20 @@ STYLES = {
     "slabs": dict(layout="grid", spacing=((90, 160), (110, 180)), width=(10, 16),
                   uses={"slabs": 0.68, "park": 0.2, "plaza": 0.06, "lot": 0.06}),
 }
+# The port district (plan in docs/synthetic_data.md) is never drawn at random (it is not in
+# STYLE_P): ``plan_city(port=True)`` gives it to the district with the most river frontage and cuts
+# dock basins into it.
+STYLES["port"] = dict(layout="grid", spacing=((150, 300), (150, 300)), width=(14, 22),
+                      uses={"containers": 0.35, "tanks": 0.25, "halls": 0.3, "lot": 0.1})
+PORT_BASIN_WIDTH_M = (150.0, 400.0)
+PORT_BASIN_LENGTH_M = (400.0, 1200.0)
+PORT_PIER_M = (150.0, 300.0)     # land between two basins
+PORT_QUAY_M = (20.0, 40.0)
 STYLE_P = {"terraced": 0.22, "courtyard": 0.14, "suburb": 0.18, "old_town": 0.09, "industrial": 0.14,
            "towers": 0.07, "slabs": 0.16}
 _GROUND_OF_USE = {"terraced": GRASS, "courtyard": GRASS, "detached": GRASS, "slabs": GRASS, "halls": PAVED,
-                  "towers": PAVED, "park": GRASS, "lot": SOIL, "plaza": PAVED, "pond": WATER}
+                  "towers": PAVED, "park": GRASS, "lot": SOIL, "plaza": PAVED, "pond": WATER,
+                  "containers": PAVED, "tanks": SOIL}
 MAX_BUILDING_M = 90.0
 
 
@@ -99,6 +113,11 @@ class Buildings:
 
     def __len__(self) -> int:
         return len(self.polygons)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """(n,) bool: a building SpaceNet would label (not a tank, container stack or ship)."""
+        return np.isin(self.kind, LABELLED_KINDS)
 
     @property
     def mean_height(self) -> np.ndarray:
@@ -139,6 +158,9 @@ class CityPlan:
     objects: np.ndarray       # (o, 6): x, y, height above ground (m), radar cross-section HH (m^2), kind, angle
     crossings: np.ndarray     # (c, 2): x, y of street crossings
     terrain: np.ndarray | None = None  # (rows, cols) float32 ground elevation (m) on TERRAIN_CELL_M cells
+    basins: shapely.Geometry | None = None  # port dock basins (water), None without a port
+    quays: shapely.Geometry | None = None   # paved quays around the basins
+    port: Polygon | None = None             # the port district
 
 
 @dataclass
@@ -570,6 +592,104 @@ def _fill_block(rng, block: Polygon, use: str, out: list) -> None:
         _free_standing(rng, placer, TOWER, (300.0, 1200.0), max(1, int(block.area / 6000)), angle, 15.0, out,
                        aspect=(1.0, 1.8))
         _free_standing(rng, placer, APARTMENT, (200.0, 450.0), int(block.area / 3000), angle, 8.0, out)
+    elif use == "containers":
+        _container_stacks(rng, placer, angle, out)
+    elif use == "tanks":
+        _tank_farm(rng, placer, angle, out)
+
+
+def _block_lattice(placer: _Placer, angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The block's centre, its along / inward unit vectors at ``angle`` and the half diagonal (m)."""
+    minx, miny, maxx, maxy = placer.block.bounds
+    along = np.array([np.cos(angle), np.sin(angle)])
+    return (np.array([(minx + maxx) / 2, (miny + maxy) / 2]), along, np.array([-along[1], along[0]]),
+            float(np.hypot(maxx - minx, maxy - miny) / 2))
+
+
+def _container_stacks(rng, placer: _Placer, angle: float, out: list) -> None:
+    """Rows of container stacks: 12.2 m boxes side by side (4-10 across, 2.44 m each), 1-5 high
+    (2.6 m a box), 3-5 m apart along a row, 8-14 m lanes between rows. Not labelled."""
+    centre, along, inward, half = _block_lattice(placer, angle)
+    gap, lane = rng.uniform(3.0, 5.0), rng.uniform(8.0, 14.0)
+    v = -half
+    while v < half:
+        depth = 2.44 * int(rng.integers(4, 11))
+        u = -half + rng.uniform(0.0, 12.2)
+        while u < half:
+            origin = centre + along * u + inward * v
+            rect = _rect(origin, along, inward, 12.2, depth)
+            if placer.fits([rect], 0.5):
+                placer.add([rect])
+                out.append((rect, 2.6 * int(rng.integers(1, 6)), 0.0, float(angle),
+                            origin + along * 6.1 + inward * depth / 2, depth / 2, CONTAINER, METAL))
+            u += 12.2 + gap
+        v += depth + lane
+
+
+def _tank_farm(rng, placer: _Placer, angle: float, out: list) -> None:
+    """Storage tanks in rows: cylinders 15-60 m across (one size per block), 10-25 m high, 10-20 m
+    apart. The footprint is a 24-gon; its bounding square is what the placer keeps free. Not labelled."""
+    centre, along, inward, half = _block_lattice(placer, angle)
+    d = rng.uniform(15.0, 60.0)
+    step = d + rng.uniform(10.0, 20.0)
+    ring = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    unit = np.column_stack([np.cos(ring), np.sin(ring)])
+    for v in np.arange(-half, half, step):
+        for u in np.arange(-half, half, step):
+            c = centre + along * u + inward * v
+            square = _rect(c - along * d / 2 - inward * d / 2, along, inward, d, d)
+            if placer.fits([square], 0.0):
+                placer.add([square])
+                out.append((c + unit * d / 2, rng.uniform(10.0, 25.0), 0.0, float(angle), c, d / 2, TANK, METAL))
+
+
+def _dock_basins(rng, district: Polygon, river: Polygon) -> tuple[list, float]:
+    """Dock basins cut into ``district`` from the river: rectangles at right angles to the river's
+    local direction, ``PORT_BASIN_WIDTH_M`` wide and ``PORT_BASIN_LENGTH_M`` long (clipped to the
+    district), ``PORT_PIER_M`` apart. Returns ``[(basin polygon, origin, length dir, width dir,
+    width m)]`` and the river's local direction (radians)."""
+    reach = river.intersection(district.buffer(300))
+    env = np.asarray(shapely.oriented_envelope(reach).exterior.coords)[:3]
+    sides = np.diff(env, axis=0)
+    t_dir = sides[int(np.argmax(np.hypot(sides[:, 0], sides[:, 1])))]
+    t_dir = t_dir / np.hypot(*t_dir)
+    n_dir = np.array([-t_dir[1], t_dir[0]])
+    c = np.asarray(reach.centroid.coords[0])
+    if float((np.asarray(district.centroid.coords[0]) - c) @ n_dir) < 0:
+        n_dir = -n_dir
+    span = float(np.ptp(np.asarray(district.exterior.coords) @ t_dir))
+    lo = float(((np.asarray(district.exterior.coords) - c) @ t_dir).min())
+    basins, s = [], lo + rng.uniform(*PORT_PIER_M) / 2
+    while s < lo + span:
+        width, length = rng.uniform(*PORT_BASIN_WIDTH_M), rng.uniform(*PORT_BASIN_LENGTH_M)
+        origin = c + t_dir * s
+        rect = Polygon(_rect(origin, n_dir, t_dir, length, width))
+        basin = rect.intersection(district)
+        if basin.geom_type == "Polygon" and basin.area > 0.3 * rect.area:
+            basins.append((basin, origin, n_dir, t_dir, width))
+        s += width + rng.uniform(*PORT_PIER_M)
+    return basins, float(np.arctan2(t_dir[1], t_dir[0]))
+
+
+def _berthed_ships(rng, basins: list, out: list) -> None:
+    """Ships along both long quays of each basin, 2-5 m off the quay: 60-300 m long, beam a
+    sixth to a seventh of that (10-40 m), 10-30 m above the water, on 60 % of the berths. Not labelled."""
+    for basin, origin, n_dir, t_dir, width in basins:
+        length = float(np.ptp(np.asarray(basin.exterior.coords) @ n_dir))
+        for side in (0, 1):
+            s = rng.uniform(10.0, 60.0)
+            while s < length - 60.0:
+                ship_len = min(rng.uniform(60.0, 300.0), length - s - 5.0)
+                beam = float(np.clip(ship_len / rng.uniform(6.0, 7.0), 10.0, 40.0))
+                berth = rng.random() < 0.6
+                off = rng.uniform(2.0, 5.0)
+                if ship_len >= 60.0 and berth and beam < width / 2 - off:
+                    base = origin + n_dir * s + t_dir * (off if side == 0 else width - off - beam)
+                    rect = _rect(base, n_dir, t_dir, ship_len, beam)
+                    if basin.contains(Polygon(rect)):
+                        out.append((rect, rng.uniform(10.0, 30.0), 0.0, float(np.arctan2(n_dir[1], n_dir[0])),
+                                    base + n_dir * ship_len / 2 + t_dir * beam / 2, beam / 2, SHIP, METAL))
+                s += max(ship_len, 60.0) + rng.uniform(10.0, 60.0)
 
 
 def _roof_colours(rng, kinds: np.ndarray, materials: np.ndarray, ground_near: np.ndarray) -> np.ndarray:
@@ -643,19 +763,38 @@ def make_terrain(width_m: float, height_m: float, rng: np.random.Generator, reli
 
 
 def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: bool | None = None,
-              terrain: np.ndarray | None = None) -> CityPlan:
+              terrain: np.ndarray | None = None, port: bool = False) -> CityPlan:
     """Generate a city covering ``width_m`` x ``height_m`` metres (plan frame).
 
     Args:
         river: force (True) or forbid (False) a canal/river; None = random (70%).
         terrain: None = flat ground (Rotterdam); else the elevation grid (m) on ``TERRAIN_CELL_M``
             cells from the plan's origin (:func:`make_terrain`); buildings stand on it.
+        port: give the district with the most river frontage to a port (forces a river; flat
+            plans only): dock basins with quays, tank farms, container yards, warehouses and
+            berthed ships. Without it a plan is what it always was.
     """
+    if port:
+        if terrain is not None:
+            raise ValueError("a port needs a flat plan (terrain=None)")
+        river = True
     seed = int(rng.integers(0, 2**31 - 1))
     districts = _districts(rng, width_m, height_m)
     river_poly = _river(rng, width_m, height_m) if (rng.random() < 0.7 if river is None else river) else None
     keep_out = river_poly.buffer(8) if river_poly is not None else None
     box = shapely.box(-60, -60, width_m + 60, height_m + 60)
+    basins = port_water = quays = port_district = None
+    if port:
+        frontage = [d.intersection(river_poly.buffer(200)).area for d, _, _ in districts]
+        k = int(np.argmax(frontage))
+        port_district = districts[k][0]
+        dock, port_angle = _dock_basins(rng, port_district, river_poly)
+        districts[k] = (port_district, "port", port_angle)
+        if dock:
+            basins = shapely.union_all([b for b, *_ in dock])
+            port_water = basins.buffer(rng.uniform(*PORT_QUAY_M), join_style="mitre")
+            quays = port_water.difference(basins).difference(river_poly)
+            keep_out = keep_out.union(port_water)
     plan_edge = box.exterior.buffer(1.0)
 
     # district borders are main roads: every shared border once
@@ -674,7 +813,7 @@ def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: 
         else:
             maker = _grid_streets if style["layout"] == "grid" else _curved_streets
             inner, cross = maker(rng, district, angle, style)
-            inner = _clip_lines(inner, district)
+            inner = _clip_lines(inner, district if basins is None else district.difference(basins))
             pieces = [area]
         cut = _street_area(inner + near) if inner or near else None
         blocks = []
@@ -698,7 +837,7 @@ def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: 
         _fill_block(rng, b, use, raw)
         density = {"park": 1 / 80, "terraced": 1 / 260, "detached": 1 / 200, "courtyard": 1 / 250,
                    "slabs": 1 / 220, "pond": 0.0, "lot": 1 / 2500, "plaza": 1 / 700, "halls": 1 / 3000,
-                   "towers": 1 / 900}[use]
+                   "towers": 1 / 900, "containers": 0.0, "tanks": 1 / 3000}[use]
         n_trees = rng.poisson(b.area * density)
         if n_trees:
             lo, hi = np.array(b.bounds[:2]), np.array(b.bounds[2:])
@@ -713,9 +852,14 @@ def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: 
         trees.append(np.column_stack([street_trees, rng.uniform(2.0, 3.8, len(street_trees)),
                                       rng.uniform(6, 13, len(street_trees))]))
     trees_arr = np.concatenate(trees) if trees else np.zeros((0, 4))
+    if basins is not None:
+        _berthed_ships(rng, dock, raw)
 
     # buildings: one last global overlap check (blocks are disjoint, so this should find nothing)
-    polys = shapely.polygons(np.stack([r[0] for r in raw])) if raw else np.array([], dtype=object)
+    if raw and all(len(r[0]) == 4 for r in raw):
+        polys = shapely.polygons(np.stack([r[0] for r in raw]))
+    else:  # tanks are 24-gons
+        polys = np.array([shapely.Polygon(r[0]) for r in raw], dtype=object)
     if len(polys):
         keep = _non_overlapping(polys)
         raw = [r for r, k in zip(raw, keep) if k]
@@ -761,7 +905,8 @@ def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: 
                     block_wetness=rng.beta(2.0, 2.5, len(blocks)).astype(np.float32),
                     sidewalks=shapely.buffer(blocks, SIDEWALK_M, join_style="mitre") if len(blocks) else blocks,
                     bridges=bridges, river=river_poly, buildings=buildings, trees=trees_arr,
-                    objects=objects, crossings=crossings_arr[inside], terrain=terrain)
+                    objects=objects, crossings=crossings_arr[inside], terrain=terrain,
+                    basins=basins, quays=quays, port=port_district)
 
 
 def _clip_lines(lines: list, region: Polygon) -> list:
@@ -855,7 +1000,7 @@ def _objects(rng, streets: list, blocks: list, uses: list, buildings: Buildings)
     if len(poles):
         out.append(np.column_stack([poles, np.zeros(len(poles)), 10 ** rng.normal(0.5, 0.5, len(poles)),
                                     np.full(len(poles), POLE), pole_angle]))
-    flat = np.nonzero((buildings.rise == 0) & (buildings.kind != HOUSE))[0]
+    flat = np.nonzero((buildings.rise == 0) & np.isin(buildings.kind, (APARTMENT, INDUSTRIAL, TOWER)))[0]
     if len(flat):
         counts = rng.poisson(shapely.area(buildings.polygons[flat]) / 60)
         owner = np.repeat(flat, counts)
@@ -926,6 +1071,11 @@ def rasterize(plan: CityPlan, x0: float, y0: float, cols: int, rows: int, pixel_
             pts = frame.fixed(coords)
             cv2.polylines(classes, [pts], False, int(ROAD), thickness=max(1, int(round(width / ps))),
                           lineType=cv2.LINE_8, shift=4)
+    if plan.basins is not None and plan.quays.intersects(window):
+        for poly, cls in ((plan.quays, PAVED), (plan.basins, WATER)):
+            parts = list(getattr(poly, "geoms", [poly]))
+            _fill(classes, frame, parts, [cls] * len(parts))
+        block_id[classes == WATER] = 0
 
     building_id = np.zeros((rows, cols), np.int32)
     b = plan.buildings

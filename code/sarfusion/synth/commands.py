@@ -24,7 +24,7 @@ def _sn6(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     out = generate_sn6(args.out, args.tiles, size=args.size, seed=args.seed, preview=args.preview,
-                       looks=args.looks)
+                       looks=args.looks, port=args.port)
     result = {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if args.json:
@@ -72,6 +72,9 @@ def register_sn6(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=900, help="tile size in pixels (0.5 m)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     p.add_argument("--looks", type=float, default=5.0, help="number of looks of the speckle")
+    p.add_argument("--port", action="store_true",
+                   help="give the city a port district on its river (dock basins, quays, tank farms, container "
+                        "yards, warehouses, berthed ships); tanks, containers and ships are not labelled")
     _add_preview(p)
     add_json_flag(p)
     p.set_defaults(func=_sn6)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import shapely
 from tqdm import tqdm
 
 from sarfusion import preview as P
@@ -170,6 +171,43 @@ def sn6_pairs(train_aoi: Path) -> tuple[list[Pair], list[Pair]]:
         opt10, _ = R.downsample(rgb, valid, 20)
         at10.append(Pair(f"sn6 strip {key[:14]}", opt10, dict(zip(BANDS, sar10)), ok, "VV"))
     return at45, at10
+
+
+PORT_PLAN_M = (2400.0, 1800.0)
+
+
+def sn6_port_pairs(seed: int, size: int = 900, max_tiles: int = 9) -> list[Pair]:
+    """Synthetic SN6 tiles of a port district at 4.5 m: a city with a port
+    (:func:`sarfusion.synth.city.plan_city` with ``port=True``), one strip over the port district
+    rendered as the SN6 generator renders its strips, and the tiles whose ground is at least half
+    port. The counterpart of the Capella crop, which is a piece of Rotterdam's harbour."""
+    from sarfusion.synth import city as C
+    from sarfusion.synth import sn6 as G
+    from sarfusion.synth.sar import BANDS, draw_noise_floor_db, sn6_scale_to_db
+
+    rng = np.random.default_rng([seed, 5])
+    plan = C.plan_city(*PORT_PLAN_M, rng, port=True)
+    tile_m = size * G.PIXEL_M
+    x0, y0, x1, y1 = plan.port.bounds
+    x0, y0 = max(x0, G.MARGIN_M), max(y0, G.MARGIN_M)
+    cols = max(1, min(3, int((min(x1, PORT_PLAN_M[0] - G.MARGIN_M) - x0) // tile_m)))
+    rows = max(1, min(3, int((min(y1, PORT_PLAN_M[1] - G.MARGIN_M) - y0) // tile_m)))
+    strip = G.Strip("port", int(rng.integers(0, 2)), float(x0), float(y0), rows, cols, rows * cols, (0.0, 0.0),
+                    (0.0, 0.0), float(rng.uniform(*G.INCIDENCE_RANGE_DEG)), draw_noise_floor_db(rng))
+    sar, optical, valid = G.render_strip(plan, strip, size, G.DEFAULT_LOOKS, rng, with_optical=True)
+    pairs = []
+    for t in range(min(strip.n_tiles, max_tiles)):
+        tr, tc = divmod(t, strip.cols)
+        tx, ty = strip.x0 + tc * tile_m, strip.y0 + tr * tile_m
+        if shapely.box(tx, ty, tx + tile_m, ty + tile_m).intersection(plan.port).area < 0.5 * tile_m ** 2:
+            continue
+        win = (slice(tr * size, (tr + 1) * size), slice(tc * size, (tc + 1) * size))
+        ok = valid[win]
+        db = sn6_scale_to_db(sar[:, win[0], win[1]])
+        sar45, ok45 = R.sar_db_downsample(db, ok, 9)
+        opt45, _ = R.downsample(optical[:, win[0], win[1]].astype(np.float32), ok, 9)
+        pairs.append(Pair(f"sn6 port {seed}.{t}", opt45, dict(zip(BANDS, sar45)), ok45, "HH"))
+    return pairs
 
 
 def sn9_pair(scene: dict, pixel_m: float = 4.5) -> Pair:
@@ -345,7 +383,7 @@ def run_report(real_root: Path = REAL_ROOT, seeds: Sequence[int] = (0, 1, 2), sn
     real10 = {"S1/S2 pairs": [p.measure() for p in s1s2_pairs(real_root / "s1s2_pairs")],
               "SEN1-2": [p.measure() for p in sen12_pairs(real_root / "sen1-2", db_known=False)],
               "MultiEarth": [p.measure() for p in multiearth_pairs(real_root / "multiearth")]}
-    synth45: dict[str, list] = {"SN6 tiles": [], "SN9 scenes": []}
+    synth45: dict[str, list] = {"SN6 tiles": [], "SN6 port tiles": [], "SN9 scenes": []}
     synth10: dict[str, list] = {"SN6 strips": [], "SEN1-2 synth": [], "MultiEarth synth": []}
     first: dict[str, Pair] = {}
     for seed in tqdm(list(seeds), desc="synth report seeds", unit="seed", disable=len(seeds) < 2):
@@ -363,6 +401,7 @@ def run_report(real_root: Path = REAL_ROOT, seeds: Sequence[int] = (0, 1, 2), sn
             first = first or {"sn6_45": sn6_45[0], "sn9": sn9[0], "sn6_10": sn6_10[0], "multiearth": multiearth[0]}
             synth45["SN6 tiles"] += [p.measure() for p in sn6_45]
             synth45["SN9 scenes"] += [p.measure() for p in sn9]
+            synth45["SN6 port tiles"] += [p.measure() for p in sn6_port_pairs(seed)]
             synth10["SN6 strips"] += [p.measure() for p in sn6_10]
             synth10["SEN1-2 synth"] += [p.measure() for p in sen12_pairs(tmp / "sen12", db_known=True)]
             synth10["MultiEarth synth"] += [p.measure() for p in multiearth]

@@ -119,7 +119,8 @@ def _tile_labels(plan: C.CityPlan, image_id: str, x0: float, y0: float, tile_m: 
     rows, geoms_map, props = [], [], []
     if len(b):
         bb = b.bounds
-        sel = np.nonzero((bb[:, 2] > x0) & (bb[:, 0] < x0 + tile_m) & (bb[:, 3] > y0) & (bb[:, 1] < y0 + tile_m))[0]
+        sel = np.nonzero((bb[:, 2] > x0) & (bb[:, 0] < x0 + tile_m) & (bb[:, 3] > y0) & (bb[:, 1] < y0 + tile_m)
+                         & b.labelled)[0]
         window = shapely.box(x0, y0, x0 + tile_m, y0 + tile_m).intersection(valid)
         parts, owner = shapely.get_parts(shapely.intersection(b.polygons[sel], window), return_index=True)
         keep = (shapely.get_type_id(parts) == 3) & (shapely.area(parts) >= 0.25 * PIXEL_M**2)
@@ -257,7 +258,7 @@ def overlapping_labels(labels: pd.DataFrame, tolerance_px2: float = OVERLAP_TOLE
 
 
 def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0,
-                 preview: bool | str | Path = False, looks: float = DEFAULT_LOOKS) -> dict:
+                 preview: bool | str | Path = False, looks: float = DEFAULT_LOOKS, port: bool = False) -> dict:
     """Write a synthetic SN6 AOI with ``tiles`` tiles in all: ~3/4 train, ~1/4 test_public.
 
     Args:
@@ -267,6 +268,8 @@ def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0
         seed: everything (city, strips, speckle) follows from it: same seed, same bytes.
         preview: True (PNGs in ``out_dir/previews``) or a folder, to write per-tile previews.
         looks: number of looks of the Gamma speckle.
+        port: the city gets a port district (:func:`sarfusion.synth.city.plan_city`); tanks,
+            container stacks and ships are in the images but not in the labels.
 
     Returns:
         dict with ``train_aoi``, ``test_aoi``, ``test_truth_csv``, ``orientations``,
@@ -292,7 +295,7 @@ def generate_sn6(out_dir: str | Path, tiles: int, size: int = 900, seed: int = 0
     test_strips, test_w, test_h = _layout(n_test, tile_m, test_rng, t0 + timedelta(days=1))
     test_x0 = train_w + 300.0  # a separate area of the same city: no ground shared with training
     test_strips = [replace(s, x0=s.x0 + test_x0) for s in test_strips]
-    plan = C.plan_city(test_x0 + test_w, max(train_h, test_h), np.random.default_rng([seed, 3]))
+    plan = C.plan_city(test_x0 + test_w, max(train_h, test_h), np.random.default_rng([seed, 3]), port=port)
     with tqdm(total=tiles, desc="synth sn6 tiles", unit="tile", leave=False) as progress:
         train_labels, next_tile = _write_part(
             "train", out_dir, plan, train_strips, size, train_rng, easting0, northing0,
