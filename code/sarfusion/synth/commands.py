@@ -132,7 +132,8 @@ def register_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="realism report: statistics of generated scenes beside the real samples",
         description=(
-            "Generate small SN6, SN9, SEN1-2 and MultiEarth scenes in a temporary folder and print, "
+            "Generate small SN6 (with and without a port district), SN9, SEN1-2 and MultiEarth scenes in a "
+            "temporary folder and print, "
             "side by side with the real samples (../shared/real_samples: Capella at 4.5 m; S1/S2 "
             "pairs, SEN1-2, MultiEarth at 10 m), at the real sample's resolution: global optical/SAR "
             "NCC, NCC of oriented-gradient features in 64 px windows, gradient-orientation agreement, "
