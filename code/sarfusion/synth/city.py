@@ -1048,6 +1048,12 @@ def _fill(target: np.ndarray, frame: _Frame, polys, values) -> None:
         cv2.fillPoly(target, [c], int(v), lineType=cv2.LINE_8, shift=4)
 
 
+def _fill_area(target: np.ndarray, frame: _Frame, area: shapely.Geometry, value: int) -> None:
+    """Fill every part of a (multi)polygon, outer rings only, with one value."""
+    parts = shapely.get_parts(area)
+    _fill(target, frame, parts, [value] * len(parts))
+
+
 def rasterize(plan: CityPlan, x0: float, y0: float, cols: int, rows: int, pixel_size: float,
               angle: float = 0.0) -> CityRaster:
     """Draw the window whose top-left corner is plan point (x0, y0), ``rows`` x ``cols`` pixels,
@@ -1064,17 +1070,16 @@ def rasterize(plan: CityPlan, x0: float, y0: float, cols: int, rows: int, pixel_
         _fill(classes, frame, plan.blocks[idx], plan.block_ground[idx])
         _fill(block_id, frame, plan.blocks[idx], idx + 1)
     if plan.river is not None and plan.river.buffer(8).intersects(window):
-        for poly, cls in ((plan.river.buffer(6), GRASS), (plan.river, WATER)):
-            _fill(classes, frame, list(getattr(poly, "geoms", [poly])), [cls] * len(getattr(poly, "geoms", [poly])))
+        _fill_area(classes, frame, plan.river.buffer(6), GRASS)
+        _fill_area(classes, frame, plan.river, WATER)
         block_id[classes == WATER] = 0
         for coords, width in plan.bridges:
             pts = frame.fixed(coords)
             cv2.polylines(classes, [pts], False, int(ROAD), thickness=max(1, int(round(width / ps))),
                           lineType=cv2.LINE_8, shift=4)
     if plan.basins is not None and plan.quays.intersects(window):
-        for poly, cls in ((plan.quays, PAVED), (plan.basins, WATER)):
-            parts = list(getattr(poly, "geoms", [poly]))
-            _fill(classes, frame, parts, [cls] * len(parts))
+        _fill_area(classes, frame, plan.quays, PAVED)
+        _fill_area(classes, frame, plan.basins, WATER)
         block_id[classes == WATER] = 0
 
     building_id = np.zeros((rows, cols), np.int32)

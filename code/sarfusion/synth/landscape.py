@@ -145,11 +145,12 @@ def make_forest_frontier(size: int, rng: np.random.Generator, relief_m: float | 
         a = rng.uniform(0, np.pi)
         x0, y0 = rng.uniform(0.2, 0.8, 2) * size
         along = (xx - x0) * np.cos(a) + (yy - y0) * np.sin(a)
-        roads.append((along, -(xx - x0) * np.sin(a) + (yy - y0) * np.cos(a)))
-        on_road = along[np.abs(roads[0][1]) < 1]  # the main road's stretch inside the patch
+        across = -(xx - x0) * np.sin(a) + (yy - y0) * np.cos(a)
+        roads.append((along, across))
+        on_road = along[np.abs(across) < 1]  # the main road's stretch inside the patch
         for _ in range(rng.integers(0, 3)):  # side roads leave it at right angles
             s = rng.uniform(on_road.min(), on_road.max())
-            roads.append((-(xx - x0) * np.sin(a) + (yy - y0) * np.cos(a), along - s))
+            roads.append((across, along - s))
     lots = []  # (road, start, width, side, depth): masks are made only for the lots cleared
     for r, (along, _) in enumerate(roads):
         start = float(along.min())

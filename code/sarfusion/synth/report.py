@@ -140,6 +140,16 @@ def multiearth_pairs(root: Path) -> list[Pair]:
     return out
 
 
+def _sn6_tile_at_45(name: str, sar_db: np.ndarray, optical: np.ndarray, valid: np.ndarray) -> Pair:
+    """One 0.5 m SN6 tile (SAR ``(4, H, W)`` dB, optical ``(3, H, W)`` float32, ``valid`` ``(H, W)``)
+    averaged 9 x 9 to the Capella crop's 4.5 m."""
+    from sarfusion.synth.sar import BANDS
+
+    sar45, ok = R.sar_db_downsample(sar_db, valid, 9)
+    opt45, _ = R.downsample(optical, valid, 9)
+    return Pair(name, opt45, dict(zip(BANDS, sar45)), ok, "HH")
+
+
 def sn6_pairs(train_aoi: Path) -> tuple[list[Pair], list[Pair]]:
     """Synthetic SN6 training tiles at 4.5 m (one pair per tile) and strips mosaicked at 10 m."""
     from sarfusion.synth.sar import BANDS, sn6_scale_to_db
@@ -152,9 +162,7 @@ def sn6_pairs(train_aoi: Path) -> tuple[list[Pair], list[Pair]]:
         valid = (sar != 0).all(0)
         db = sn6_scale_to_db(sar)
         strips["_".join(p.stem.split("_")[-4:-2])].append((raster_info(p).geotransform, db, rgb, valid))
-        sar45, ok = R.sar_db_downsample(db, valid, 9)
-        opt45, _ = R.downsample(rgb, valid, 9)
-        at45.append(Pair(f"sn6 {p.stem[-9:]}", opt45, dict(zip(BANDS, sar45)), ok, "HH"))
+        at45.append(_sn6_tile_at_45(f"sn6 {p.stem[-9:]}", db, rgb, valid))
     at10 = []
     for key, parts in strips.items():
         x0 = min(gt[0] for gt, *_ in parts)
@@ -184,7 +192,7 @@ def sn6_port_pairs(seed: int, size: int = 900, max_tiles: int = 9) -> list[Pair]
     port. The counterpart of the Capella crop, which is a piece of Rotterdam's harbour."""
     from sarfusion.synth import city as C
     from sarfusion.synth import sn6 as G
-    from sarfusion.synth.sar import BANDS, draw_noise_floor_db, sn6_scale_to_db
+    from sarfusion.synth.sar import draw_noise_floor_db, sn6_scale_to_db
 
     rng = np.random.default_rng([seed, 5])
     plan = C.plan_city(*PORT_PLAN_M, rng, port=True)
@@ -197,17 +205,13 @@ def sn6_port_pairs(seed: int, size: int = 900, max_tiles: int = 9) -> list[Pair]
                     (0.0, 0.0), float(rng.uniform(*G.INCIDENCE_RANGE_DEG)), draw_noise_floor_db(rng))
     sar, optical, valid = G.render_strip(plan, strip, size, G.DEFAULT_LOOKS, rng, with_optical=True)
     pairs = []
-    for t in range(min(strip.n_tiles, max_tiles)):
-        tr, tc = divmod(t, strip.cols)
-        tx, ty = strip.x0 + tc * tile_m, strip.y0 + tr * tile_m
+    for t, (tx, ty, win) in enumerate(strip.tiles(size)):
+        if t == max_tiles:
+            break
         if shapely.box(tx, ty, tx + tile_m, ty + tile_m).intersection(plan.port).area < 0.5 * tile_m ** 2:
             continue
-        win = (slice(tr * size, (tr + 1) * size), slice(tc * size, (tc + 1) * size))
-        ok = valid[win]
-        db = sn6_scale_to_db(sar[:, win[0], win[1]])
-        sar45, ok45 = R.sar_db_downsample(db, ok, 9)
-        opt45, _ = R.downsample(optical[:, win[0], win[1]].astype(np.float32), ok, 9)
-        pairs.append(Pair(f"sn6 port {seed}.{t}", opt45, dict(zip(BANDS, sar45)), ok45, "HH"))
+        pairs.append(_sn6_tile_at_45(f"sn6 port {seed}.{t}", sn6_scale_to_db(sar[:, win[0], win[1]]),
+                                     optical[:, win[0], win[1]].astype(np.float32), valid[win]))
     return pairs
 
 
@@ -369,7 +373,7 @@ def run_report(real_root: Path = REAL_ROOT, seeds: Sequence[int] = (0, 1, 2), sn
     """Generate small synthetic datasets (in a temp folder) for each seed, measure them and the real
     samples; each synthetic column pools the tiles / scenes of every seed (one seed's handful of
     scenes moves a median across a narrow real range: with seed 0 alone 22 figures were outside, with
-    seed 1 26, with seed 2 28, before the port column). The PNGs show the first seed's scenes.
+    seed 1 26, with seed 2 28, before the port column). The PNGs show the first scene of each column (the first seed's).
 
     Returns ``{"groups": [{resolution_m, real_counts, synthetic_counts, rows}], "png": [paths], "seeds"}``.
     """
@@ -386,7 +390,6 @@ def run_report(real_root: Path = REAL_ROOT, seeds: Sequence[int] = (0, 1, 2), sn
               "MultiEarth": [p.measure() for p in multiearth_pairs(real_root / "multiearth")]}
     synth45: dict[str, list] = {"SN6 tiles": [], "SN6 port tiles": [], "SN9 scenes": []}
     synth10: dict[str, list] = {"SN6 strips": [], "SEN1-2 synth": [], "MultiEarth synth": []}
-    first: dict[str, Pair] = {}
     for seed in tqdm(list(seeds), desc="synth report seeds", unit="seed", disable=len(seeds) < 2):
         with tempfile.TemporaryDirectory(prefix="synth_report_") as tmp:
             tmp = Path(tmp)
@@ -398,17 +401,12 @@ def run_report(real_root: Path = REAL_ROOT, seeds: Sequence[int] = (0, 1, 2), sn
                                                      scenes=sn9_scenes)]
             write_sen12(tmp / "sen12", pairs=12, seed=seed)
             write_multiearth(tmp / "multiearth", seed=seed, sites=2, sar_dates=2, optical_dates=4)
-            multiearth = multiearth_pairs(tmp / "multiearth")
-            first = first or {"sn6_45": sn6_45[0], "sn9": sn9[0], "sn6_10": sn6_10[0], "multiearth": multiearth[0]}
             synth45["SN6 tiles"] += [p.measure() for p in sn6_45]
             synth45["SN9 scenes"] += [p.measure() for p in sn9]
-            port = sn6_port_pairs(seed)
-            if port and "port" not in first:
-                first["port"] = port[0]
-            synth45["SN6 port tiles"] += [p.measure() for p in port]
+            synth45["SN6 port tiles"] += [p.measure() for p in sn6_port_pairs(seed)]
             synth10["SN6 strips"] += [p.measure() for p in sn6_10]
             synth10["SEN1-2 synth"] += [p.measure() for p in sen12_pairs(tmp / "sen12", db_known=True)]
-            synth10["MultiEarth synth"] += [p.measure() for p in multiearth]
+            synth10["MultiEarth synth"] += [p.measure() for p in multiearth_pairs(tmp / "multiearth")]
     groups = []
     for res, real, synth in ((4.5, real45, synth45), (10.0, real10, synth10)):
         groups.append({"resolution_m": res, "real_counts": {k: len(v) for k, v in real.items()},
@@ -417,9 +415,9 @@ def run_report(real_root: Path = REAL_ROOT, seeds: Sequence[int] = (0, 1, 2), sn
     if out is not None:
         out = Path(out)
         pngs.append(str(write_side_by_side(out / "synth_vs_capella_4.5m.png", real45["Capella"][0],
-                                           [first["sn6_45"]] + [first[k] for k in ("port",) if k in first]
-                                           + [first["sn9"]])))
+                                           [synth45[k][0] for k in ("SN6 tiles", "SN6 port tiles", "SN9 scenes")
+                                            if synth45[k]])))
         # MultiEarth is the calibrated 10 m sample (the S1/S2 PNGs are relative to their own p99)
         pngs.append(str(write_side_by_side(out / "synth_vs_multiearth_10m.png", real10["MultiEarth"][0],
-                                           [first["sn6_10"], first["multiearth"]])))
+                                           [synth10["SN6 strips"][0], synth10["MultiEarth synth"][0]])))
     return {"groups": groups, "png": pngs, "seeds": list(seeds), "text": _format(groups)}

@@ -20,6 +20,7 @@ like the real strip footprints.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -73,6 +74,15 @@ class Strip:
         bot_a = self.y0 + h - self.bottom_cut[0]
         bot_b = bot_a + self.bottom_cut[1] * w
         return shapely.Polygon([(self.x0, top_a), (self.x0 + w, top_b), (self.x0 + w, bot_b), (self.x0, bot_a)])
+
+    def tiles(self, size: int) -> Iterator[tuple[float, float, tuple[slice, slice]]]:
+        """Each tile's top-left corner (plan metres) and its window into the strip's rendered
+        ``(rows, cols)`` arrays, row by row, for tiles of ``size`` pixels."""
+        tile_m = size * PIXEL_M
+        for t in range(self.n_tiles):
+            tr, tc = divmod(t, self.cols)
+            yield (self.x0 + tc * tile_m, self.y0 + tr * tile_m,
+                   (slice(tr * size, (tr + 1) * size), slice(tc * size, (tc + 1) * size)))
 
 
 def _layout(n_tiles: int, tile_m: float, rng: np.random.Generator, t0: datetime) -> tuple[list[Strip], float, float]:
@@ -208,13 +218,10 @@ def _write_part(part: str, out_dir: Path, plan: C.CityPlan, strips: list[Strip],
     for strip in strips:
         sar, optical, valid = render_strip(plan, strip, size, looks, rng, with_optical=part == "train")
         poly_valid = strip.valid_polygon(tile_m)
-        for t in range(strip.n_tiles):
-            tr, tc = divmod(t, strip.cols)
+        for x0, y0, win in strip.tiles(size):
             image_id = f"{strip.key}_tile_{tile_no}"
             tile_no += int(rng.integers(1, 3))
-            x0, y0 = strip.x0 + tc * tile_m, strip.y0 + tr * tile_m
             gt = (easting0 + x0, PIXEL_M, 0.0, northing0 - y0, 0.0, -PIXEL_M)
-            win = (slice(tr * size, (tr + 1) * size), slice(tc * size, (tc + 1) * size))
             sar_tile = sar[:, win[0], win[1]]
             write_raster(aoi_dir / "SAR-Intensity" / f"{prefix}_{AOI}_SAR-Intensity_{image_id}.tif",
                          sar_tile, gt, EPSG, nodata=0, compress=None, tiled=False)  # like the real tiles

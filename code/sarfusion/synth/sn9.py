@@ -110,10 +110,10 @@ def misalignment_field(plan_m: float, terrain: np.ndarray, rng: np.random.Genera
     sar_shift = (h - dem) / np.float32(np.tan(np.deg2rad(incidence_deg)))
     # the optical's DEM error, seen off nadir: displaced away from the optical satellite
     off_nadir = np.deg2rad(rng.uniform(5, 30))
-    opt_az = np.deg2rad(rng.uniform(0, 360))
+    opt_az_deg = rng.uniform(0, 360)  # the optical satellite's azimuth seen from the scene
     opt_err = rng.uniform(2.0, 6.0) * _smooth_noise(n, n, rng.uniform(150, 350), rng) * np.float32(np.tan(off_nadir))
     u_sar = S.sensor_unit(look_deg).astype(np.float32)
-    u_opt = np.array([np.sin(opt_az), -np.cos(opt_az)], np.float32)
+    u_opt = S.sensor_unit(opt_az_deg).astype(np.float32)
     affine = rng.normal(0, 0.005, (2, 2))
     xc, yc = xx - plan_m / 2, yy - plan_m / 2
     rest = np.empty((2, n, n), np.float32)
