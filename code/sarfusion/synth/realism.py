@@ -13,15 +13,26 @@ scale and SAR backscatter in dB, with a validity mask. They are pure numpy; the 
 - :func:`enl`: equivalent number of looks, mean^2 / variance of linear power in 9 px windows,
   taken at the 90th percentile over windows (the most homogeneous tenth).
 - :func:`db_tails`: dB histogram shape, ``(p99 - median, median - p1)``.
+
+Bringing SAR to a real product's resolution: :func:`sar_db_downsample` averages (the 10 m
+Sentinel-1 comparisons); :func:`capella_product_db` is the chain that rebuilds the Capella 4.5 m
+crop from its own SLC chips, and :func:`capella_like` puts synthetic power through it
+(docs/synthetic_data.md, "The Capella 4.5 m product").
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
+from osgeo import gdal, osr
 
 from sarfusion.registration.features import oriented_gradients
 
 ENL_WINDOW = 9
+CAPELLA_SLC_SPACING_M = 2.5   # the Capella SLC chips: independent single-look samples on this grid
+CAPELLA_MULTILOOK = 2         # boxcar in those samples; chosen on the crop's mean dB level (not a report row)
+CAPELLA_PIXEL_M = 4.5
 ENL_PERCENTILE = 90
 FEATURE_WINDOW = 64
 
@@ -128,6 +139,60 @@ def sar_db_downsample(sar_db: np.ndarray, valid: np.ndarray, factor: float) -> t
     """(B, H, W) dB -> averaged in linear power by ``factor`` -> dB, with its validity."""
     power, ok = downsample(np.power(10.0, np.where(valid, sar_db, -30.0) / 10.0), valid, factor)
     return (10 * np.log10(np.maximum(power, 1e-9))).astype(np.float32), ok
+
+
+def capella_product_db(intensity: np.ndarray, geotransform: Sequence[float], projection: str,
+                       out_geotransform: Sequence[float], out_shape: tuple[int, int]) -> np.ndarray:
+    """The way the Capella 4.5 m crop was made from its SLC (solaris' SAR chain): ``(H, W)``
+    single-look linear intensity on its grid (``geotransform``, ``projection`` WKT) -> a
+    ``CAPELLA_MULTILOOK`` x ``CAPELLA_MULTILOOK`` boxcar -> dB -> ``gdal.Warp`` Lanczos onto
+    ``out_geotransform`` / ``out_shape`` (rows, cols). Returns ``(rows, cols)`` float32 dB, NaN where
+    the input does not reach."""
+    from scipy import ndimage
+
+    looked = ndimage.uniform_filter(intensity.astype(np.float64), size=CAPELLA_MULTILOOK, mode="reflect")
+    positive = looked[looked > 0]
+    floor = positive.min() if positive.size else 1e-12
+    db = 10.0 * np.log10(np.maximum(looked, floor))
+    src = gdal.GetDriverByName("MEM").Create("", db.shape[1], db.shape[0], 1, gdal.GDT_Float64)
+    src.SetGeoTransform(tuple(geotransform))
+    src.SetProjection(projection)
+    src.GetRasterBand(1).WriteArray(db)
+    rows, cols = out_shape
+    x0, y0 = out_geotransform[0], out_geotransform[3]
+    bounds = (x0, y0 + rows * out_geotransform[5], x0 + cols * out_geotransform[1], y0)
+    out = gdal.Warp("", src, format="MEM", outputBounds=bounds, width=cols, height=rows,
+                    dstSRS=projection, resampleAlg="lanczos", dstNodata=float("nan"))
+    return out.ReadAsArray().astype(np.float32)
+
+
+def capella_like(power: np.ndarray, valid: np.ndarray, pixel_m: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic SAR as a Capella 4.5 m product: ``(B, H, W)`` linear power at ``pixel_m`` metres
+    -> area-averaged to the SLC grid (``CAPELLA_SLC_SPACING_M``; the scene's reflectivity, its own
+    fine speckle averaged out) -> times unit-mean exponential speckle, one independent single-look
+    draw per sample and band -> :func:`capella_product_db`. Returns ``(B, h, w)`` float32 dB at
+    ``CAPELLA_PIXEL_M`` and its ``(h, w)`` validity (every covered input pixel valid, one pixel in
+    from the edge of the valid area, where the Lanczos kernel reaches nodata)."""
+    from scipy import ndimage
+
+    slc_m, out_m = CAPELLA_SLC_SPACING_M, CAPELLA_PIXEL_M
+    reflectivity, ok_slc = downsample(power, valid, slc_m / pixel_m)
+    if not ok_slc.any():
+        raise ValueError("capella_like: no valid 2.5 m sample")
+    # nodata filled with each band's mean, so that Lanczos near an edge does not ring on zeros
+    fill = reflectivity[:, ok_slc].mean(axis=1)
+    reflectivity = np.where(ok_slc, reflectivity, fill[:, None, None])
+    slc = reflectivity * rng.exponential(1.0, reflectivity.shape)
+    rows, cols = (int(n * slc_m / out_m) for n in ok_slc.shape)
+    wkt = osr.SpatialReference()
+    wkt.ImportFromEPSG(32631)
+    projection = wkt.ExportToWkt()
+    gt_slc, gt_out = (0.0, slc_m, 0.0, 0.0, 0.0, -slc_m), (0.0, out_m, 0.0, 0.0, 0.0, -out_m)
+    db = np.stack([capella_product_db(b, gt_slc, projection, gt_out, (rows, cols)) for b in slc])
+    cover = cv2.resize(ok_slc.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA) > 0.999
+    ok = ndimage.binary_erosion(cover, iterations=1) & np.isfinite(db).all(axis=0)
+    return np.nan_to_num(db, nan=0.0), ok
 
 
 def pair_statistics(optical: np.ndarray, sar_db: dict[str, np.ndarray], valid: np.ndarray,

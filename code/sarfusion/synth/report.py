@@ -5,10 +5,12 @@ loaders (one per format) and the same statistics (:mod:`sarfusion.synth.realism`
 sample's resolution: Capella over Rotterdam at 4.5 m (the whole crop and its four 100 px
 quadrants, so one sample still gives a range), and the Sentinel-1 / Sentinel-2 samples at 10 m
 (the 26 S1/S2 pairs, SEN1-2, MultiEarth). Synthetic SN6 tiles (and the port tiles of a city with a
-port district, the counterpart of the Capella harbour crop) are averaged to 4.5 m (9 x 9) and
-their strips mosaicked and averaged to 10 m; SN9 SAR is resampled onto the optical grid through
-the scene's ground field (the geocoding a real co-registered pair has: layover stays) and both are
-averaged to 4.5 m. A row is "within" when the synthetic median lies inside the real min..max.
+port district, the counterpart of the Capella harbour crop) are made into Capella-like 4.5 m
+products (the chain that rebuilds the Capella crop from its own SLC chips, put on synthetic power:
+:func:`sarfusion.synth.realism.capella_like`) and their strips mosaicked and averaged to 10 m; SN9
+SAR is resampled onto the optical grid through the scene's ground field (the geocoding a real
+co-registered pair has: layover stays) and made a Capella-like product the same way. Optical is
+area-averaged. A row is "within" when the synthetic median lies inside the real min..max.
 
 Reading conventions of the real samples (their files do not say):
 - S1/S2 pairs: the SAR PNG is read as AMPLITUDE divided by its 99th percentile (dB = 20 log10):
@@ -140,18 +142,31 @@ def multiearth_pairs(root: Path) -> list[Pair]:
     return out
 
 
-def _sn6_tile_at_45(name: str, sar_db: np.ndarray, optical: np.ndarray, valid: np.ndarray) -> Pair:
+def _pair_at_45(name: str, power: np.ndarray, optical: np.ndarray, valid: np.ndarray, pixel_m: float,
+                bands: Sequence[str], rng: np.random.Generator) -> Pair:
+    """A synthetic pair brought to the Capella crop's 4.5 m: SAR ``power`` ``(B, H, W)`` linear made
+    into a Capella-like product (:func:`sarfusion.synth.realism.capella_like`), ``optical``
+    ``(3, H, W)`` float32 area-averaged; ``valid`` ``(H, W)``; ``pixel_m`` the input pixel."""
+    sar45, ok = R.capella_like(power, valid, pixel_m, rng)
+    opt45, ok_opt = R.downsample(optical, valid, R.CAPELLA_PIXEL_M / pixel_m)
+    rows, cols = (min(a, b) for a, b in zip(ok.shape, ok_opt.shape))
+    return Pair(name, opt45[:, :rows, :cols], dict(zip(bands, sar45[:, :rows, :cols])),
+                ok[:rows, :cols] & ok_opt[:rows, :cols], bands[0])
+
+
+def _sn6_tile_at_45(name: str, sar_db: np.ndarray, optical: np.ndarray, valid: np.ndarray,
+                    rng: np.random.Generator) -> Pair:
     """One 0.5 m SN6 tile (SAR ``(4, H, W)`` dB, optical ``(3, H, W)`` float32, ``valid`` ``(H, W)``)
-    averaged 9 x 9 to the Capella crop's 4.5 m."""
+    as a Capella-like 4.5 m product."""
     from sarfusion.synth.sar import BANDS
 
-    sar45, ok = R.sar_db_downsample(sar_db, valid, 9)
-    opt45, _ = R.downsample(optical, valid, 9)
-    return Pair(name, opt45, dict(zip(BANDS, sar45)), ok, "HH")
+    power = np.where(valid, np.power(10.0, sar_db / 10.0), 0).astype(np.float32)
+    return _pair_at_45(name, power, optical, valid, 0.5, BANDS, rng)
 
 
-def sn6_pairs(train_aoi: Path) -> tuple[list[Pair], list[Pair]]:
-    """Synthetic SN6 training tiles at 4.5 m (one pair per tile) and strips mosaicked at 10 m."""
+def sn6_pairs(train_aoi: Path, rng: np.random.Generator) -> tuple[list[Pair], list[Pair]]:
+    """Synthetic SN6 training tiles at 4.5 m (one pair per tile, a Capella-like product drawing its
+    speckle from ``rng``) and strips mosaicked and averaged to 10 m."""
     from sarfusion.synth.sar import BANDS, sn6_scale_to_db
 
     tiles = sorted((train_aoi / "SAR-Intensity").glob("*.tif"))
@@ -162,7 +177,7 @@ def sn6_pairs(train_aoi: Path) -> tuple[list[Pair], list[Pair]]:
         valid = (sar != 0).all(0)
         db = sn6_scale_to_db(sar)
         strips["_".join(p.stem.split("_")[-4:-2])].append((raster_info(p).geotransform, db, rgb, valid))
-        at45.append(_sn6_tile_at_45(f"sn6 {p.stem[-9:]}", db, rgb, valid))
+        at45.append(_sn6_tile_at_45(f"sn6 {p.stem[-9:]}", db, rgb, valid, rng))
     at10 = []
     for key, parts in strips.items():
         x0 = min(gt[0] for gt, *_ in parts)
@@ -211,13 +226,14 @@ def sn6_port_pairs(seed: int, size: int = 900, max_tiles: int = 9) -> list[Pair]
         if shapely.box(tx, ty, tx + tile_m, ty + tile_m).intersection(plan.port).area < 0.5 * tile_m ** 2:
             continue
         pairs.append(_sn6_tile_at_45(f"sn6 port {seed}.{t}", sn6_scale_to_db(sar[:, win[0], win[1]]),
-                                     optical[:, win[0], win[1]].astype(np.float32), valid[win]))
+                                     optical[:, win[0], win[1]].astype(np.float32), valid[win], rng))
     return pairs
 
 
-def sn9_pair(scene: dict, pixel_m: float = 4.5) -> Pair:
-    """A synthetic SN9 scene at ``pixel_m``: the SAR resampled onto the optical grid through the
-    ground field (so buildings keep their layover, as in a geocoded real pair), both averaged."""
+def sn9_pair(scene: dict, rng: np.random.Generator) -> Pair:
+    """A synthetic SN9 scene at 4.5 m: the SAR resampled onto the optical grid through the ground
+    field (so buildings keep their layover, as in a geocoded real pair), then made a Capella-like
+    product (speckle from ``rng``); the optical averaged."""
     from sarfusion.synth.sn9 import SAR_DB_RANGE
 
     go, gs = raster_info(scene["optical"]).geotransform, raster_info(scene["sar"]).geotransform
@@ -235,11 +251,7 @@ def sn9_pair(scene: dict, pixel_m: float = 4.5) -> Pair:
     power = np.where(sar > 0, np.power(10.0, db / 10.0), 0).astype(np.float32)
     warped = cv2.remap(power, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     inside = cv2.remap((sar > 0).astype(np.uint8), mx, my, cv2.INTER_NEAREST, borderValue=0) > 0
-    factor = pixel_m / go[1]
-    sar_ds, ok = R.downsample(warped[None], inside, factor)
-    opt_ds, _ = R.downsample(opt, inside, factor)
-    return Pair(f"sn9 {scene['aoi']}", opt_ds, {"HH": (10 * np.log10(np.maximum(sar_ds[0], 1e-9))).astype(np.float32)},
-                ok, "HH")
+    return _pair_at_45(f"sn9 {scene['aoi']}", warped[None], opt, inside, go[1], ("HH",), rng)
 
 
 # ---------------------------------------------------------------------------------- report
@@ -396,8 +408,9 @@ def run_report(real_root: Path = REAL_ROOT, seeds: Sequence[int] = (0, 1, 2), sn
             log.info("seed %d: generating %d SN6 tiles, %d SN9 scenes of %d px, SEN1-2 and MultiEarth scenes",
                      seed, sn6_tiles, sn9_scenes, sn9_size)
             sn6 = generate_sn6(tmp / "sn6", sn6_tiles, size=900, seed=seed)
-            sn6_45, sn6_10 = sn6_pairs(sn6["train_aoi"])
-            sn9 = [sn9_pair(s) for s in generate_sn9(tmp / "sn9", size=sn9_size, seed=seed + 200,
+            speckle = np.random.default_rng([seed, 45])  # the Capella-like products' single-look draws
+            sn6_45, sn6_10 = sn6_pairs(sn6["train_aoi"], speckle)
+            sn9 = [sn9_pair(s, speckle) for s in generate_sn9(tmp / "sn9", size=sn9_size, seed=seed + 200,
                                                      scenes=sn9_scenes)]
             write_sen12(tmp / "sen12", pairs=12, seed=seed)
             write_multiearth(tmp / "multiearth", seed=seed, sites=2, sar_dates=2, optical_dates=4)
