@@ -1,7 +1,7 @@
 """Image statistics that tell synthetic optical / SAR pairs from real ones (``sarfusion synth report``).
 
 Every function takes one co-registered pair at one resolution: an optical image on any linear
-scale and SAR backscatter in dB, with a validity mask. They are pure numpy; the report
+scale and SAR backscatter in dB, with a validity mask. They are numpy (GDAL for the Capella chain); the report
 (:mod:`sarfusion.synth.report`) applies them identically to the real samples and the generators.
 
 - :func:`cross_ncc`: global normalised cross-correlation of optical brightness and SAR dB. Real
@@ -30,11 +30,11 @@ from osgeo import gdal, osr
 from sarfusion.registration.features import oriented_gradients
 
 ENL_WINDOW = 9
+ENL_PERCENTILE = 90
+FEATURE_WINDOW = 64
 CAPELLA_SLC_SPACING_M = 2.5   # the Capella SLC chips: independent single-look samples on this grid
 CAPELLA_MULTILOOK = 2         # boxcar in those samples; chosen on the crop's mean dB level (not a report row)
 CAPELLA_PIXEL_M = 4.5
-ENL_PERCENTILE = 90
-FEATURE_WINDOW = 64
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -185,9 +185,9 @@ def capella_like(power: np.ndarray, valid: np.ndarray, pixel_m: float,
     reflectivity = np.where(ok_slc, reflectivity, fill[:, None, None])
     slc = reflectivity * rng.exponential(1.0, reflectivity.shape)
     rows, cols = (int(n * slc_m / out_m) for n in ok_slc.shape)
-    wkt = osr.SpatialReference()
-    wkt.ImportFromEPSG(32631)
-    projection = wkt.ExportToWkt()
+    srs = osr.SpatialReference()  # any metric CRS: the grids are local
+    srs.ImportFromEPSG(32631)
+    projection = srs.ExportToWkt()
     gt_slc, gt_out = (0.0, slc_m, 0.0, 0.0, 0.0, -slc_m), (0.0, out_m, 0.0, 0.0, 0.0, -out_m)
     db = np.stack([capella_product_db(b, gt_slc, projection, gt_out, (rows, cols)) for b in slc])
     cover = cv2.resize(ok_slc.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA) > 0.999
