@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 from osgeo import gdal, osr
+from scipy import ndimage
 
 from sarfusion.registration.features import oriented_gradients
 
@@ -148,8 +149,6 @@ def capella_product_db(intensity: np.ndarray, geotransform: Sequence[float], pro
     ``CAPELLA_MULTILOOK`` x ``CAPELLA_MULTILOOK`` boxcar -> dB -> ``gdal.Warp`` Lanczos onto
     ``out_geotransform`` / ``out_shape`` (rows, cols). Returns ``(rows, cols)`` float32 dB, NaN where
     the input does not reach."""
-    from scipy import ndimage
-
     looked = ndimage.uniform_filter(intensity.astype(np.float64), size=CAPELLA_MULTILOOK, mode="reflect")
     positive = looked[looked > 0]
     floor = positive.min() if positive.size else 1e-12
@@ -174,8 +173,6 @@ def capella_like(power: np.ndarray, valid: np.ndarray, pixel_m: float,
     draw per sample and band -> :func:`capella_product_db`. Returns ``(B, h, w)`` float32 dB at
     ``CAPELLA_PIXEL_M`` and its ``(h, w)`` validity (every covered input pixel valid, one pixel in
     from the edge of the valid area, where the Lanczos kernel reaches nodata)."""
-    from scipy import ndimage
-
     slc_m, out_m = CAPELLA_SLC_SPACING_M, CAPELLA_PIXEL_M
     reflectivity, ok_slc = downsample(power, valid, slc_m / pixel_m)
     if not ok_slc.any():
@@ -184,13 +181,14 @@ def capella_like(power: np.ndarray, valid: np.ndarray, pixel_m: float,
     fill = reflectivity[:, ok_slc].mean(axis=1)
     reflectivity = np.where(ok_slc, reflectivity, fill[:, None, None])
     slc = reflectivity * rng.exponential(1.0, reflectivity.shape)
-    rows, cols = (int(n * slc_m / out_m) for n in ok_slc.shape)
+    # the output grid and its validity by the same rule as every other downsampling here
+    _, cover = downsample(ok_slc[None].astype(np.float32), ok_slc, out_m / slc_m)
+    rows, cols = cover.shape
     srs = osr.SpatialReference()  # any metric CRS: the grids are local
     srs.ImportFromEPSG(32631)
     projection = srs.ExportToWkt()
     gt_slc, gt_out = (0.0, slc_m, 0.0, 0.0, 0.0, -slc_m), (0.0, out_m, 0.0, 0.0, 0.0, -out_m)
     db = np.stack([capella_product_db(b, gt_slc, projection, gt_out, (rows, cols)) for b in slc])
-    cover = cv2.resize(ok_slc.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA) > 0.999
     ok = ndimage.binary_erosion(cover, iterations=1) & np.isfinite(db).all(axis=0)
     return np.nan_to_num(db, nan=0.0), ok
 
