@@ -44,6 +44,12 @@ TILE, BITUMEN, GRAVEL, METAL, GREEN_ROOF = 0, 1, 2, 3, 4
 N_ROOF_MATERIALS = 5
 # Small objects (CityPlan.objects[:, 4]).
 CAR, POLE, ROOF_UNIT = 0, 1, 2
+# Port only (plan_city(port=True)): a gantry crane's structure, the foot of one of its legs (a
+# leg-ground dihedral) and one metre of rail (glints near broadside; its angle column is the rail's
+# direction).
+CRANE, CRANE_FOOT, RAIL = 3, 4, 5
+PORT_OBJECT_KINDS = (CRANE, CRANE_FOOT, RAIL)
+DIHEDRAL_OBJECT_KINDS = (CRANE_FOOT, RAIL)
 
 SIDEWALK_M = 2.5
 TERRAIN_CELL_M = 4.0
@@ -84,6 +90,20 @@ PORT_BASIN_WIDTH_M = (150.0, 400.0)
 PORT_BASIN_LENGTH_M = (400.0, 1200.0)
 PORT_PIER_M = (150.0, 300.0)     # land between two basins
 PORT_QUAY_M = (20.0, 40.0)
+# Ship-to-shore gantry cranes and rails on container-terminal quays (plan in docs/synthetic_data.md).
+PORT_TERMINAL_P = 0.5             # each long side of a basin
+CRANE_SPACING_M = (60.0, 150.0)   # between crane centres along the quay
+CRANE_LEG_SPACING_M = 18.0        # along the quay
+CRANE_GAUGE_M = 30.5              # across the quay, at most quay width - 6
+CRANE_RAIL_OFFSET_M = 3.0         # water-side rail from the quay edge
+CRANE_HEIGHT_M = (40.0, 50.0)     # portal and boom above the quay
+CRANE_BACKREACH_M = 15.0
+CRANE_OUTREACH_M = (45.0, 65.0)
+CRANE_FOOT_RCS_M2 = 50.0          # medians, HH; log-normal with 0.5 decades spread
+CRANE_LEG_RCS_M2 = 1.0            # per metre of leg height
+CRANE_BOOM_RCS_M2 = 2.0           # per metre of boom and portal
+RAIL_RCS_M2 = 10.0                # per metre of rail at broadside (see sar.RAIL_GLINT_DEG)
+RAIL_GAUGE_M = 1.435
 STYLE_P = {"terraced": 0.22, "courtyard": 0.14, "suburb": 0.18, "old_town": 0.09, "industrial": 0.14,
            "towers": 0.07, "slabs": 0.16}
 _GROUND_OF_USE = {"terraced": GRASS, "courtyard": GRASS, "detached": GRASS, "slabs": GRASS, "halls": PAVED,
@@ -692,6 +712,62 @@ def _berthed_ships(rng, basins: list, out: list) -> None:
                 s += max(ship_len, 60.0) + rng.uniform(10.0, 60.0)
 
 
+def _terminal_scatterers(rng, basins: list, quay_m: float, quays: shapely.Geometry) -> np.ndarray:
+    """(k, 6) :attr:`CityPlan.objects` rows of the container terminals: each long side of a basin is
+    one with probability ``PORT_TERMINAL_P``. A terminal has ship-to-shore gantry cranes (leg feet,
+    a point per metre of leg, boom and portal) and rails (the cranes' two and one track 3 m inside
+    the landward edge of the quay), a point per metre, kept where they stand on the quay."""
+    gauge = min(CRANE_GAUGE_M, quay_m - 6.0)
+    d_rails = (CRANE_RAIL_OFFSET_M, CRANE_RAIL_OFFSET_M + gauge, quay_m - 3.0, quay_m - 3.0 - RAIL_GAUGE_M)
+    rows = []
+
+    def lognormal(median: float, n: int) -> np.ndarray:
+        return median * 10 ** rng.normal(0.0, 0.5, n)
+
+    def add(points: np.ndarray, height: np.ndarray | float, rcs: np.ndarray, kind: int, angle: float) -> None:
+        n = len(points)
+        rows.append(np.column_stack([points, np.broadcast_to(height, (n,)), rcs, np.full(n, kind),
+                                     np.full(n, angle)]))
+
+    for basin, origin, n_dir, t_dir, width in basins:
+        reach = (np.asarray(basin.exterior.coords) - origin) @ n_dir
+        along_angle = float(np.arctan2(n_dir[1], n_dir[0]))
+        for side in (0, 1):
+            if rng.random() >= PORT_TERMINAL_P:
+                continue
+            # d: metres from the quay edge inland; the quay of side 0 lies at t < 0, of side 1 at t > width
+            inland = -t_dir if side == 0 else t_dir
+            edge = origin + (t_dir * width if side == 1 else 0.0)
+
+            def at(s: np.ndarray, d: np.ndarray) -> np.ndarray:
+                return edge + np.multiply.outer(s, n_dir) + np.multiply.outer(d, inland)
+
+            s = np.arange(reach.min(), reach.max(), 1.0)
+            for d in d_rails:
+                pts = at(s, np.full(len(s), d))
+                pts = pts[shapely.contains_xy(quays, pts[:, 0], pts[:, 1])]
+                add(pts, 0.0, lognormal(RAIL_RCS_M2, len(pts)), RAIL, along_angle)
+            centre = reach.min() + rng.uniform(*CRANE_SPACING_M) / 2
+            while centre < reach.max():
+                legs = at(centre + np.array([-1, 1, -1, 1]) * CRANE_LEG_SPACING_M / 2,
+                          np.array([d_rails[0], d_rails[0], d_rails[1], d_rails[1]]))
+                top = rng.uniform(*CRANE_HEIGHT_M)
+                outreach = rng.uniform(*CRANE_OUTREACH_M)
+                if shapely.contains_xy(quays, legs[:, 0], legs[:, 1]).all():
+                    add(legs, 0.0, lognormal(CRANE_FOOT_RCS_M2, 4), CRANE_FOOT, along_angle)
+                    h = np.arange(1.0, top, 1.0)
+                    add(np.repeat(legs, len(h), axis=0), np.tile(h, 4), lognormal(CRANE_LEG_RCS_M2, 4 * len(h)),
+                        CRANE, along_angle)
+                    boom_d = np.arange(d_rails[0] - outreach, d_rails[1] + CRANE_BACKREACH_M, 1.0)
+                    portal_s = centre + np.arange(-CRANE_LEG_SPACING_M / 2, CRANE_LEG_SPACING_M / 2, 1.0)
+                    structure = np.concatenate([at(np.full(len(boom_d), centre), boom_d),
+                                                at(portal_s, np.full(len(portal_s), d_rails[0])),
+                                                at(portal_s, np.full(len(portal_s), d_rails[1]))])
+                    add(structure, top, lognormal(CRANE_BOOM_RCS_M2, len(structure)), CRANE, along_angle)
+                centre += rng.uniform(*CRANE_SPACING_M)
+    return np.concatenate(rows) if rows else np.zeros((0, 6))
+
+
 def _roof_colours(rng, kinds: np.ndarray, materials: np.ndarray, ground_near: np.ndarray) -> np.ndarray:
     """(n, 3) uint8: a colour of the roof material, or (1 in 6) the colour of the ground around it."""
     n = len(kinds)
@@ -792,7 +868,8 @@ def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: 
         districts[k] = (port_district, "port", port_angle)
         if dock:
             basins = shapely.union_all([b for b, *_ in dock])
-            port_water = basins.buffer(rng.uniform(*PORT_QUAY_M), join_style="mitre")
+            quay_m = float(rng.uniform(*PORT_QUAY_M))
+            port_water = basins.buffer(quay_m, join_style="mitre")
             quays = port_water.difference(basins).difference(river_poly)
             keep_out = keep_out.union(port_water)
     plan_edge = box.exterior.buffer(1.0)
@@ -887,6 +964,8 @@ def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: 
         roof_rgb=_roof_colours(rng, kinds, materials, ground_near),
         kind=kinds, roof_material=materials)
     objects = _objects(rng, streets, block_list, block_use, buildings)
+    if basins is not None:  # drawn last, so that plans without a port keep their bytes
+        objects = np.concatenate([objects, _terminal_scatterers(rng, dock, quay_m, quays)])
     blocks = np.array(block_list, dtype=object)
     bridges = []
     if river_poly is not None:

@@ -71,6 +71,12 @@ CANOPY_TRANSMISSION = 0.3
 DOUBLE_BOUNCE_DB = (18.0, 2.0, 14.0)      # wall-ground dihedral of a 10 m wall facing the sensor squarely (HH > VV)
 # point targets: HV and VV relative to HH (odd-bounce trihedrals keep HH ~ VV, little cross-pol)
 POINT_RELATIVE_DB = (0.0, -9.0, -1.0)
+# dihedral point targets (crane leg feet, rails) keep the wall-ground double bounce's ratios
+DIHEDRAL_RELATIVE_DB = tuple(d - DOUBLE_BOUNCE_DB[0] for d in DOUBLE_BOUNCE_DB)
+# a metre of rail glints within a few degrees of broadside (rail along azimuth), over a floor of
+# fasteners and sleeper edges
+RAIL_GLINT_DEG = 2.0
+RAIL_FLOOR_M2 = 0.05
 # spread of each material's sigma0 at field scale (dB): lawns and lots vary, asphalt less
 MATERIAL_SPREAD_DB = {C.GRASS: 2.0, C.TREE: 1.5, C.SOIL: 2.5, C.WATER: 1.5, C.ROAD: 1.0,
                       C.PAVED: 1.5, C.ROOF: 2.0}
@@ -189,6 +195,9 @@ class _Scene:
                 px = np.column_stack([px[:, 1], cols - px[:, 0]])
                 rows, cols = cols, rows
         self.object_px, self.objects = px, obj
+        # angle between each object's direction and the azimuth axis (the columns after the turns), 0-90 deg
+        deg = (np.rad2deg(obj[:, 5] - raster.angle) + 90.0 * turns) % 180.0 if len(obj) else np.zeros(0)
+        self.object_azimuth_deg = np.minimum(deg, 180.0 - deg)
 
 
 def sensor_unit(sensor_azimuth_deg: float) -> np.ndarray:
@@ -351,8 +360,24 @@ def _reflectivity_north(scene: _Scene, pixel_size: float, incidence_deg: float,
         orow = scene.object_px[:, 1]
         seen = visible[np.clip(orow.astype(np.int64), 0, rows - 1), oc]
         orow = orow - 0.5 - scene.objects[:, 2] * cot / ps
-        rcs = (scene.objects[:, 3] / (ps * ps) * np.where(seen, 1.0, 0.05)).astype(np.float32)
+        rcs_m2 = scene.objects[:, 3]
+        kind = scene.objects[:, 4]
+        port = np.isin(kind, C.PORT_OBJECT_KINDS)
+        if port.any():
+            rcs_m2 = np.where(kind == C.RAIL, rcs_m2 * np.exp(-(scene.object_azimuth_deg / RAIL_GLINT_DEG) ** 2)
+                              + RAIL_FLOOR_M2, rcs_m2)
+            # seen from its own height: a crane's boom stands above the ship under it
+            r = np.clip(scene.object_px[:, 1].astype(np.int64), 1, rows - 1)
+            top = scene.objects[:, 2] + r * rise_per_row
+            if scene.terrain is not None:
+                top = top + scene.terrain[r, oc]
+            seen = np.where(port, top >= q_solid[r - 1, oc] - 1e-3, seen)
+        rcs = (rcs_m2 / (ps * ps) * np.where(seen, 1.0, 0.05)).astype(np.float32)
         weights = [rcs * np.float32(10 ** (POINT_RELATIVE_DB[b] / 10)) for b in scene.bands]
+        dihedral = np.isin(kind, C.DIHEDRAL_OBJECT_KINDS)
+        if dihedral.any():
+            for k, b in enumerate(scene.bands):
+                weights[k][dihedral] = rcs[dihedral] * np.float32(10 ** (DIHEDRAL_RELATIVE_DB[b] / 10))
         for k, acc in enumerate(_splat(orow.astype(np.float32), oc, weights, (rows, cols))):
             coherent[k] += acc
 
