@@ -847,8 +847,9 @@ def plan_city(width_m: float, height_m: float, rng: np.random.Generator, river: 
         terrain: None = flat ground (Rotterdam); else the elevation grid (m) on ``TERRAIN_CELL_M``
             cells from the plan's origin (:func:`make_terrain`); buildings stand on it.
         port: give the district with the most river frontage to a port (forces a river; flat
-            plans only): dock basins with quays, tank farms, container yards, warehouses and
-            berthed ships. Without it a plan is what it always was.
+            plans only): dock basins with quays, tank farms, container yards, warehouses,
+            berthed ships, and on container-terminal quays gantry cranes and rails (point
+            targets in ``objects``). Without it a plan is what it always was.
     """
     if port:
         if terrain is not None:

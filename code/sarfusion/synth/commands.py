@@ -74,7 +74,8 @@ def register_sn6(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--looks", type=float, default=5.0, help="number of looks of the speckle")
     p.add_argument("--port", action="store_true",
                    help="give the city a port district on its river (dock basins, quays, tank farms, container "
-                        "yards, warehouses, berthed ships); tanks, containers and ships are not labelled")
+                        "yards, warehouses, berthed ships, gantry cranes and rails on container-terminal quays); tanks, "
+                        "containers, ships and cranes are not labelled")
     _add_preview(p)
     add_json_flag(p)
     p.set_defaults(func=_sn6)
