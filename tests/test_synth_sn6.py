@@ -346,7 +346,6 @@ def test_port_district_structures_are_imaged_but_never_labelled():
     assert quay.any() and (r.classes[quay] == C.PAVED).mean() > 0.9
 
 
-
 def test_port_terminals_have_cranes_and_rails_on_their_quays():
     """Gantry cranes and rails (plan in docs/synthetic_data.md) exist only in port plans, stand on
     the quays (leg feet and rails), reach out over the basins at their height, and a plan without

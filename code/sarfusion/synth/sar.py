@@ -373,11 +373,9 @@ def _reflectivity_north(scene: _Scene, pixel_size: float, incidence_deg: float,
                 top = top + scene.terrain[r, oc]
             seen = np.where(port, top >= q_solid[r - 1, oc] - 1e-3, seen)
         rcs = (rcs_m2 / (ps * ps) * np.where(seen, 1.0, 0.05)).astype(np.float32)
-        weights = [rcs * np.float32(10 ** (POINT_RELATIVE_DB[b] / 10)) for b in scene.bands]
         dihedral = np.isin(kind, C.DIHEDRAL_OBJECT_KINDS)
-        if dihedral.any():
-            for k, b in enumerate(scene.bands):
-                weights[k][dihedral] = rcs[dihedral] * np.float32(10 ** (DIHEDRAL_RELATIVE_DB[b] / 10))
+        weights = [rcs * np.where(dihedral, np.float32(10 ** (DIHEDRAL_RELATIVE_DB[b] / 10)),
+                                  np.float32(10 ** (POINT_RELATIVE_DB[b] / 10))) for b in scene.bands]
         for k, acc in enumerate(_splat(orow.astype(np.float32), oc, weights, (rows, cols))):
             coherent[k] += acc
 
