@@ -195,6 +195,30 @@ def test_report_judges_each_source_also_against_its_own_real_counterpart():
     assert "forest synth vs forest" in text and text.splitlines()[-2].rstrip().endswith("NO")
 
 
+def test_report_counts_the_seeds_whose_own_median_is_inside():
+    """The pooled median decides ok / NO; each seed's own median is counted too, so a verdict the
+    seeds split on (near an edge) reads differently from a settled one."""
+    from sarfusion.synth.report import Pair, _format, compare
+
+    def pair(value, seed):
+        p = Pair("s", np.zeros((3, 4, 4)), {}, np.ones((4, 4), bool), "VV", seed=seed)
+        p.stats = {"ncc": value}
+        return p
+
+    real = {"real": [pair(0.0, None), pair(1.0, None)]}
+    # seed 0 inside (0.5, 0.6), seed 1 outside (1.5, 1.6), seed 2 inside (0.9): pooled median 0.9
+    synth = {"split": [pair(0.5, 0), pair(0.6, 0), pair(1.5, 1), pair(1.6, 1), pair(0.9, 2)],
+             "settled": [pair(2.0, 0), pair(3.0, 1)], "one seed": [pair(0.2, 0), pair(0.3, 0)]}
+    cells = compare(real, synth)[0]["synthetic"]
+    assert cells["split"]["within"] and (cells["split"]["seeds_within"], cells["split"]["seeds"]) == (2, 3)
+    assert not cells["settled"]["within"] and (cells["settled"]["seeds_within"], cells["settled"]["seeds"]) == (0, 2)
+    assert "seeds" not in cells["one seed"]  # one seed: nothing to count
+    text = _format([{"resolution_m": 4.5, "real_counts": {"real": 2},
+                     "synthetic_counts": {"split": 5, "settled": 2, "one seed": 2}, "rows": compare(real, synth)}])
+    row = text.splitlines()[-1]
+    assert "ok 2/3" in row and "NO 0/2" in row and row.rstrip().endswith("ok")
+
+
 def test_report_pools_several_seeds_by_default_and_takes_one():
     """One seed's few scenes moved medians across narrow real ranges (22 / 26 / 28 figures outside
     for seeds 0 / 1 / 2), so the report pools seeds 0-2 unless told otherwise."""

@@ -10,7 +10,8 @@ products (the chain that rebuilds the Capella crop from its own SLC chips, put o
 :func:`sarfusion.synth.realism.capella_like`) and their strips mosaicked and averaged to 10 m; SN9
 SAR is resampled onto the optical grid through the scene's ground field (the geocoding a real
 co-registered pair has: layover stays) and made a Capella-like product the same way. Optical is
-area-averaged. A row is "within" when the synthetic median lies inside the real min..max.
+area-averaged. A row is "within" when the synthetic median lies inside the real min..max; each
+cell also counts the seeds whose own median lies inside (``NO 1/3``: near an edge, not settled).
 
 Reading conventions of the real samples (their files do not say):
 - S1/S2 pairs: the SAR PNG is read as AMPLITUDE divided by its 99th percentile (dB = 20 log10):
@@ -61,6 +62,7 @@ class Pair:
     cross_band: str
     db_known: bool = True
     stats: dict = field(default_factory=dict)
+    seed: int | None = None  # the generator seed of a synthetic pair (per-seed verdicts)
 
     def measure(self) -> "Pair":
         if self.valid.sum() < 400:
@@ -209,8 +211,10 @@ def sn6_port_pairs(seed: int, size: int = 900, max_tiles: int = 9) -> list[Pair]
     from sarfusion.synth import sn6 as G
     from sarfusion.synth.sar import draw_noise_floor_db, sn6_scale_to_db
 
-    rng = np.random.default_rng([seed, 5])
-    plan = C.plan_city(*PORT_PLAN_M, rng, port=True)
+    plan = C.plan_city(*PORT_PLAN_M, np.random.default_rng([seed, 5]), port=True)
+    # the view, speckle and product draw from a stream of their own: a plan that draws one number
+    # more must not re-draw the look side, incidence and noise floor (a ~1 dB move on 11 tiles)
+    rng = np.random.default_rng([seed, 6])
     tile_m = size * G.PIXEL_M
     x0, y0, x1, y1 = plan.port.bounds
     x0, y0 = max(x0, G.MARGIN_M), max(y0, G.MARGIN_M)
@@ -257,6 +261,11 @@ def sn9_pair(scene: dict, rng: np.random.Generator) -> Pair:
 # ---------------------------------------------------------------------------------- report
 
 
+def _seeded(pair: Pair, seed: int) -> Pair:
+    pair.seed = seed
+    return pair
+
+
 def _summary(pairs: list[Pair]) -> dict[str, list[float]]:
     values = defaultdict(list)
     for p in pairs:
@@ -276,7 +285,9 @@ COUNTERPART = {"SN6 tiles": "Capella", "SN9 scenes": "Capella", "SEN1-2 synth": 
 def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]],
             counterpart: dict[str, str] = COUNTERPART) -> list[dict]:
     """One row per statistic the real samples measure: real min..max (over all real pairs) and,
-    per synthetic source, its median, min, max and whether the median is within the real range;
+    per synthetic source, its median, min, max and whether the median is within the real range
+    (``within``; with pairs from several seeds also ``seeds_within`` / ``seeds``: how many seeds'
+    own medians are within it, to tell a settled verdict from one near an edge);
     for a source whose ``counterpart`` is among ``real``, also that sample's own range
     (``own_min``, ``own_max``) and ``within_own`` (None where the counterpart lacks the statistic)."""
     real_vals = defaultdict(list)
@@ -294,6 +305,10 @@ def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]],
                 med = float(np.median(vals[stat]))
                 cell = {"median": med, "min": min(vals[stat]), "max": max(vals[stat]),
                         "within": bool(lo <= med <= hi)}
+                by_seed = _per_seed(synthetic[name], stat)
+                if len(by_seed) > 1:
+                    cell.update(seeds=len(by_seed),
+                                seeds_within=sum(lo <= float(np.median(v)) <= hi for v in by_seed.values()))
                 source = counterpart.get(name)
                 if source in per_source:
                     own = per_source[source].get(stat)
@@ -303,6 +318,16 @@ def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]],
                 row["synthetic"][name] = cell
         rows.append(row)
     return rows
+
+
+def _per_seed(pairs: list[Pair], stat: str) -> dict[int, list[float]]:
+    """{seed: the stat's finite values of that seed's pairs}, for pairs that know their seed."""
+    out = defaultdict(list)
+    for p in pairs:
+        v = p.stats.get(stat)
+        if p.seed is not None and v is not None and np.isfinite(v):
+            out[p.seed].append(v)
+    return dict(out)
 
 
 def _stat_order(stat: str) -> tuple:
@@ -316,13 +341,15 @@ def _format(groups: list[dict]) -> str:
         lines.append(f"\n== {g['resolution_m']} m: real {', '.join(f'{k} ({n})' for k, n in g['real_counts'].items())}"
                      f"; synthetic {', '.join(f'{k} ({n})' for k, n in g['synthetic_counts'].items())}")
         names = list(g["synthetic_counts"])
-        lines.append(f"{'statistic':<14} {'real range':>16}  " + "  ".join(f"{n:>26}" for n in names))
+        lines.append(f"{'statistic':<14} {'real range':>16}  " + "  ".join(f"{n:>30}" for n in names))
         for r in g["rows"]:
             cells = []
             for n in names:
                 s = r["synthetic"].get(n)
-                cells.append(f"{'-':>26}" if s is None else
-                             f"{s['median']:7.2f} [{s['min']:6.2f},{s['max']:6.2f}] {'ok' if s['within'] else 'NO':>2}")
+                seeds = f" {s['seeds_within']}/{s['seeds']}" if s is not None and "seeds" in s else ""
+                cells.append(f"{'-':>30}" if s is None else
+                             f"{s['median']:7.2f} [{s['min']:6.2f},{s['max']:6.2f}] {'ok' if s['within'] else 'NO':>2}"
+                             f"{seeds:>4}")
             lines.append(f"{r['statistic']:<14} {r['real_min']:7.2f}..{r['real_max']:<7.2f}  " + "  ".join(cells))
         if len(g["real_counts"]) > 1:  # one real sample: its own range is the pooled one
             lines += _format_own(g)
@@ -408,18 +435,18 @@ def run_report(real_root: Path = REAL_ROOT, seeds: Sequence[int] = (0, 1, 2), sn
             log.info("seed %d: generating %d SN6 tiles, %d SN9 scenes of %d px, SEN1-2 and MultiEarth scenes",
                      seed, sn6_tiles, sn9_scenes, sn9_size)
             sn6 = generate_sn6(tmp / "sn6", sn6_tiles, size=900, seed=seed)
-            speckle = np.random.default_rng([seed, 45])  # the Capella-like products' single-look draws
-            sn6_45, sn6_10 = sn6_pairs(sn6["train_aoi"], speckle)
-            sn9 = [sn9_pair(s, speckle) for s in generate_sn9(tmp / "sn9", size=sn9_size, seed=seed + 200,
-                                                     scenes=sn9_scenes)]
+            # the Capella-like products' single-look draws: one stream per column
+            sn6_45, sn6_10 = sn6_pairs(sn6["train_aoi"], np.random.default_rng([seed, 45]))
+            speckle9 = np.random.default_rng([seed, 45, 9])
+            sn9 = [sn9_pair(s, speckle9) for s in generate_sn9(tmp / "sn9", size=sn9_size, seed=seed + 200,
+                                                      scenes=sn9_scenes)]
             write_sen12(tmp / "sen12", pairs=12, seed=seed)
             write_multiearth(tmp / "multiearth", seed=seed, sites=2, sar_dates=2, optical_dates=4)
-            synth45["SN6 tiles"] += [p.measure() for p in sn6_45]
-            synth45["SN9 scenes"] += [p.measure() for p in sn9]
-            synth45["SN6 port tiles"] += [p.measure() for p in sn6_port_pairs(seed)]
-            synth10["SN6 strips"] += [p.measure() for p in sn6_10]
-            synth10["SEN1-2 synth"] += [p.measure() for p in sen12_pairs(tmp / "sen12", db_known=True)]
-            synth10["MultiEarth synth"] += [p.measure() for p in multiearth_pairs(tmp / "multiearth")]
+            for column, pairs in (("SN6 tiles", sn6_45), ("SN9 scenes", sn9), ("SN6 port tiles", sn6_port_pairs(seed)),
+                                  ("SN6 strips", sn6_10),
+                                  ("SEN1-2 synth", sen12_pairs(tmp / "sen12", db_known=True)),
+                                  ("MultiEarth synth", multiearth_pairs(tmp / "multiearth"))):
+                (synth45 if column in synth45 else synth10)[column] += [_seeded(p, seed).measure() for p in pairs]
     groups = []
     for res, real, synth in ((4.5, real45, synth45), (10.0, real10, synth10)):
         groups.append({"resolution_m": res, "real_counts": {k: len(v) for k, v in real.items()},
