@@ -361,6 +361,11 @@ def test_port_terminals_have_cranes_and_rails_on_their_quays():
         assert shapely.contains_xy(on_quay, pts[:, 0], pts[:, 1]).all()
         assert (pts[:, 2] == 0).all()
     assert crane[:, 2].min() >= 1.0 and crane[:, 2].max() <= C.CRANE_HEIGHT_M[1]
+    # no rail is drawn twice: on a quay narrower than 36.5 m the cranes' land rail lies where the
+    # track's first rail would, and one steel line has one rail's cross-section
+    spacing = shapely.STRtree(shapely.points(rails[:, :2])).query(shapely.points(rails[:, :2]), predicate="dwithin",
+                                                                   distance=0.1)
+    assert (spacing[0] != spacing[1]).sum() == 0
     boom = crane[crane[:, 2] >= C.CRANE_HEIGHT_M[0]]
     assert shapely.contains_xy(plan.basins, boom[:, 0], boom[:, 1]).mean() > 0.2  # outreach over the water
 

@@ -716,9 +716,12 @@ def _terminal_scatterers(rng, basins: list, quay_m: float, quays: shapely.Geomet
     """(k, 6) :attr:`CityPlan.objects` rows of the container terminals: each long side of a basin is
     one with probability ``PORT_TERMINAL_P``. A terminal has ship-to-shore gantry cranes (leg feet,
     a point per metre of leg, boom and portal) and rails (the cranes' two and one track 3 m inside
-    the landward edge of the quay), a point per metre, kept where they stand on the quay."""
+    the landward edge of the quay), a point per metre, kept where they stand on the quay. A track
+    rail that falls on a crane rail (quays narrower than 36.5 m) is that rail, not a second one."""
     gauge = min(CRANE_GAUGE_M, quay_m - 6.0)
-    d_rails = (CRANE_RAIL_OFFSET_M, CRANE_RAIL_OFFSET_M + gauge, quay_m - 3.0, quay_m - 3.0 - RAIL_GAUGE_M)
+    crane_rails = (CRANE_RAIL_OFFSET_M, CRANE_RAIL_OFFSET_M + gauge)
+    track = [d for d in (quay_m - 3.0, quay_m - 3.0 - RAIL_GAUGE_M) if min(abs(d - c) for c in crane_rails) > 0.1]
+    d_rails = (*crane_rails, *track)
     rows = []
 
     def lognormal(median: float, n: int) -> np.ndarray:
