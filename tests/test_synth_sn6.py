@@ -4,6 +4,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -308,6 +312,50 @@ def test_demo_data_from_two_processes_is_what_one_process_writes(tmp_path):
     assert list((tmp_path / "demo" / "sn9").rglob("*_tiepoints_test.csv"))
     assert len(list((tmp_path / "demo" / "sen12").rglob("*.png"))) == 8
     assert not list((tmp_path / "demo").glob(".*.partial"))  # each kind renamed into place when complete
+
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the tie to the parent is Linux's")
+def test_demo_data_child_dies_with_the_demo(tmp_path):
+    """The SN6 half of the demo data is written by a child process. When the demo is killed (a
+    scheduler's SIGTERM, `timeout`, SIGKILL), the child must not live on, writing into the data
+    folder a rerun will use (it did: a killed demo's child kept writing for ~30 s beside the rerun)."""
+    from sarfusion.engine import usable_workers
+
+    if usable_workers() < 1:
+        pytest.skip("one core: the demo writes the SN6 tiles in its own process, there is no child")
+    partial = tmp_path / "data" / ".sn6.partial"
+
+    def writers() -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and str(partial).encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+        return found
+
+    script = ("import sys; from pathlib import Path; from sarfusion.pipeline import _generate_demo_data; "
+              "_generate_demo_data(Path(sys.argv[1]), sn6_tiles=400, sn9_size=4096, seed=0, sen12_pairs=4)")
+    demo = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "data")])
+    try:
+        deadline = time.time() + 120
+        while not writers() and time.time() < deadline and demo.poll() is None:
+            time.sleep(0.1)
+        assert writers(), "the SN6 child never started"
+        time.sleep(1.0)
+        demo.kill()
+        demo.wait()
+        deadline = time.time() + 15
+        while writers() and time.time() < deadline:
+            time.sleep(0.1)
+        left = writers()
+    finally:
+        demo.kill()
+        for pid in writers():
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "the SN6 child outlived the demo"
 
 
 def test_port_district_structures_are_imaged_but_never_labelled():
