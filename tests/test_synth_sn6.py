@@ -314,7 +314,6 @@ def test_demo_data_from_two_processes_is_what_one_process_writes(tmp_path):
     assert not list((tmp_path / "demo").glob(".*.partial"))  # each kind renamed into place when complete
 
 
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the tie to the parent is Linux's")
 def test_demo_data_child_dies_with_the_demo(tmp_path):
     """The SN6 half of the demo data is written by a child process. When the demo is killed (a

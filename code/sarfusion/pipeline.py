@@ -310,7 +310,7 @@ def _generate_demo_data(data: Path, sn6_tiles: int, sn9_size: int, seed: int, sn
 _TIED_CHILD = """
 import ctypes, os, runpy, signal, sys
 if sys.platform.startswith("linux"):
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
     if os.getppid() != int(sys.argv[1]):
         sys.exit(1)
 sys.argv = ["sarfusion"] + sys.argv[2:]

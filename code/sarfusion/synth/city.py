@@ -719,9 +719,9 @@ def _terminal_scatterers(rng, basins: list, quay_m: float, quays: shapely.Geomet
     the landward edge of the quay), a point per metre, kept where they stand on the quay. A track
     rail that falls on a crane rail (quays narrower than 36.5 m) is that rail, not a second one."""
     gauge = min(CRANE_GAUGE_M, quay_m - 6.0)
-    crane_rails = (CRANE_RAIL_OFFSET_M, CRANE_RAIL_OFFSET_M + gauge)
-    track = [d for d in (quay_m - 3.0, quay_m - 3.0 - RAIL_GAUGE_M) if min(abs(d - c) for c in crane_rails) > 0.1]
-    d_rails = (*crane_rails, *track)
+    water_rail, land_rail = CRANE_RAIL_OFFSET_M, CRANE_RAIL_OFFSET_M + gauge
+    track = [d for d in (quay_m - 3.0, quay_m - 3.0 - RAIL_GAUGE_M) if min(abs(d - water_rail), abs(d - land_rail)) > 0.1]
+    d_rails = (water_rail, land_rail, *track)
     rows = []
 
     def lognormal(median: float, n: int) -> np.ndarray:
@@ -753,7 +753,7 @@ def _terminal_scatterers(rng, basins: list, quay_m: float, quays: shapely.Geomet
             centre = reach.min() + rng.uniform(*CRANE_SPACING_M) / 2
             while centre < reach.max():
                 legs = at(centre + np.array([-1, 1, -1, 1]) * CRANE_LEG_SPACING_M / 2,
-                          np.array([d_rails[0], d_rails[0], d_rails[1], d_rails[1]]))
+                          np.array([water_rail, water_rail, land_rail, land_rail]))
                 top = rng.uniform(*CRANE_HEIGHT_M)
                 outreach = rng.uniform(*CRANE_OUTREACH_M)
                 if shapely.contains_xy(quays, legs[:, 0], legs[:, 1]).all():
@@ -761,11 +761,11 @@ def _terminal_scatterers(rng, basins: list, quay_m: float, quays: shapely.Geomet
                     h = np.arange(1.0, top, 1.0)
                     add(np.repeat(legs, len(h), axis=0), np.tile(h, 4), lognormal(CRANE_LEG_RCS_M2, 4 * len(h)),
                         CRANE, along_angle)
-                    boom_d = np.arange(d_rails[0] - outreach, d_rails[1] + CRANE_BACKREACH_M, 1.0)
+                    boom_d = np.arange(water_rail - outreach, land_rail + CRANE_BACKREACH_M, 1.0)
                     portal_s = centre + np.arange(-CRANE_LEG_SPACING_M / 2, CRANE_LEG_SPACING_M / 2, 1.0)
                     structure = np.concatenate([at(np.full(len(boom_d), centre), boom_d),
-                                                at(portal_s, np.full(len(portal_s), d_rails[0])),
-                                                at(portal_s, np.full(len(portal_s), d_rails[1]))])
+                                                at(portal_s, np.full(len(portal_s), water_rail)),
+                                                at(portal_s, np.full(len(portal_s), land_rail))])
                     add(structure, top, lognormal(CRANE_BOOM_RCS_M2, len(structure)), CRANE, along_angle)
                 centre += rng.uniform(*CRANE_SPACING_M)
     return np.concatenate(rows) if rows else np.zeros((0, 6))

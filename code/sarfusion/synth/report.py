@@ -261,11 +261,6 @@ def sn9_pair(scene: dict, rng: np.random.Generator) -> Pair:
 # ---------------------------------------------------------------------------------- report
 
 
-def _seeded(pair: Pair, seed: int) -> Pair:
-    pair.seed = seed
-    return pair
-
-
 def _summary(pairs: list[Pair]) -> dict[str, list[float]]:
     values = defaultdict(list)
     for p in pairs:
@@ -296,6 +291,10 @@ def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]],
         for k, v in vals.items():
             real_vals[k].extend(v)
     synth = {name: _summary(pairs) for name, pairs in synthetic.items()}
+    # {source: {seed: summary of that seed's pairs}}, for pairs that know their seed
+    synth_by_seed = {name: {s: _summary([p for p in pairs if p.seed == s])
+                            for s in {p.seed for p in pairs if p.seed is not None}}
+                     for name, pairs in synthetic.items()}
     rows = []
     for stat in sorted(real_vals, key=_stat_order):
         lo, hi = min(real_vals[stat]), max(real_vals[stat])
@@ -305,10 +304,9 @@ def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]],
                 med = float(np.median(vals[stat]))
                 cell = {"median": med, "min": min(vals[stat]), "max": max(vals[stat]),
                         "within": bool(lo <= med <= hi)}
-                by_seed = _per_seed(synthetic[name], stat)
+                by_seed = [s[stat] for s in synth_by_seed[name].values() if s.get(stat)]
                 if len(by_seed) > 1:
-                    cell.update(seeds=len(by_seed),
-                                seeds_within=sum(lo <= float(np.median(v)) <= hi for v in by_seed.values()))
+                    cell.update(seeds=len(by_seed), seeds_within=sum(lo <= float(np.median(v)) <= hi for v in by_seed))
                 source = counterpart.get(name)
                 if source in per_source:
                     own = per_source[source].get(stat)
@@ -318,16 +316,6 @@ def compare(real: dict[str, list[Pair]], synthetic: dict[str, list[Pair]],
                 row["synthetic"][name] = cell
         rows.append(row)
     return rows
-
-
-def _per_seed(pairs: list[Pair], stat: str) -> dict[int, list[float]]:
-    """{seed: the stat's finite values of that seed's pairs}, for pairs that know their seed."""
-    out = defaultdict(list)
-    for p in pairs:
-        v = p.stats.get(stat)
-        if p.seed is not None and v is not None and np.isfinite(v):
-            out[p.seed].append(v)
-    return dict(out)
 
 
 def _stat_order(stat: str) -> tuple:
@@ -446,7 +434,9 @@ def run_report(real_root: Path = REAL_ROOT, seeds: Sequence[int] = (0, 1, 2), sn
                                   ("SN6 strips", sn6_10),
                                   ("SEN1-2 synth", sen12_pairs(tmp / "sen12", db_known=True)),
                                   ("MultiEarth synth", multiearth_pairs(tmp / "multiearth"))):
-                (synth45 if column in synth45 else synth10)[column] += [_seeded(p, seed).measure() for p in pairs]
+                for p in pairs:
+                    p.seed = seed
+                (synth45 if column in synth45 else synth10)[column] += [p.measure() for p in pairs]
     groups = []
     for res, real, synth in ((4.5, real45, synth45), (10.0, real10, synth10)):
         groups.append({"resolution_m": res, "real_counts": {k: len(v) for k, v in real.items()},
